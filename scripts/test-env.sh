@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Builds the real servers and tools the tests run against, pinned, into a cache
+# folder outside git. Re-running only builds what is missing.
+set -euo pipefail
+
+CACHE="${MENDER_BACKUP_TESTENV:-$HOME/.cache/mender-backup-testenv}"
+BIN="$CACHE/bin"
+LOG="$CACHE/logs"
+mkdir -p "$BIN" "$LOG"
+
+# Pinned versions (see tests/ENVIRONMENT.md for why these).
+MINIO_VERSION="v0.0.0-20260212201848-7aac2a2c5b7c"   # MinIO master, 2026-02-12 (MinIO tags are not semver)
+FERRETDB_VERSION="v1.24.2"                          # last FerretDB v1 (SQLite backend)
+HELM3_VERSION="v3.22.0"
+HELM4_VERSION="v4.3.1"
+MONGO_TOOLS_VERSION="100.13.0"                      # refused by the module proxy, see below
+
+export GOFLAGS="${GOFLAGS:--buildvcs=false}"
+export CGO_ENABLED=0
+
+# build NAME OUTPUT PACKAGE@VERSION: go install into a private GOBIN, then rename,
+# so two versions of one program (helm v3/v4) can live side by side.
+build() {
+  local name="$1" out="$2" pkg="$3"
+  if [[ -x "$BIN/$out" ]]; then echo "ok     $out (cached)"; return 0; fi
+  echo "build  $out  ($pkg)"
+  local tmp; tmp="$(mktemp -d)"
+  local start=$SECONDS
+  if GOBIN="$tmp" go install -trimpath -ldflags="-s -w" "$pkg" >"$LOG/$out.log" 2>&1; then
+    mv "$tmp/$name" "$BIN/$out"
+    echo "built  $out in $((SECONDS - start))s"
+  else
+    echo "FAILED $out: see $LOG/$out.log"; tail -5 "$LOG/$out.log"
+    rm -rf "$tmp"; return 1
+  fi
+  rm -rf "$tmp"
+}
+
+# build_wrapped NAME OUTPUT MODULE VERSION PACKAGE: for modules whose go.mod has
+# replace lines (go install pkg@version refuses those), build from a wrapper module.
+build_wrapped() {
+  local name="$1" out="$2" mod="$3" ver="$4" pkg="$5" version_file="${6:-}"
+  if [[ -x "$BIN/$out" ]]; then echo "ok     $out (cached)"; return 0; fi
+  echo "build  $out  ($pkg@$ver via wrapper module)"
+  local dir="$CACHE/src/$out"; rm -rf "$dir"; mkdir -p "$dir"
+  local start=$SECONDS
+  (
+    cd "$dir"
+    go mod init "testenv/$out" >/dev/null 2>&1
+    go get -tool "$pkg@$ver"
+    if [[ -n "$version_file" ]]; then
+      # FerretDB embeds build/version/version.txt, which its module zip lacks and
+      # without which it panics at start: vendor it and write the file.
+      go mod vendor
+      echo "$ver" >"vendor/$mod/$version_file"
+      go build -mod=vendor -trimpath -ldflags="-s -w" -o "$BIN/$out" "$pkg"
+    else
+      go build -trimpath -ldflags="-s -w" -o "$BIN/$out" "$pkg"
+    fi
+  ) >"$LOG/$out.log" 2>&1 || { echo "FAILED $out: see $LOG/$out.log"; tail -5 "$LOG/$out.log"; return 1; }
+  echo "built  $out in $((SECONDS - start))s"
+}
+
+status=0
+build minio minio "github.com/minio/minio@$MINIO_VERSION" || status=1
+# FerretDB: `go install pkg@version` is refused (the proxy will not list its
+# versions, which go install asks for deprecation notices), so a wrapper module.
+build_wrapped ferretdb ferretdb github.com/FerretDB/FerretDB "$FERRETDB_VERSION" \
+  github.com/FerretDB/FerretDB/cmd/ferretdb build/version/version.txt || status=1
+build helm helm3 "helm.sh/helm/v3/cmd/helm@$HELM3_VERSION" || status=1
+build helm helm4 "helm.sh/helm/v4/cmd/helm@$HELM4_VERSION" || status=1
+
+# mongodump/mongorestore: the module proxy reachable here refuses every version of
+# github.com/mongodb/mongo-tools (403). Try once per machine and record the exact
+# answer, so the interop tests can say precisely why they cannot run.
+mongo_tools() {
+  local t
+  for t in mongodump mongorestore; do
+    if [[ -x "$BIN/$t" ]]; then echo "ok     $t (cached)"; continue; fi
+    if [[ -f "$BIN/$t.unavailable" ]]; then echo "n/a    $t: $(head -c 200 "$BIN/$t.unavailable")"; continue; fi
+    local tmp; tmp="$(mktemp -d)"
+    if GOBIN="$tmp" go install -trimpath "github.com/mongodb/mongo-tools/$t@$MONGO_TOOLS_VERSION" >"$LOG/$t.log" 2>&1; then
+      mv "$tmp/$t" "$BIN/$t"; echo "built  $t"
+    else
+      { echo "go install github.com/mongodb/mongo-tools/$t@$MONGO_TOOLS_VERSION failed:"; grep -m1 -E "403|error|not available" "$LOG/$t.log" || tail -1 "$LOG/$t.log"; } >"$BIN/$t.unavailable"
+      echo "n/a    $t: $(tail -1 "$BIN/$t.unavailable")"
+    fi
+    rm -rf "$tmp"
+  done
+}
+mongo_tools
+exit $status

@@ -1,0 +1,183 @@
+"""Start and stop the real servers of the test environment (built by `make test-env`).
+
+Used by the pytest fixtures, by `make demo` and by the benchmarks, so it has no
+pytest dependency. Every server listens on a free 127.0.0.1 port and keeps its
+data in a folder the caller owns.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pymongo
+
+CACHE = Path(os.environ.get("MENDER_BACKUP_TESTENV", Path.home() / ".cache" / "mender-backup-testenv"))
+BIN = CACHE / "bin"
+
+MINIO_USER = "mender-test"
+MINIO_PASSWORD = "minio-Secret-4711"
+
+
+class ToolMissing(RuntimeError):
+    pass
+
+
+def tool(name: str) -> Path:
+    """Path of a program built by `make test-env`."""
+    path = BIN / name
+    if not path.exists():
+        reason = BIN / f"{name}.unavailable"
+        detail = reason.read_text().strip() if reason.exists() else "run `make test-env`"
+        raise ToolMissing(f"{name} not found in {BIN}: {detail}")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(check, what: str, proc: subprocess.Popen, log: Path, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}:\n{log.read_text()[-2000:]}")
+        try:
+            if check():
+                return
+        except Exception:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{what} did not answer within {timeout}s:\n{log.read_text()[-2000:]}")
+
+
+@dataclass
+class Server:
+    name: str
+    proc: subprocess.Popen
+    workdir: Path
+    port: int
+    log: Path
+    cmd: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def kill(self) -> None:
+        """Hard kill, as in a crash (fault tests)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _spawn(name: str, cmd: list[str], workdir: Path, port: int, env: dict[str, str] | None = None) -> Server:
+    workdir.mkdir(parents=True, exist_ok=True)
+    log = workdir / f"{name}.log"
+    full_env = {**os.environ, **(env or {})}
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=full_env,
+                                start_new_session=True)
+    return Server(name, proc, workdir, port, log, cmd, env or {})
+
+
+@dataclass
+class MinIO:
+    server: Server
+    endpoint: str
+    access_key: str = MINIO_USER
+    secret_key: str = MINIO_PASSWORD
+
+    def client(self):
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "s3", endpoint_url=self.endpoint, aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key, region_name="us-east-1",
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}),
+        )
+
+    def env(self) -> dict[str, str]:
+        """The environment our tool reads S3 settings from."""
+        return {
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_REGION": "us-east-1",
+        }
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def start_minio(workdir: Path, port: int | None = None) -> MinIO:
+    port = port or free_port()
+    console = free_port()
+    data = workdir / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    cmd = [str(tool("minio")), "server", str(data), "--quiet",
+           "--address", f"127.0.0.1:{port}", "--console-address", f"127.0.0.1:{console}"]
+    env = {"MINIO_ROOT_USER": MINIO_USER, "MINIO_ROOT_PASSWORD": MINIO_PASSWORD,
+           "MINIO_BROWSER": "off", "MINIO_UPDATE": "off", "MINIO_CI_CD": "1"}
+    server = _spawn("minio", cmd, workdir, port, env)
+    endpoint = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        with urllib.request.urlopen(f"{endpoint}/minio/health/ready", timeout=2) as r:
+            return r.status == 200
+
+    _wait(ready, "minio", server.proc, server.log)
+    return MinIO(server, endpoint)
+
+
+@dataclass
+class FerretDB:
+    server: Server
+    url: str
+
+    def client(self, **kw) -> pymongo.MongoClient:
+        return pymongo.MongoClient(self.url, serverSelectionTimeoutMS=5000, **kw)
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def restart(self) -> None:
+        """Start again on the same port and data (after a kill in a fault test)."""
+        self.server.stop()
+        s = self.server
+        self.server = _spawn(s.name, s.cmd, s.workdir, s.port, s.env)
+        _wait(lambda: self.client().admin.command("ping"), "ferretdb", self.server.proc, self.server.log)
+
+
+def start_ferretdb(workdir: Path, port: int | None = None) -> FerretDB:
+    port = port or free_port()
+    data = workdir / "sqlite"
+    data.mkdir(parents=True, exist_ok=True)
+    cmd = [str(tool("ferretdb")), "--handler=sqlite", f"--sqlite-url=file:{data}/",
+           f"--listen-addr=127.0.0.1:{port}", "--debug-addr=-", "--telemetry=disable",
+           "--log-level=warn", f"--state-dir={workdir}"]
+    server = _spawn("ferretdb", cmd, workdir, port)
+    url = f"mongodb://127.0.0.1:{port}/"
+    db = FerretDB(server, url)
+    _wait(lambda: db.client().admin.command("ping"), "ferretdb", server.proc, server.log)
+    return db
+
+
+def remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
