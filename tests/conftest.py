@@ -102,3 +102,19 @@ def bucket(minio) -> str:
 @pytest.fixture
 def dbname() -> str:
     return f"t_{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def new_ferretdb(tmp_path_factory):
+    """Start fresh, empty FerretDB servers for one test (tests that own whole databases)."""
+    _need("ferretdb")
+    started = []
+
+    def start():
+        server = servers.start_ferretdb(tmp_path_factory.mktemp("ferretdb-t"))
+        started.append(server)
+        return server
+
+    yield start
+    for s in started:
+        s.stop()

@@ -1,0 +1,43 @@
+"""Run the real `mender-backup` console script as a subprocess, as the CronJob does."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+EXE = Path(sys.executable).parent / "mender-backup"
+
+
+def run(*args: str, env: dict[str, str] | None = None, check: bool = True, timeout: float = 600
+        ) -> subprocess.CompletedProcess:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MENDER_BACKUP_", "MONGODB_"))}
+    full_env.update(env or {})
+    r = subprocess.run([str(EXE), *args], env=full_env, capture_output=True, text=True, timeout=timeout)
+    if check and r.returncode != 0:
+        raise AssertionError(f"mender-backup {' '.join(args)} exited {r.returncode}:\n{r.stderr[-3000:]}")
+    return r
+
+
+def json_events(r: subprocess.CompletedProcess) -> list[dict]:
+    return [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+
+
+def result_of(r: subprocess.CompletedProcess) -> dict:
+    results = [e["result"] for e in json_events(r) if e.get("event") == "result"]
+    assert len(results) == 1, r.stdout
+    return results[0]
+
+
+def assert_one_line_error(r: subprocess.CompletedProcess, code: int, *fragments: str) -> str:
+    """A refusal: the documented exit code, one line on stderr, no traceback."""
+    assert r.returncode == code, f"exit {r.returncode}, wanted {code}:\n{r.stderr}"
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("error: "), lines[0]
+    assert "Traceback" not in r.stderr + r.stdout
+    for f in fragments:
+        assert f in lines[0], lines[0]
+    return lines[0]
