@@ -1,0 +1,121 @@
+"""One run at a time per destination; retention and garbage collection at a real destination."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from backup import catalog
+from backup.store import S3Settings, open_store
+from tests import mender_data
+from tests.cli import EXE, assert_one_line_error, result_of, run
+
+
+@pytest.fixture
+def seeded(new_ferretdb, minio, bucket):
+    mongo = new_ferretdb()
+    mender_data.seed_mongo(mongo.client(), scale=0.05)
+    mender_data.seed_bucket(minio.client(), bucket, count=10)
+    return mongo, bucket
+
+
+def s3_env(minio, mongo, dest):
+    return {**minio.env(), "MONGODB_URL": mongo.url, "MENDER_BACKUP_DESTINATION": dest}
+
+
+def test_two_backups_at_once_one_runs_the_other_refuses(seeded, tmp_path):
+    """Backup A is frozen (SIGSTOP) while it holds the lock; backup B, started then, must
+    refuse; A, thawed, completes. Deterministic, with two real processes."""
+    import os
+    import signal
+    import time
+    mongo, _ = seeded
+    e = {"MONGODB_URL": mongo.url, "MENDER_BACKUP_DESTINATION": f"file://{tmp_path}"}
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MENDER_BACKUP_", "MONGODB_"))}, **e}
+    a = subprocess.Popen([str(EXE), "backup", "--json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    lock = tmp_path / catalog.LOCK
+    deadline = time.monotonic() + 60
+    while not lock.exists():
+        assert a.poll() is None and time.monotonic() < deadline, "backup A ended before taking the lock"
+        time.sleep(0.01)
+    a.send_signal(signal.SIGSTOP)
+    try:
+        b = run("backup", env=e, check=False)
+        assert_one_line_error(b, 4, "another run holds the lock", "backup by")
+    finally:
+        a.send_signal(signal.SIGCONT)
+    out, err = a.communicate(timeout=120)
+    assert a.returncode == 0, err
+    listing = json.loads(run("list", "--json", env=e).stdout)
+    assert len(listing) == 1 and listing[0]["complete"]
+
+
+def test_held_lock_refuses_and_stale_lock_reports_age_and_owner(seeded, minio, tmp_path):
+    mongo, _ = seeded
+    e = {"MONGODB_URL": mongo.url, "MENDER_BACKUP_DESTINATION": f"file://{tmp_path}"}
+    store = open_store(f"file://{tmp_path}")
+    fresh = {"owner": "pod-a:17", "operation": "backup", "started_at": datetime.now(timezone.utc).isoformat()}
+    assert store.create_exclusive(catalog.LOCK, json.dumps(fresh).encode())
+    line = assert_one_line_error(run("backup", env=e, check=False), 4, "another run holds the lock", "pod-a:17")
+    assert "started" in line
+
+    store.delete([catalog.LOCK])
+    old = {**fresh, "started_at": (datetime.now(timezone.utc) - timedelta(hours=30)).isoformat()}
+    assert store.create_exclusive(catalog.LOCK, json.dumps(old).encode())
+    line = assert_one_line_error(run("backup", env=e, check=False), 4, "stale lock", "pod-a:17", "30.0h", "--break-lock")
+    assert not any(p.name == "manifest.json" for p in tmp_path.rglob("*"))
+
+    r = run("backup", "--break-lock", "--json", env=e)
+    assert result_of(r)["id"]
+    assert not (tmp_path / catalog.LOCK).exists()     # released after the run
+
+
+def test_prune_applies_policy_and_removes_unreferenced_artifacts(seeded, minio):
+    mongo, arts = seeded
+    import uuid
+    b = f"prune-{uuid.uuid4().hex[:6]}"
+    s3 = minio.client()
+    s3.create_bucket(Bucket=b)
+    e = s3_env(minio, mongo, f"s3://{b}/p")
+    e["MENDER_BACKUP_ARTIFACTS_BUCKET"] = arts
+    ids = []
+    for i in range(3):
+        ids.append(result_of(run("backup", "--json", env=e))["id"])
+        if i == 0:   # an artifact that only the first backup references
+            s3.delete_object(Bucket=arts, Key=sorted(o["Key"] for o in s3.list_objects_v2(Bucket=arts)["Contents"])[0])
+    # an incomplete backup from yesterday (a killed run) and a stray upload
+    store = open_store(f"s3://{b}/p", S3Settings(minio.endpoint, "us-east-1", minio.access_key,
+                                                  minio.secret_key, addressing_style="path"))
+    stale_id = catalog.new_id(datetime.now(timezone.utc) - timedelta(days=1))
+    store.put_bytes(catalog.backup_key(stale_id, "mongodb.archive.zst"), b"partial")
+
+    dry = result_of(run("prune", "--keep-last", "2", "--dry-run", "--json", env=e))
+    assert dry["delete"] == [ids[0]] and dry["delete_incomplete"] == [stale_id]
+    assert dry["delete_artifacts"] == 1
+    assert len(json.loads(run("list", "--json", env=e).stdout)) == 4      # nothing deleted
+
+    r = result_of(run("prune", "--keep-last", "2", "--json", env=e))
+    assert r["delete"] == [ids[0]]
+    listing = json.loads(run("list", "--json", env=e).stdout)
+    assert [x["id"] for x in listing] == ids[1:]
+    stored = {o.key for o in store.list(catalog.ARTIFACTS)}
+    assert len(stored) == 9
+    for bid in ids[1:]:
+        run("verify", bid, env=e)      # kept backups still have every artifact they need
+
+
+def test_prune_without_policy_refuses(tmp_path):
+    r = run("prune", env={"MENDER_BACKUP_DESTINATION": f"file://{tmp_path}"}, check=False)
+    assert_one_line_error(r, 2, "no retention policy")
+
+
+def test_backup_applies_retention_from_environment(seeded, tmp_path):
+    mongo, _ = seeded
+    e = {"MONGODB_URL": mongo.url, "MENDER_BACKUP_DESTINATION": f"file://{tmp_path}", "MENDER_BACKUP_KEEP_LAST": "2"}
+    for _ in range(3):
+        run("backup", env=e)
+    assert len(json.loads(run("list", "--json", env=e).stdout)) == 2
