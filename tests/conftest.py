@@ -110,8 +110,8 @@ def new_ferretdb(tmp_path_factory):
     _need("ferretdb")
     started = []
 
-    def start():
-        server = servers.start_ferretdb(tmp_path_factory.mktemp("ferretdb-t"))
+    def start(**auth):
+        server = servers.start_ferretdb(tmp_path_factory.mktemp("ferretdb-t"), **auth)
         started.append(server)
         return server
 

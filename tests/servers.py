@@ -165,15 +165,22 @@ class FerretDB:
         _wait(lambda: self.client().admin.command("ping"), "ferretdb", self.server.proc, self.server.log)
 
 
-def start_ferretdb(workdir: Path, port: int | None = None) -> FerretDB:
+def start_ferretdb(workdir: Path, port: int | None = None, user: str | None = None,
+                   password: str | None = None) -> FerretDB:
+    """With user/password, authentication is enforced (SCRAM-SHA-256); the password goes
+    by environment, never on the command line."""
     port = port or free_port()
     data = workdir / "sqlite"
     data.mkdir(parents=True, exist_ok=True)
     cmd = [str(tool("ferretdb")), "--handler=sqlite", f"--sqlite-url=file:{data}/",
            f"--listen-addr=127.0.0.1:{port}", "--debug-addr=-", "--telemetry=disable",
            "--log-level=warn", f"--state-dir={workdir}"]
-    server = _spawn("ferretdb", cmd, workdir, port)
-    url = f"mongodb://127.0.0.1:{port}/"
+    env = {}
+    if user:
+        cmd += ["--test-enable-new-auth", "--setup-database=admin"]
+        env = {"FERRETDB_SETUP_USERNAME": user, "FERRETDB_SETUP_PASSWORD": password or ""}
+    server = _spawn("ferretdb", cmd, workdir, port, env)
+    url = f"mongodb://{user}:{password}@127.0.0.1:{port}/" if user else f"mongodb://127.0.0.1:{port}/"
     db = FerretDB(server, url)
     _wait(lambda: db.client().admin.command("ping"), "ferretdb", server.proc, server.log)
     return db

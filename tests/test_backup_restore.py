@@ -282,6 +282,15 @@ def test_bad_s3_credentials(source, minio, env):
     assert "wrong-secret-key" not in r.stderr + r.stdout and line
 
 
+def test_bad_mongodb_credentials(new_ferretdb, tmp_path):
+    mongo = new_ferretdb(user="mender", password="right-password")
+    url = mongo.url.replace("right-password", "wrong-password")
+    r = run("backup", env={"MONGODB_URL": url, "MENDER_BACKUP_DESTINATION": f"file://{tmp_path}"}, check=False)
+    assert_one_line_error(r, 6, "authentication failed", "mender:***@")
+    assert "wrong-password" not in r.stderr + r.stdout
+    assert not list(tmp_path.rglob("manifest.json"))
+
+
 def test_unreachable_mongodb(minio, tmp_path):
     r = run("backup", env={"MONGODB_URL": "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=500",
                            "MENDER_BACKUP_DESTINATION": f"file://{tmp_path}"}, check=False)
