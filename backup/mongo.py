@@ -31,12 +31,14 @@ def connect(url: str, timeout_ms: int = 10000) -> pymongo.MongoClient:
         raise UsageError("no MongoDB URL given (set MONGODB_URL or --mongodb-url)")
     register_url_secrets(url)
     try:
-        uri_parser.parse_uri(url)
+        given = {k.lower() for k in uri_parser.parse_uri(url)["options"]}
     except (perr.InvalidURI, perr.ConfigurationError, ValueError) as exc:
         raise UsageError(f"bad MongoDB URL {redact_url(url)!r}: {exc}") from None
+    # our defaults only where the URL sets nothing: keyword arguments would override it
+    defaults = {"serverSelectionTimeoutMS": timeout_ms, "connectTimeoutMS": timeout_ms, "appname": "mender-backup"}
+    kwargs = {k: v for k, v in defaults.items() if k.lower() not in given}
     try:
-        client = pymongo.MongoClient(url, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms,
-                                     appname="mender-backup")
+        client = pymongo.MongoClient(url, **kwargs)
         client.admin.command("ping")
     except perr.OperationFailure as exc:
         if exc.code == 18 or "auth" in str(exc).lower():
