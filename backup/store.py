@@ -23,7 +23,8 @@ from urllib.parse import urlparse
 from .errors import ConflictError, MenderBackupError, NotFoundError, UnreachableError, UsageError
 from .redact import redact_url, register_secret
 
-PART_SIZE = 16 * 1024 * 1024     # S3 multipart part size: 10,000 parts = 156 GiB per object
+# S3 multipart part size: 16 MiB x 10,000 parts = 156 GiB per object; S3's minimum is 5 MiB
+PART_SIZE = max(5 << 20, int(os.environ.get("MENDER_BACKUP_S3_PART_SIZE", 16 << 20)))
 
 
 @dataclass(frozen=True)
@@ -379,10 +380,12 @@ class S3Store(Store):
         """Abort multipart uploads left by a killed run (they cost storage, are invisible to list)."""
         n = 0
         try:
-            pages = self.client.get_paginator("list_multipart_uploads").paginate(
-                Bucket=self.bucket, Prefix=self.prefix)
+            # no Prefix in the request: MinIO only honours one that names a whole object key
+            pages = self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket)
             for page in pages:
                 for up in page.get("Uploads", []):
+                    if not up["Key"].startswith(self.prefix):
+                        continue
                     self.client.abort_multipart_upload(Bucket=self.bucket, Key=up["Key"], UploadId=up["UploadId"])
                     n += 1
         except Exception as exc:

@@ -32,12 +32,13 @@ def result_of(r: subprocess.CompletedProcess) -> dict:
 
 
 def assert_one_line_error(r: subprocess.CompletedProcess, code: int, *fragments: str) -> str:
-    """A refusal: the documented exit code, one line on stderr, no traceback."""
+    """A failure as the user sees it: the documented exit code, exactly one error line
+    (the last thing on stderr, after any progress lines), no traceback."""
     assert r.returncode == code, f"exit {r.returncode}, wanted {code}:\n{r.stderr}"
     lines = [line for line in r.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, r.stderr
-    assert lines[0].startswith("error: "), lines[0]
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0], r.stderr
     assert "Traceback" not in r.stderr + r.stdout
     for f in fragments:
-        assert f in lines[0], lines[0]
-    return lines[0]
+        assert f in errors[0], errors[0]
+    return errors[0]

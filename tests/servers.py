@@ -125,6 +125,14 @@ class MinIO:
     def stop(self) -> None:
         self.server.stop()
 
+    def restart(self) -> None:
+        """Start again on the same port and data (after a kill in a fault test)."""
+        self.server.stop()
+        s = self.server
+        self.server = _spawn(s.name, s.cmd, s.workdir, s.port, s.env)
+        _wait(lambda: urllib.request.urlopen(f"{self.endpoint}/minio/health/ready", timeout=2).status == 200,
+              "minio", self.server.proc, self.server.log)
+
 
 def start_minio(workdir: Path, port: int | None = None) -> MinIO:
     port = port or free_port()
