@@ -1,0 +1,244 @@
+{{/* Names and labels. */}}
+{{- define "mender-backup.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "mender-backup.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "mender-backup.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/name: {{ include "mender-backup.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: mender
+{{- end }}
+
+{{- define "mender-backup.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "mender-backup.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "mender-backup.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/* The Secret this chart creates for credentials passed as values. */}}
+{{- define "mender-backup.secretName" -}}
+{{- include "mender-backup.fullname" . }}
+{{- end }}
+
+{{/*
+Which credentials come from values (and so go into the chart's own Secret).
+Cross-field rules live here (the schema checks each field alone): exactly one
+source per credential, so a typo cannot silently run a backup without one.
+*/}}
+{{- define "mender-backup.secretData" -}}
+{{- $v := .Values }}
+{{- if and $v.mongodb.url $v.mongodb.existingSecret }}
+{{- fail "mongodb: set either mongodb.url or mongodb.existingSecret, not both" }}
+{{- end }}
+{{- if not (or $v.mongodb.url $v.mongodb.existingSecret) }}
+{{- fail "mongodb: set mongodb.existingSecret (a Secret holding the MongoDB URL) or mongodb.url" }}
+{{- end }}
+{{- if and (or $v.s3.accessKeyId $v.s3.secretAccessKey) $v.s3.existingSecret }}
+{{- fail "s3: set either s3.accessKeyId/s3.secretAccessKey or s3.existingSecret, not both" }}
+{{- end }}
+{{- if ne (empty $v.s3.accessKeyId) (empty $v.s3.secretAccessKey) }}
+{{- fail "s3: s3.accessKeyId and s3.secretAccessKey go together" }}
+{{- end }}
+{{- $d := $v.destination.s3 }}
+{{- if and (or $d.accessKeyId $d.secretAccessKey) $d.existingSecret }}
+{{- fail "destination.s3: set either accessKeyId/secretAccessKey or existingSecret, not both" }}
+{{- end }}
+{{- if ne (empty $d.accessKeyId) (empty $d.secretAccessKey) }}
+{{- fail "destination.s3: accessKeyId and secretAccessKey go together" }}
+{{- end }}
+{{- if and $v.restore.enabled (not $v.restore.backupId) }}
+{{- fail "restore.enabled needs restore.backupId (a backup id or \"latest\")" }}
+{{- end }}
+{{- if and $v.restore.mongodb.url $v.restore.mongodb.existingSecret }}
+{{- fail "restore.mongodb: set either url or existingSecret, not both" }}
+{{- end }}
+{{- with $v.mongodb.url }}
+MONGODB_URL: {{ . | b64enc | quote }}
+{{- end }}
+{{- with $v.s3.accessKeyId }}
+AWS_ACCESS_KEY_ID: {{ . | b64enc | quote }}
+{{- end }}
+{{- with $v.s3.secretAccessKey }}
+AWS_SECRET_ACCESS_KEY: {{ . | b64enc | quote }}
+{{- end }}
+{{- with $d.accessKeyId }}
+DEST_AWS_ACCESS_KEY_ID: {{ . | b64enc | quote }}
+{{- end }}
+{{- with $d.secretAccessKey }}
+DEST_AWS_SECRET_ACCESS_KEY: {{ . | b64enc | quote }}
+{{- end }}
+{{- if $v.restore.enabled }}
+{{- with $v.restore.mongodb.url }}
+RESTORE_MONGODB_URL: {{ . | b64enc | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* An env var from a Secret key. */}}
+{{- define "mender-backup.secretEnv" -}}
+- name: {{ .name }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ .secret | quote }}
+      key: {{ .key | quote }}
+{{- end }}
+
+{{/*
+Environment shared by the backup CronJob and the restore Job. Secrets are
+always secretKeyRef: a value passed to the chart is in the chart's Secret,
+never in the pod spec, so `kubectl get cronjob -o yaml` shows no credential.
+*/}}
+{{- define "mender-backup.env" -}}
+{{- $v := .Values }}
+{{- $own := include "mender-backup.secretName" . }}
+{{- if $v.mongodb.existingSecret }}
+{{ include "mender-backup.secretEnv" (dict "name" "MONGODB_URL" "secret" $v.mongodb.existingSecret "key" $v.mongodb.existingSecretKey) }}
+{{- else }}
+{{ include "mender-backup.secretEnv" (dict "name" "MONGODB_URL" "secret" $own "key" "MONGODB_URL") }}
+{{- end }}
+- name: MENDER_BACKUP_DESTINATION
+  value: {{ $v.destination.url | quote }}
+- name: MENDER_BACKUP_COMPRESSION
+  value: {{ $v.compression | quote }}
+{{- $keys := $v.s3.existingSecretKeys }}
+{{- if not $v.s3.skipArtifacts }}
+{{- if $v.s3.bucket }}
+- name: MENDER_BACKUP_ARTIFACTS_BUCKET
+  value: {{ $v.s3.bucket | quote }}
+{{- else if and $v.s3.existingSecret $keys.bucket }}
+{{ include "mender-backup.secretEnv" (dict "name" "MENDER_BACKUP_ARTIFACTS_BUCKET" "secret" $v.s3.existingSecret "key" $keys.bucket) }}
+{{- end }}
+{{- end }}
+{{- if $v.s3.endpoint }}
+- name: AWS_ENDPOINT_URL
+  value: {{ $v.s3.endpoint | quote }}
+{{- else if and $v.s3.existingSecret $keys.endpoint }}
+{{ include "mender-backup.secretEnv" (dict "name" "AWS_ENDPOINT_URL" "secret" $v.s3.existingSecret "key" $keys.endpoint) }}
+{{- end }}
+{{- if $v.s3.region }}
+- name: AWS_REGION
+  value: {{ $v.s3.region | quote }}
+{{- else if and $v.s3.existingSecret $keys.region }}
+{{ include "mender-backup.secretEnv" (dict "name" "AWS_REGION" "secret" $v.s3.existingSecret "key" $keys.region) }}
+{{- end }}
+{{- if $v.s3.existingSecret }}
+{{ include "mender-backup.secretEnv" (dict "name" "AWS_ACCESS_KEY_ID" "secret" $v.s3.existingSecret "key" $keys.accessKeyId) }}
+{{ include "mender-backup.secretEnv" (dict "name" "AWS_SECRET_ACCESS_KEY" "secret" $v.s3.existingSecret "key" $keys.secretAccessKey) }}
+{{- else if $v.s3.accessKeyId }}
+{{ include "mender-backup.secretEnv" (dict "name" "AWS_ACCESS_KEY_ID" "secret" $own "key" "AWS_ACCESS_KEY_ID") }}
+{{ include "mender-backup.secretEnv" (dict "name" "AWS_SECRET_ACCESS_KEY" "secret" $own "key" "AWS_SECRET_ACCESS_KEY") }}
+{{- end }}
+{{- $d := $v.destination.s3 }}
+{{- with $d.endpoint }}
+- name: MENDER_BACKUP_DEST_AWS_ENDPOINT_URL
+  value: {{ . | quote }}
+{{- end }}
+{{- with $d.region }}
+- name: MENDER_BACKUP_DEST_AWS_REGION
+  value: {{ . | quote }}
+{{- end }}
+{{- if $d.existingSecret }}
+{{ include "mender-backup.secretEnv" (dict "name" "MENDER_BACKUP_DEST_AWS_ACCESS_KEY_ID" "secret" $d.existingSecret "key" $d.existingSecretKeys.accessKeyId) }}
+{{ include "mender-backup.secretEnv" (dict "name" "MENDER_BACKUP_DEST_AWS_SECRET_ACCESS_KEY" "secret" $d.existingSecret "key" $d.existingSecretKeys.secretAccessKey) }}
+{{- else if $d.accessKeyId }}
+{{ include "mender-backup.secretEnv" (dict "name" "MENDER_BACKUP_DEST_AWS_ACCESS_KEY_ID" "secret" $own "key" "DEST_AWS_ACCESS_KEY_ID") }}
+{{ include "mender-backup.secretEnv" (dict "name" "MENDER_BACKUP_DEST_AWS_SECRET_ACCESS_KEY" "secret" $own "key" "DEST_AWS_SECRET_ACCESS_KEY") }}
+{{- end }}
+{{- range $name, $value := dict "MENDER_BACKUP_KEEP_LAST" $v.retention.keepLast "MENDER_BACKUP_KEEP_DAILY" $v.retention.keepDaily "MENDER_BACKUP_KEEP_WEEKLY" $v.retention.keepWeekly "MENDER_BACKUP_KEEP_MONTHLY" $v.retention.keepMonthly }}
+{{- if not (kindIs "invalid" $value) }}
+- name: {{ $name }}
+  value: {{ $value | int | toString | quote }}
+{{- end }}
+{{- end }}
+{{- with $v.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Pod spec shared by the CronJob and the restore Job; .args is the container's
+argument list (the image's ENTRYPOINT is `mender-backup`), .extraEnv extra env.
+*/}}
+{{- define "mender-backup.podSpec" -}}
+{{- $ := .root }}
+{{- $v := $.Values }}
+serviceAccountName: {{ include "mender-backup.serviceAccountName" $ }}
+automountServiceAccountToken: {{ $v.automountServiceAccountToken }}
+restartPolicy: Never
+{{- with $v.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $v.priorityClassName }}
+priorityClassName: {{ . | quote }}
+{{- end }}
+securityContext:
+  {{- toYaml $v.podSecurityContext | nindent 2 }}
+containers:
+  - name: mender-backup
+    image: {{ include "mender-backup.image" $ | quote }}
+    imagePullPolicy: {{ $v.image.pullPolicy }}
+    args:
+      {{- toYaml .args | nindent 6 }}
+    env:
+      {{- include "mender-backup.env" $ | trim | nindent 6 }}
+      {{- with .extraEnv }}
+      {{- . | nindent 6 }}
+      {{- end }}
+      # Python and boto3 write caches under HOME: keep them on the writable /tmp.
+      - name: HOME
+        value: /tmp
+    securityContext:
+      {{- toYaml $v.securityContext | nindent 6 }}
+    {{- with $v.resources }}
+    resources:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    volumeMounts:
+      - name: tmp
+        mountPath: /tmp
+      {{- with $v.extraVolumeMounts }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
+volumes:
+  - name: tmp
+    emptyDir:
+      sizeLimit: {{ $v.tmpSizeLimit | quote }}
+  {{- with $v.extraVolumes }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- with $v.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $v.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $v.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
