@@ -1,0 +1,282 @@
+"""`helm mender-backup`: install, run, list and restore backups of a Mender release.
+
+Helm runs this with its global flags in the environment (see release.HelmEnv).
+Each command is a thin layer over release.py; errors are one line on stderr
+with the exit codes of errors.py, never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from . import release as rel
+from .errors import (EXIT_CODES_HELP, ConflictError, IntegrityError, MenderBackupError,
+                     NotFoundError, UnreachableError, UsageError)
+from .redact import redact_url, register_url_secrets, scrub
+
+app = typer.Typer(
+    name="helm mender-backup",
+    help="Back up and restore a Mender Server release (MongoDB + artifact bucket).\n\n"
+         "Helm's global flags (-n, --kube-context, --kubeconfig, --debug) apply to every "
+         "helm call this plugin makes.\n\n" + EXIT_CODES_HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+# --- the data restore: one call site, replaceable in tests ------------------------------
+
+@dataclass(frozen=True)
+class RestoreRequest:
+    """What the plugin asks of the engine. Secrets travel in this object and in
+    the engine's environment, never in a process's arguments."""
+    backup_id: str
+    destination: str
+    mongodb_url: Optional[str] = None      # restore target; None = the engine's source MONGODB_URL
+    artifacts_bucket: Optional[str] = None  # restore target bucket; None = the source bucket
+    drop: bool = False
+    dry_run: bool = False
+
+
+_BY_CODE = {2: UsageError, 3: NotFoundError, 4: ConflictError, 5: IntegrityError, 6: UnreachableError}
+
+
+def _engine_argv() -> list[str]:
+    """`mender-backup` from the same environment as this plugin."""
+    script = Path(sys.executable).with_name("mender-backup")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "from backup.cli import main; main()"]
+
+
+def engine_restore(req: RestoreRequest) -> None:
+    """The real path: `mender-backup restore` as a subprocess, secrets by env."""
+    env = dict(os.environ, MENDER_BACKUP_DESTINATION=req.destination)
+    if req.mongodb_url:
+        env["MENDER_BACKUP_RESTORE_MONGODB_URL"] = req.mongodb_url
+        env.setdefault("MONGODB_URL", req.mongodb_url)
+    if req.artifacts_bucket:
+        env["MENDER_BACKUP_RESTORE_ARTIFACTS_BUCKET"] = req.artifacts_bucket
+    argv = [*_engine_argv(), "restore", req.backup_id]
+    if req.drop:
+        argv.append("--drop")
+    if req.dry_run:
+        argv.append("--dry-run")
+    code = subprocess.run(argv, env=env).returncode
+    if code:
+        raise _BY_CODE.get(code, MenderBackupError)(f"data restore of {req.backup_id} failed (exit {code}); "
+                                                    "the release was not changed")
+
+
+# Tests replace this; the engine will provide backup.restore_entry with the same shape.
+RESTORE: Callable[[RestoreRequest], None] = engine_restore
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+def _helm() -> rel.Helm:
+    return rel.Helm(rel.HelmEnv.from_env())
+
+
+def _chart_dir() -> Path:
+    plugin_dir = os.environ.get("HELM_PLUGIN_DIR")
+    for base in ([Path(plugin_dir)] if plugin_dir else []) + [Path(__file__).resolve().parent.parent]:
+        if (base / "chart" / "Chart.yaml").exists():
+            return base / "chart"
+    raise NotFoundError("the mender-backup chart was not found: pass --chart-dir")
+
+
+def _say(text: str) -> None:
+    typer.echo(scrub(text), err=True)
+
+
+def _release(helm: rel.Helm, name: str) -> rel.ReleaseInfo:
+    return rel.ReleaseInfo.from_metadata(helm.get_metadata(name))
+
+
+def _companion_destination(helm: rel.Helm, info: rel.ReleaseInfo) -> str:
+    values = helm.get_all_values(rel.companion_name(info.name), namespace=info.namespace or None)
+    url = (values.get("destination") or {}).get("url")
+    if not url:
+        raise NotFoundError(f"release {rel.companion_name(info.name)} has no destination.url: pass --destination")
+    return url
+
+
+def _confirm(question: str, yes: bool) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError("refusing to change anything without --yes: stdin is not a terminal")
+    if not typer.confirm(question, default=False, err=True):
+        raise UsageError("cancelled")
+
+
+# --- commands -------------------------------------------------------------------------
+
+@app.command()
+def install(
+    release: str = typer.Argument(..., help="The Mender release to back up."),
+    destination: str = typer.Option(..., "--destination", help="s3://bucket/prefix or file:///path"),
+    schedule: Optional[str] = typer.Option(None, help="Cron schedule (default: the chart's, 03:00 daily)."),
+    compression: Optional[str] = typer.Option(None, help="zstd | xz | gzip | none"),
+    image: Optional[str] = typer.Option(None, help="Backup image, repository[:tag]."),
+    chart_dir: Optional[Path] = typer.Option(None, "--chart-dir", help="The mender-backup chart (default: the plugin's)."),
+    values: list[Path] = typer.Option([], "--values", "-f", help="More values files for the backup chart."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the helm command and values; change nothing."),
+) -> None:
+    """Install (or upgrade) the backup CronJob as release RELEASE-backup next to RELEASE."""
+    helm = _helm()
+    info = _release(helm, release)
+    mender = rel.load_values(helm.get_values(release, namespace=info.namespace or None))
+    vals = rel.companion_values(mender, destination=destination, schedule=schedule,
+                                compression=compression, image=image)
+    text = rel.dump_yaml(vals)
+    chart = chart_dir or _chart_dir()
+    extra = [a for f in values for a in ("-f", str(f))]
+
+    def args(values_file: str) -> list[str]:
+        return ["upgrade", "--install", rel.companion_name(release), str(chart), "-f", values_file, *extra]
+
+    if dry_run:
+        typer.echo(scrub(text))
+        typer.echo(rel.redacted_argv(helm.argv(*args("<values file>"), namespace=info.namespace or None)))
+        return
+    with rel.private_file(text) as path:
+        out = helm.run(*args(str(path)), namespace=info.namespace or None)
+    typer.echo(scrub(out))
+
+
+@app.command()
+def run(
+    release: str = typer.Argument(..., help="The Mender release."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the Job here instead of stdout."),
+) -> None:
+    """Render a one-off backup Job from the release's backup CronJob.
+
+    This version does not talk to the Kubernetes API itself: apply the Job with
+    `kubectl apply -f`.
+    """
+    helm = _helm()
+    info = _release(helm, release)
+    manifest = helm.get_manifest(rel.companion_name(release), namespace=info.namespace or None)
+    job = rel.job_from_cronjob(manifest, "manual-" + time.strftime("%Y%m%d%H%M%S", time.gmtime()))
+    job["metadata"].setdefault("namespace", info.namespace)
+    text = rel.dump_yaml(job)
+    if output:
+        output.write_text(text)
+        _say(f"wrote {output}: apply it with kubectl apply -f {output}")
+    else:
+        typer.echo(text, nl=False)
+
+
+@app.command("list")
+def list_(
+    release: str = typer.Argument(..., help="The Mender release."),
+    destination: Optional[str] = typer.Option(None, help="Default: the backup release's destination.url."),
+    as_json: bool = typer.Option(False, "--json", help="JSON output."),
+) -> None:
+    """List the backups of RELEASE (runs `mender-backup list` on this machine)."""
+    helm = _helm()
+    info = _release(helm, release)
+    dest = destination or _companion_destination(helm, info)
+    env = dict(os.environ, MENDER_BACKUP_DESTINATION=dest)
+    argv = [*_engine_argv(), "list"] + (["--json"] if as_json else [])
+    code = subprocess.run(argv, env=env).returncode
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command()
+def restore(
+    release: str = typer.Argument(..., help="The Mender release to restore and repoint."),
+    backup: str = typer.Option(..., "--backup", help="Backup id, or 'latest'."),
+    mongodb_url: Optional[str] = typer.Option(
+        None, "--mongodb-url", envvar="MENDER_BACKUP_RESTORE_MONGODB_URL", show_envvar=True,
+        help="MongoDB to restore into, as Mender will reach it (global.mongodb.URL). "
+             "Prefer the env var: arguments are visible to other users."),
+    connect_url: Optional[str] = typer.Option(
+        None, "--connect-url", envvar="MENDER_BACKUP_CONNECT_MONGODB_URL",
+        help="How this machine reaches that MongoDB (e.g. a port-forward), if not by --mongodb-url."),
+    bucket: Optional[str] = typer.Option(None, "--bucket", help="Bucket to restore artifacts into (global.s3.AWS_BUCKET)."),
+    chart: Optional[str] = typer.Option(None, "--chart", help="Chart reference for the upgrade (default: found in local repos)."),
+    destination: Optional[str] = typer.Option(None, help="Where the backups are (default: the backup release's)."),
+    drop: bool = typer.Option(False, "--drop", help="Drop data in the target first."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan and the diff; change nothing."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    """Restore a backup, then point the Mender release at the restored stores."""
+    register_url_secrets(mongodb_url)
+    register_url_secrets(connect_url)
+    helm = _helm()
+    info = _release(helm, release)
+    info.require_deployed()
+    ns = info.namespace or None
+    old = helm.get_values(release, namespace=ns)
+    changes = rel.plan_changes(mongodb_url, bucket)
+    rel.check_rewritable(rel.load_values(old), mongodb=bool(mongodb_url), bucket=bool(bucket))
+    new = rel.rewrite_values(old, changes) if changes else old
+    upgrade = new != old
+    chart_ref = rel.resolve_chart(helm, info, chart) if upgrade else None
+    dest = destination or _companion_destination(helm, info)
+
+    target = redact_url(mongodb_url) if mongodb_url else "the release's MongoDB"
+    _say(f"Plan for release {info.name} (namespace {info.namespace}, chart {info.chart} {info.version}, "
+         f"revision {info.revision}):")
+    _say(f"  1. restore backup {backup} from {dest} into {target}"
+         f"{' and bucket ' + bucket if bucket else ''}{' (dropping existing data)' if drop else ''}")
+    if upgrade:
+        _say("  2. " + rel.redacted_argv(rel.upgrade_argv(helm, info, chart_ref, "<values file>")))
+        typer.echo(rel.values_diff(old, new), nl=False)
+    else:
+        _say("  2. no change to the release: it already points at these stores")
+    req = RestoreRequest(backup_id=backup, destination=dest, mongodb_url=connect_url or mongodb_url,
+                         artifacts_bucket=bucket, drop=drop, dry_run=dry_run)
+    if dry_run:
+        RESTORE(req)
+        _say("dry run: nothing was changed")
+        return
+    _confirm(f"Restore {backup} and upgrade {info.name}?", yes)
+    RESTORE(req)
+    if not upgrade:
+        return
+    with rel.private_file(new) as path:
+        helm.run(*rel.upgrade_args(info, chart_ref, path), namespace=ns)
+    _say(f"upgraded {info.name}; the previous revision is {info.revision}. To go back:")
+    typer.echo(rel.rollback_hint(helm, info))
+
+
+def main() -> None:
+    try:
+        code = app(standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
+    except typer.Abort:
+        typer.echo("Error: cancelled", err=True)
+        sys.exit(UsageError.exit_code)
+    except typer.TyperException as exc:  # bad usage: one line, not a box
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        typer.echo(f"Error: {scrub(message)} (see --help)", err=True)
+        sys.exit(getattr(exc, "exit_code", UsageError.exit_code) or UsageError.exit_code)
+    except MenderBackupError as exc:
+        typer.echo(f"Error: {scrub(str(exc))}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # a bug: still one line, unless helm --debug asks for more
+        if os.environ.get("HELM_DEBUG", "").lower() in ("1", "true"):
+            raise
+        typer.echo(f"Error: internal error: {scrub(type(exc).__name__ + ': ' + str(exc))}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

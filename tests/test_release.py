@@ -1,0 +1,272 @@
+"""release.py: values rewrite (byte-exact), helm command building, HELM_* flags,
+chart resolution through the real `helm search repo`, and the rewritten values
+reaching a rendered Deployment through the real `helm template`."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+
+import pytest
+
+from backup import release as rel
+from backup.errors import ConflictError, NotFoundError, UnreachableError, UsageError
+from tests.helmutil import FIXTURES, by_kind, helm_run, render
+
+NEW_URL = "mongodb://mender:N3w-Pw-2025@mongo-restored.data.svc:27017/?replicaSet=rs1"
+NEW_BUCKET = "mender-artifacts-restored"
+BOTH = {rel.MONGODB_URL_PATH: NEW_URL, rel.BUCKET_PATH: NEW_BUCKET}
+
+
+def _changed_lines(old: str, new: str) -> tuple[list[str], list[str]]:
+    """Lines only in old, lines only in new, when the line count is unchanged."""
+    o, n = old.splitlines(keepends=True), new.splitlines(keepends=True)
+    assert len(o) == len(n)
+    pairs = [(a, b) for a, b in zip(o, n) if a != b]
+    return [a for a, _ in pairs], [b for _, b in pairs]
+
+
+def test_rewrite_changes_exactly_two_lines_of_a_commented_anchored_file():
+    old = (FIXTURES / "mender-values.yaml").read_text()
+    new = rel.rewrite_values(old, BOTH)
+    before, after = _changed_lines(old, new)
+    assert len(before) == 2
+    # quoting and trailing comments of the edited lines are kept
+    assert after[0] == f'    URL: "{NEW_URL}"  # rotated 2024-05\n'
+    assert after[1] == f"    AWS_BUCKET: '{NEW_BUCKET}'  # single quotes kept\n"
+    data = rel.load_values(new)
+    assert data["global"]["mongodb"]["URL"] == NEW_URL
+    assert data["global"]["s3"]["AWS_BUCKET"] == NEW_BUCKET
+    # the anchored s3 mapping is shared: its alias sees the new bucket too
+    assert data["workflows"]["s3"]["AWS_BUCKET"] == NEW_BUCKET
+    assert data["deployments"]["resources"]["limits"]["memory"] == "256Mi"
+
+
+def test_rewrite_of_helm_get_values_output():
+    """`helm get values -o yaml` output: sorted keys, unindented sequences."""
+    old = (FIXTURES / "mender-values-helm-output.yaml").read_text()
+    new = rel.rewrite_values(old, BOTH)
+    before, after = _changed_lines(old, new)
+    assert after == [f"    URL: {NEW_URL}\n", f"    AWS_BUCKET: {NEW_BUCKET}\n"]
+
+
+def test_rewrite_only_one_key():
+    old = (FIXTURES / "mender-values.yaml").read_text()
+    new = rel.rewrite_values(old, {rel.BUCKET_PATH: NEW_BUCKET})
+    before, after = _changed_lines(old, new)
+    assert len(after) == 1 and NEW_BUCKET in after[0]
+
+
+def test_rewrite_keeps_anchor_and_replaces_alias():
+    old = (FIXTURES / "mender-values-anchored-url.yaml").read_text()
+    new = rel.rewrite_values(old, BOTH)
+    before, after = _changed_lines(old, new)
+    assert after == [f"    URL: &mongo_url {NEW_URL}\n", f"    AWS_BUCKET: {NEW_BUCKET}\n"]
+    data = rel.load_values(new)
+    assert data["auditlogs"]["env"]["AUDITLOGS_MONGO_URL"] == NEW_URL  # follows the anchor
+    assert data["shared"]["bucket"] == "mender-artifacts"  # the aliased anchor is untouched
+
+
+def test_rewrite_adds_missing_keys_inside_global():
+    old = (FIXTURES / "mender-values-partial-global.yaml").read_text()
+    new = rel.rewrite_values(old, BOTH)
+    o, n = old.splitlines(), new.splitlines()
+    added = [ln for ln in n if ln not in o]
+    assert added == [f"    AWS_BUCKET: {NEW_BUCKET}", "  mongodb:", f"    URL: {NEW_URL}"]
+    # every old line is still there, in order
+    it = iter(n)
+    assert all(line in it for line in o)
+    # AWS_BUCKET lands in the s3 block, mongodb at the end of global (before `gui:`)
+    assert n.index(f"    AWS_BUCKET: {NEW_BUCKET}") < n.index('  url: "https://mender.example.com"')
+    assert n.index("  mongodb:") < n.index("gui:")
+    data = rel.load_values(new)
+    assert data["global"]["s3"] == {"AWS_REGION": "eu-west-1", "AWS_BUCKET": NEW_BUCKET}
+    assert data["global"]["enterprise"] is True and data["gui"]["enabled"] is True
+
+
+def test_rewrite_adds_global_when_absent():
+    old = (FIXTURES / "mender-values-no-global.yaml").read_text()
+    new = rel.rewrite_values(old, BOTH)
+    assert new.startswith(old)  # nothing before changes
+    assert new[len(old):] == (f"global:\n  mongodb:\n    URL: {NEW_URL}\n"
+                              f"  s3:\n    AWS_BUCKET: {NEW_BUCKET}\n")
+    assert rel.load_values(new)["deployments"]["replicas"] == 2
+
+
+@pytest.mark.parametrize("old", ["", "global:\n", "global: {}\n", "global:\n  mongodb: {}\n", "global: null\n"])
+def test_rewrite_empty_shapes(old):
+    data = rel.load_values(rel.rewrite_values(old, BOTH))
+    assert data["global"]["mongodb"]["URL"] == NEW_URL
+    assert data["global"]["s3"]["AWS_BUCKET"] == NEW_BUCKET
+
+
+def test_rewrite_keeps_four_space_indentation():
+    old = "global:\n    s3:\n        AWS_REGION: x\n"
+    new = rel.rewrite_values(old, BOTH)
+    assert f"        AWS_BUCKET: {NEW_BUCKET}\n" in new
+    assert f"    mongodb:\n        URL: {NEW_URL}\n" in new
+
+
+@pytest.mark.parametrize("value", ["has: colon-space", "#hash", "'quote", "yes", "123", "a b"])
+def test_rewrite_quotes_when_a_plain_scalar_would_change_meaning(value):
+    old = "global:\n  s3:\n    AWS_BUCKET: x\n"
+    new = rel.rewrite_values(old, {rel.BUCKET_PATH: value})
+    assert rel.load_values(new)["global"]["s3"]["AWS_BUCKET"] == value
+
+
+def test_rewrite_refuses_block_scalar_value():
+    old = "global:\n  mongodb:\n    URL: |\n      mongodb://a\n"
+    with pytest.raises(UsageError, match="block scalar"):
+        rel.rewrite_values(old, BOTH)
+
+
+def test_existing_secret_makes_the_key_useless():
+    data = rel.load_values("global:\n  mongodb:\n    existingSecret: mongo\n  s3:\n    existingSecret: s3\n")
+    with pytest.raises(ConflictError, match="global.mongodb.existingSecret"):
+        rel.check_rewritable(data, mongodb=True, bucket=False)
+    with pytest.raises(ConflictError, match="global.s3.existingSecret"):
+        rel.check_rewritable(data, mongodb=False, bucket=True)
+
+
+def test_diff_redacts_passwords():
+    old = (FIXTURES / "mender-values.yaml").read_text()
+    changes = rel.plan_changes(NEW_URL, NEW_BUCKET)
+    diff = rel.values_diff(old, rel.rewrite_values(old, changes))
+    assert "N3w-Pw-2025" not in diff and "S3cr3t" not in diff
+    assert "-    URL: \"mongodb://mender:***@mongodb-0" in diff
+    assert f"+    URL: \"mongodb://mender:***@mongo-restored" in diff
+    assert f"+    AWS_BUCKET: '{NEW_BUCKET}'" in diff
+
+
+# --- helm commands -------------------------------------------------------------------
+
+def test_helm_env_from_plugin_environment():
+    env = rel.HelmEnv.from_env({"HELM_BIN": "/opt/helm", "HELM_NAMESPACE": "mender",
+                                "HELM_KUBECONTEXT": "prod", "KUBECONFIG": "/k/config", "HELM_DEBUG": "true"})
+    helm = rel.Helm(env)
+    assert helm.argv("get", "values", "mender", "-o", "yaml") == [
+        "/opt/helm", "get", "values", "mender", "-o", "yaml",
+        "--namespace", "mender", "--kube-context", "prod", "--kubeconfig", "/k/config", "--debug"]
+    assert rel.HelmEnv.from_env({}).flags() == []
+
+
+def test_upgrade_command():
+    helm = rel.Helm(rel.HelmEnv(bin="helm", namespace="default", kube_context="prod"))
+    info = rel.ReleaseInfo.from_metadata({"name": "mender", "namespace": "mender", "chart": "mender",
+                                          "version": "5.1.0", "revision": 7, "status": "deployed"})
+    argv = rel.upgrade_argv(helm, info, "mender/mender", "/tmp/v.yaml")
+    assert argv == ["helm", "upgrade", "mender", "mender/mender", "--version", "5.1.0", "-f", "/tmp/v.yaml",
+                    "--reset-values", "--namespace", "mender", "--kube-context", "prod"]
+    assert "--reuse-values" not in argv
+    assert rel.rollback_hint(helm, info) == "helm rollback mender 7 --namespace mender --kube-context prod"
+
+
+def test_not_deployed_is_refused():
+    info = rel.ReleaseInfo.from_metadata({"name": "m", "namespace": "n", "chart": "mender",
+                                          "version": "1", "revision": 3, "status": "pending-upgrade"})
+    with pytest.raises(ConflictError, match="pending-upgrade, not deployed"):
+        info.require_deployed()
+
+
+def test_private_file_is_0600_and_removed():
+    with rel.private_file("global: {}\n") as path:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert path.read_text() == "global: {}\n"
+    assert not path.exists()
+    with pytest.raises(RuntimeError):
+        with rel.private_file("x") as path:
+            raise RuntimeError
+    assert not path.exists()
+
+
+def test_real_helm_errors_are_one_scrubbed_line(helm, tmp_path):
+    """Without a cluster, the real helm fails; we turn that into one line and the right class."""
+    env = rel.HelmEnv(bin=str(helm), kubeconfig=str(tmp_path / "missing-kubeconfig"))
+    with pytest.raises((UnreachableError, NotFoundError)) as exc:
+        rel.Helm(env).get_metadata("mender")
+    assert "\n" not in str(exc.value)
+
+
+# --- chart resolution and the rewritten values, with the real helm ---------------------
+
+@pytest.fixture
+def local_repo(helm, tmp_path):
+    """A local chart repository holding the stand-in Mender chart, registered the way
+    `helm repo add` + `helm repo update` leave it (repositories.yaml + cached index)."""
+    pkg = tmp_path / "repo"
+    pkg.mkdir()
+    helm_run(helm, "package", str(FIXTURES / "stand-in-mender"), "-d", str(pkg))
+    helm_run(helm, "repo", "index", str(pkg), "--url", "https://charts.example.com")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "mender-index.yaml").write_text((pkg / "index.yaml").read_text())
+    config = tmp_path / "repositories.yaml"
+    config.write_text("apiVersion: v1\nrepositories:\n- name: mender\n  url: https://charts.example.com\n")
+    env = dict(os.environ, HELM_REPOSITORY_CONFIG=str(config), HELM_REPOSITORY_CACHE=str(cache))
+    return env
+
+
+def _helm_with_env(helm, env):
+    def runner(argv):
+        return subprocess.run(argv, capture_output=True, text=True, env=env)
+    return rel.Helm(rel.HelmEnv(bin=str(helm)), runner=runner)
+
+
+def test_resolve_chart_from_local_repo(helm, local_repo):
+    h = _helm_with_env(helm, local_repo)
+    info = rel.ReleaseInfo("mender", "mender", "mender", "5.1.0", 4, "deployed")
+    assert rel.resolve_chart(h, info, None) == "mender/mender"
+    assert rel.resolve_chart(h, info, "oci://example/mender") == "oci://example/mender"
+    missing = rel.ReleaseInfo("mender", "mender", "mender", "9.9.9", 4, "deployed")
+    with pytest.raises(NotFoundError, match="mender 9.9.9 is not in any local helm repo"):
+        rel.resolve_chart(h, missing, None)
+
+
+def test_rewritten_values_reach_the_rendered_deployment(helm, tmp_path):
+    """The rewritten file, given to helm exactly as the upgrade gives it (-f, a
+    0600 file), sets the URL and bucket that Mender's pods get."""
+    old = (FIXTURES / "mender-values.yaml").read_text()
+    new = rel.rewrite_values(old, BOTH)
+    chart = FIXTURES / "stand-in-mender"
+    with rel.private_file(new) as path:
+        docs = render(helm, "-f", str(path), chart=chart, release="mender")
+    env = {e["name"]: e["value"] for e in by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["DEPLOYMENTS_MONGO_URL"] == NEW_URL
+    assert env["DEPLOYMENTS_AWS_BUCKET"] == NEW_BUCKET
+    assert env["DEPLOYMENTS_AWS_REGION"] == "us-east-1"
+    # and before the rewrite, the old ones
+    with rel.private_file(old) as path:
+        docs = render(helm, "-f", str(path), chart=chart, release="mender")
+    env = {e["name"]: e["value"] for e in by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["DEPLOYMENTS_AWS_BUCKET"] == "mender-artifacts"
+
+
+def test_job_from_cronjob_of_the_rendered_chart(helm3):
+    import kubernetes_validate
+    from tests.helmutil import CHART
+    manifest = helm_run(helm3, "template", "mender-backup", str(CHART), "-n", "mender").stdout
+    job = rel.job_from_cronjob(manifest, "manual-20250101000000")
+    assert job["kind"] == "Job"
+    assert job["metadata"]["name"] == "mender-backup-manual-20250101000000"
+    assert job["metadata"]["annotations"] == {"cronjob.kubernetes.io/instantiate": "manual"}
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["backup", "--json"]
+    kubernetes_validate.validate(job, kubernetes_validate.latest_version(), strict=True)
+    with pytest.raises(NotFoundError):
+        rel.job_from_cronjob("kind: ConfigMap\n", "x")
+
+
+def test_companion_values_reference_mender_secrets():
+    plain = rel.companion_values(rel.load_values("global:\n  s3:\n    AWS_BUCKET: b\n"),
+                                 destination="s3://backups/p", schedule="@daily", image="reg/mb:1.2")
+    assert plain["mongodb"] == {"existingSecret": "mongodb-common", "existingSecretKey": "MONGO_URL", "url": ""}
+    assert plain["s3"] == {"existingSecret": "artifacts-storage"}
+    assert plain["image"] == {"repository": "reg/mb", "tag": "1.2"}
+    own = rel.companion_values(rel.load_values(
+        "global:\n  mongodb:\n    existingSecret: my-mongo\n  s3:\n    existingSecret: my-s3\n"),
+        destination="s3://b")
+    assert own["mongodb"]["existingSecret"] == "my-mongo" and own["s3"]["existingSecret"] == "my-s3"
+    with pytest.raises(UsageError, match="azure"):
+        rel.companion_values(rel.load_values("global:\n  storage: azure\n"), destination="s3://b")
+    assert json.dumps(plain)  # plain data, ready for a values file
