@@ -31,6 +31,8 @@ class BackupOptions:
     compression: str = "zstd"
     parallel: int = 4
     break_lock: bool = False
+    break_stale_lock: bool = False
+    lock_stale_after: float = 6 * 3600
     policy: Policy = field(default_factory=Policy)
 
 
@@ -134,8 +136,8 @@ def run(opts: BackupOptions, reporter: Reporter) -> Manifest:
 
     backup_id = catalog.new_id()
     started = datetime.now(timezone.utc)
-    with catalog.Lock(dest, "backup", backup_id) as lock:
-        lock.acquire(opts.break_lock)
+    with catalog.Lock(dest, "backup", backup_id, opts.lock_stale_after) as lock:
+        lock.acquire(opts.break_lock, opts.break_stale_lock, reporter.warn)
         if isinstance(dest, S3Store):
             n = dest.abort_stale_uploads()   # leftovers of a killed run; we hold the lock
             if n:

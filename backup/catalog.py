@@ -13,6 +13,7 @@ import os
 import secrets
 import socket
 from dataclasses import dataclass
+from typing import Callable
 from datetime import datetime, timezone
 
 from .errors import ConflictError, NotFoundError, UsageError
@@ -162,32 +163,36 @@ class Lock:
         except (ValueError, KeyError, TypeError):
             return LockInfo("unknown (unreadable lock file)", "unknown", datetime.fromtimestamp(0, timezone.utc))
 
-    def acquire(self, break_lock: bool = False) -> None:
+    def acquire(self, break_lock: bool = False, break_stale: bool = False,
+                warn: Callable[[str], None] | None = None) -> None:
+        """Take the lock. `break_lock` removes any lock first; `break_stale` only one older
+        than `stale_after` (safe when runs cannot live that long, e.g. under a CronJob's
+        activeDeadlineSeconds)."""
         body = json.dumps({
             "owner": f"{socket.gethostname()}:{os.getpid()}", "operation": self.operation,
             "started_at": datetime.now(timezone.utc).isoformat(), "backup_id": self.backup_id,
         }).encode()
-        if self.store.create_exclusive(LOCK, body):
-            self.held = True
-            return
-        info = self.read()
-        if break_lock:
-            self.store.delete([LOCK])
+        for _ in range(2):      # a second try, when the holder released it between our calls
             if self.store.create_exclusive(LOCK, body):
                 self.held = True
                 return
             info = self.read()
-        if info is None:    # released between our two calls: try once more
-            if self.store.create_exclusive(LOCK, body):
-                self.held = True
-                return
-            info = self.read() or LockInfo("unknown", "unknown", datetime.now(timezone.utc))
-        what = f"{info.operation} by {info.owner}, started {_age(info.age_seconds)} ago"
-        if info.age_seconds > self.stale_after:
-            raise ConflictError(f"stale lock at {self.store} ({what}); if that run is dead, "
-                                f"rerun with --break-lock")
-        raise ConflictError(f"another run holds the lock at {self.store} ({what}); "
-                            f"wait for it, or rerun with --break-lock if it is dead")
+            if info is None:
+                continue
+            what = f"{info.operation} by {info.owner}, started {_age(info.age_seconds)} ago"
+            stale = info.age_seconds > self.stale_after
+            if break_lock or (break_stale and stale):
+                if warn:
+                    warn(f"breaking the {'stale ' if stale else ''}lock at {self.store} ({what})")
+                self.store.delete([LOCK])
+                break_lock = break_stale = False     # break once; then compete fairly
+                continue
+            if stale:
+                raise ConflictError(f"stale lock at {self.store} ({what}); if that run is dead, "
+                                    f"rerun with --break-lock")
+            raise ConflictError(f"another run holds the lock at {self.store} ({what}); "
+                                f"wait for it, or rerun with --break-lock if it is dead")
+        raise ConflictError(f"could not take the lock at {self.store}: another run keeps taking it")
 
     def release(self) -> None:
         if self.held:

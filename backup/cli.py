@@ -7,6 +7,7 @@ user of the machine.
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Annotated, Optional
 
@@ -41,6 +42,13 @@ JsonOut = Annotated[bool, typer.Option("--json", help="JSON lines on stdout (for
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors and the result.")]
 BreakLock = Annotated[bool, typer.Option(
     "--break-lock", help="Remove a lock left by a dead run first. Only when no other run is active.")]
+BreakStaleLock = Annotated[bool, typer.Option(
+    "--break-stale-lock", envvar="MENDER_BACKUP_BREAK_STALE_LOCK", show_envvar=True,
+    help="Remove the lock only if it is older than --lock-stale-after (safe under a CronJob "
+         "whose activeDeadlineSeconds is shorter).")]
+LockStaleAfter = Annotated[int, typer.Option(
+    "--lock-stale-after", envvar="MENDER_BACKUP_LOCK_STALE_AFTER", show_envvar=True, min=60,
+    help="Seconds after which a lock counts as stale.")]
 Databases = Annotated[Optional[list[str]], typer.Option(
     "--db", help="Only this database (repeat for more). Default: every database but admin, local, config.")]
 
@@ -111,7 +119,8 @@ def backup(
     parallel: Annotated[int, typer.Option(min=1, max=32, help="Collections dumped at once.")] = 4,
     keep_last: KeepLast = 0, keep_daily: KeepDaily = 0, keep_weekly: KeepWeekly = 0,
     keep_monthly: KeepMonthly = 0,
-    break_lock: BreakLock = False,
+    break_lock: BreakLock = False, break_stale_lock: BreakStaleLock = False,
+    lock_stale_after: LockStaleAfter = 6 * 3600,
     json_out: JsonOut = False, quiet: Quiet = False,
 ) -> None:
     """Back up every Mender database and the artifact bucket to a destination.
@@ -127,7 +136,7 @@ def backup(
     opts = backup_job.BackupOptions(
         mongodb_url=mongodb_url, destination=destination, artifacts_bucket=artifacts_bucket,
         databases=list(db or []), compression=compression, parallel=parallel, break_lock=break_lock,
-        policy=Policy(keep_last, keep_daily, keep_weekly, keep_monthly))
+        break_stale_lock=break_stale_lock, lock_stale_after=lock_stale_after, policy=Policy(keep_last, keep_daily, keep_weekly, keep_monthly))
     m = _run(rep, lambda: backup_job.run(opts, rep))
     rep.result({"id": m.id, "databases": sorted(m.databases), "documents": m.document_count,
                 "archive_size": m.archive.size, "artifacts": len(m.artifacts)},
@@ -278,5 +287,16 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version, 
     pass
 
 
+class Terminated(MenderBackupError):
+    exit_code = 143
+
+
+def _on_sigterm(signum, frame):
+    # Kubernetes sends SIGTERM at activeDeadlineSeconds or on eviction: unwind like any
+    # failure, so the partial archive goes, the upload is aborted and the lock released
+    raise Terminated("terminated (SIGTERM): nothing was kept from this run")
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _on_sigterm)
     app()

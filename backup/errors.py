@@ -15,7 +15,7 @@ EXIT_UNREACHABLE = 6   # cannot connect or authenticate
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok; 1 failed; 2 bad input; 3 not found; 4 conflict "
     "(lock held, target not empty); 5 integrity check failed; 6 cannot connect "
-    "or authenticate."
+    "or authenticate; 143 terminated by SIGTERM (cleaned up)."
 )
 
 

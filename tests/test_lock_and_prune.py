@@ -119,3 +119,48 @@ def test_backup_applies_retention_from_environment(seeded, tmp_path):
     for _ in range(3):
         run("backup", env=e)
     assert len(json.loads(run("list", "--json", env=e).stdout)) == 2
+
+
+def test_break_stale_lock_breaks_only_a_stale_one(seeded, tmp_path):
+    """What the CronJob does: a lock older than any run can live is broken (with a warning),
+    a younger one is respected."""
+    mongo, _ = seeded
+    e = {"MONGODB_URL": mongo.url, "MENDER_BACKUP_DESTINATION": f"file://{tmp_path}",
+         "MENDER_BACKUP_BREAK_STALE_LOCK": "true", "MENDER_BACKUP_LOCK_STALE_AFTER": "3600"}
+    store = open_store(f"file://{tmp_path}")
+    young = {"owner": "pod-b:1", "operation": "backup",
+             "started_at": (datetime.now(timezone.utc) - timedelta(minutes=30)).isoformat()}
+    store.create_exclusive(catalog.LOCK, json.dumps(young).encode())
+    assert_one_line_error(run("backup", env=e, check=False), 4, "another run holds the lock", "pod-b:1")
+    store.delete([catalog.LOCK])
+    old = {**young, "started_at": (datetime.now(timezone.utc) - timedelta(hours=2)).isoformat()}
+    store.create_exclusive(catalog.LOCK, json.dumps(old).encode())
+    r = run("backup", "--json", env=e)
+    assert result_of(r)["id"]
+    assert any("breaking the stale lock" in ev.get("msg", "") and "pod-b:1" in ev["msg"]
+               for ev in map(json.loads, r.stdout.splitlines()))
+
+
+def test_sigterm_cleans_up_and_releases_the_lock(new_ferretdb, tmp_path):
+    """Kubernetes sends SIGTERM at activeDeadlineSeconds: the run unwinds, keeps nothing."""
+    import os
+    import signal
+    import time
+    mongo = new_ferretdb()
+    mender_data.seed_mongo(mongo.client(), scale=4)
+    dest = tmp_path / "d"
+    e = {"MONGODB_URL": mongo.url, "MENDER_BACKUP_DESTINATION": f"file://{dest}"}
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MENDER_BACKUP_", "MONGODB_"))}, **e}
+    p = subprocess.Popen([str(EXE), "backup", "--compression", "none", "--parallel", "1"], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not [f for f in dest.rglob("*.partial") if f.stat().st_size > 0]:
+        assert p.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=60)
+    r = subprocess.CompletedProcess(p.args, p.returncode, out, err)
+    assert_one_line_error(r, 143, "terminated")
+    assert not (dest / catalog.LOCK).exists()
+    assert not list(dest.rglob("*.partial")) and not list(dest.rglob("mongodb.archive*"))
+    assert not list(dest.rglob("manifest.json"))
