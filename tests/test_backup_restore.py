@@ -295,3 +295,28 @@ def test_unreachable_mongodb(minio, tmp_path):
     r = run("backup", env={"MONGODB_URL": "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=500",
                            "MENDER_BACKUP_DESTINATION": f"file://{tmp_path}"}, check=False)
     assert_one_line_error(r, 6, "cannot connect to MongoDB")
+
+
+def test_destination_on_another_s3_service_streams_artifacts(source, minio, env, tmp_path_factory):
+    """Backups kept on a second S3 service (MENDER_BACKUP_DEST_AWS_*): no server-side copy is
+    possible, artifacts are streamed, and restore streams them back."""
+    from tests import servers
+    mongo, artifacts = source
+    other = servers.start_minio(tmp_path_factory.mktemp("minio-dest"))
+    try:
+        other.client().create_bucket(Bucket="offsite")
+        e = {**env, "MONGODB_URL": mongo.url, "MENDER_BACKUP_DESTINATION": "s3://offsite/mender",
+             "MENDER_BACKUP_ARTIFACTS_BUCKET": artifacts,
+             "MENDER_BACKUP_DEST_AWS_ENDPOINT_URL": other.endpoint,
+             "MENDER_BACKUP_DEST_AWS_ACCESS_KEY_ID": other.access_key,
+             "MENDER_BACKUP_DEST_AWS_SECRET_ACCESS_KEY": other.secret_key}
+        bid = result_of(run("backup", "--json", env=e))["id"]
+        stored = {o["Key"] for o in other.client().list_objects_v2(Bucket="offsite")["Contents"]}
+        assert sum(k.startswith("mender/artifacts/") for k in stored) == 30
+        target = dest_bucket(minio)
+        r = run("restore", bid, "--drop", "--json", env={**e, "MENDER_BACKUP_RESTORE_ARTIFACTS_BUCKET": target})
+        assert result_of(r)["verified"]
+        s3 = minio.client()
+        assert bucket_contents(s3, target) == bucket_contents(s3, artifacts)
+    finally:
+        other.stop()
