@@ -1,0 +1,52 @@
+"""The command line itself: help, version, and the human table."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from backup import __version__
+from tests.cli import assert_one_line_error, run
+
+COMMANDS = ["backup", "restore", "list", "verify", "prune"]
+
+
+def test_help_lists_the_five_commands_and_exit_codes():
+    out = run("--help").stdout
+    for c in COMMANDS:
+        assert f"  {c} " in out
+    assert "Exit codes:" in out and "4 conflict" in out
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command):
+    out = run(command, "--help").stdout
+    assert out.startswith(f"Usage: mender-backup {command}")
+    assert "--help" in out
+
+
+def test_version():
+    assert run("--version").stdout.strip() == __version__
+
+
+def test_unknown_option_is_a_usage_error():
+    r = run("backup", "--no-such-flag", check=False)
+    assert r.returncode == 2 and "No such option" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_list_table_marks_incomplete_backups(tmp_path):
+    (tmp_path / "backups" / "20261124T010000Z-aaaaaa").mkdir(parents=True)
+    (tmp_path / "backups" / "20261124T010000Z-aaaaaa" / "mongodb.archive.zst").write_bytes(b"x")
+    e = {"MENDER_BACKUP_DESTINATION": f"file://{tmp_path}"}
+    out = run("list", env=e).stdout
+    assert "20261124T010000Z-aaaaaa" in out and "NO: no manifest" in out
+    rows = json.loads(run("list", "--json", env=e).stdout)
+    assert rows == [{"id": "20261124T010000Z-aaaaaa", "time": "2026-11-24T01:00:00+00:00", "size": 1,
+                     "archive_size": None, "databases": [], "documents": None, "artifacts": None,
+                     "complete": False, "problem": "no manifest (incomplete or still running)"}]
+
+
+def test_verify_unknown_destination_bucket(minio):
+    r = run("list", env={**minio.env(), "MENDER_BACKUP_DESTINATION": "s3://no-such-bucket-x/y"}, check=False)
+    assert_one_line_error(r, 3, "does not exist")
