@@ -96,8 +96,27 @@ def _spawn(name: str, cmd: list[str], workdir: Path, port: int, env: dict[str, s
     return Server(name, proc, workdir, port, log, cmd, env or {})
 
 
+class _Restartable:
+    """stop() and restart() for a wrapper holding `server`, ready when `ready()` is true."""
+
+    server: Server
+
+    def ready(self) -> bool:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def restart(self) -> None:
+        """Start again on the same port and data (after a kill in a fault test)."""
+        self.server.stop()
+        s = self.server
+        self.server = _spawn(s.name, s.cmd, s.workdir, s.port, s.env)
+        _wait(self.ready, s.name, self.server.proc, self.server.log)
+
+
 @dataclass
-class MinIO:
+class MinIO(_Restartable):
     server: Server
     endpoint: str
     access_key: str = MINIO_USER
@@ -122,16 +141,9 @@ class MinIO:
             "AWS_REGION": "us-east-1",
         }
 
-    def stop(self) -> None:
-        self.server.stop()
-
-    def restart(self) -> None:
-        """Start again on the same port and data (after a kill in a fault test)."""
-        self.server.stop()
-        s = self.server
-        self.server = _spawn(s.name, s.cmd, s.workdir, s.port, s.env)
-        _wait(lambda: urllib.request.urlopen(f"{self.endpoint}/minio/health/ready", timeout=2).status == 200,
-              "minio", self.server.proc, self.server.log)
+    def ready(self) -> bool:
+        with urllib.request.urlopen(f"{self.endpoint}/minio/health/ready", timeout=2) as r:
+            return r.status == 200
 
 
 def start_minio(workdir: Path, port: int | None = None) -> MinIO:
@@ -146,31 +158,21 @@ def start_minio(workdir: Path, port: int | None = None) -> MinIO:
     server = _spawn("minio", cmd, workdir, port, env)
     endpoint = f"http://127.0.0.1:{port}"
 
-    def ready() -> bool:
-        with urllib.request.urlopen(f"{endpoint}/minio/health/ready", timeout=2) as r:
-            return r.status == 200
-
-    _wait(ready, "minio", server.proc, server.log)
-    return MinIO(server, endpoint)
+    minio = MinIO(server, endpoint)
+    _wait(minio.ready, "minio", server.proc, server.log)
+    return minio
 
 
 @dataclass
-class FerretDB:
+class FerretDB(_Restartable):
     server: Server
     url: str
 
     def client(self, **kw) -> pymongo.MongoClient:
         return pymongo.MongoClient(self.url, serverSelectionTimeoutMS=5000, **kw)
 
-    def stop(self) -> None:
-        self.server.stop()
-
-    def restart(self) -> None:
-        """Start again on the same port and data (after a kill in a fault test)."""
-        self.server.stop()
-        s = self.server
-        self.server = _spawn(s.name, s.cmd, s.workdir, s.port, s.env)
-        _wait(lambda: self.client().admin.command("ping"), "ferretdb", self.server.proc, self.server.log)
+    def ready(self) -> bool:
+        return bool(self.client().admin.command("ping"))
 
 
 def start_ferretdb(workdir: Path, port: int | None = None, user: str | None = None,
@@ -190,7 +192,7 @@ def start_ferretdb(workdir: Path, port: int | None = None, user: str | None = No
     server = _spawn("ferretdb", cmd, workdir, port, env)
     url = f"mongodb://{user}:{password}@127.0.0.1:{port}/" if user else f"mongodb://127.0.0.1:{port}/"
     db = FerretDB(server, url)
-    _wait(lambda: db.client().admin.command("ping"), "ferretdb", server.proc, server.log)
+    _wait(db.ready, "ferretdb", server.proc, server.log)
     return db
 
 
