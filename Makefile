@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make demo      seed a local MongoDB (FerretDB) + MinIO, back up, wipe, restore, verify"
 	@echo "make test      build the test environment and run the whole test suite"
-	@echo "make test-env  build MinIO, FerretDB, helm v3/v4 (pinned) into ~/.cache/mender-backup-testenv"
+	@echo "make test-env  build MinIO, FerretDB, helm v3/v4, etcd, kube-apiserver (pinned) into ~/.cache/mender-backup-testenv"
 	@echo "make bench     side-by-side benchmarks (not part of make test)"
 	@echo "make lint      helm lint the chart with helm v3 and v4"
 

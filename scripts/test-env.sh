@@ -14,6 +14,8 @@ FERRETDB_VERSION="v1.24.2"                          # last FerretDB v1 (SQLite b
 HELM3_VERSION="v3.22.0"
 HELM4_VERSION="v4.3.1"
 MONGO_TOOLS_VERSION="100.13.0"                      # refused by the module proxy, see below
+KUBERNETES_VERSION="v1.37.2"                        # kube-apiserver (k8s.io/kubernetes), for the end-to-end tests
+ETCD_VERSION="v3.7.3"                               # etcd server (go.etcd.io/etcd/server/v3); k8s v1.37.2 uses etcd client v3.7.0
 
 export GOFLAGS="${GOFLAGS:--buildvcs=false}"
 export CGO_ENABLED=0
@@ -61,6 +63,74 @@ build_wrapped() {
   echo "built  $out in $((SECONDS - start))s"
 }
 
+# build_etcd OUTPUT VERSION: etcd's main package lives in its root module, whose go.mod
+# has replace lines; the server module has etcdmain.Main, which that main just calls.
+build_etcd() {
+  local out="$1" ver="$2"
+  if [[ -x "$BIN/$out" ]]; then echo "ok     $out (cached)"; return 0; fi
+  echo "build  $out  (go.etcd.io/etcd/server/v3@$ver via wrapper module)"
+  local dir="$CACHE/src/$out"; rm -rf "$dir"; mkdir -p "$dir"
+  local start=$SECONDS
+  (
+    cd "$dir"
+    go mod init "testenv/$out" >/dev/null 2>&1
+    cat >main.go <<'GO'
+// etcd, as its own main.go builds it (go.etcd.io/etcd/v3 cannot be go-installed).
+package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }
+GO
+    go get "go.etcd.io/etcd/server/v3@$ver"
+    go mod tidy
+    go build -trimpath -ldflags="-s -w" -o "$BIN/$out" .
+    local v; v="$("$BIN/$out" --version)"; echo "$v"
+    grep -qx "etcd Version: ${ver#v}" <<<"$v"
+  ) >"$LOG/$out.log" 2>&1 || { echo "FAILED $out: see $LOG/$out.log"; tail -5 "$LOG/$out.log"; rm -f "$BIN/$out"; return 1; }
+  echo "built  $out in $((SECONDS - start))s"
+}
+
+# build_kube OUTPUT VERSION PACKAGE: a program of k8s.io/kubernetes. Its go.mod
+# replaces every k8s.io staging module with ./staging/src/..., which a module
+# that requires it cannot follow: the wrapper replaces each of them with the
+# published module of the same release (k8s.io/api => k8s.io/api v0.37.2, ...),
+# the list read from k8s.io/kubernetes's own go.mod.
+build_kube() {
+  local out="$1" ver="$2" pkg="$3"
+  if [[ -x "$BIN/$out" ]]; then echo "ok     $out (cached)"; return 0; fi
+  echo "build  $out  ($pkg@$ver via wrapper module; 5-10 min on 2 cores)"
+  local dir="$CACHE/src/$out"; rm -rf "$dir"; mkdir -p "$dir"
+  local start=$SECONDS
+  (
+    cd "$dir"
+    go mod init "testenv/$out" >/dev/null 2>&1
+    local gomod staging m
+    gomod="$(go mod download -json "k8s.io/kubernetes@$ver" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",*$/\1/p')"
+    staging="v0.${ver#v1.}"
+    for m in $(sed -n 's#^[[:space:]]*\(k8s.io/[^[:space:]]*\) => ./staging/src/.*#\1#p' "$gomod"); do
+      go mod edit -replace="$m=$m@$staging"
+    done
+    grep -c '=> k8s.io/' go.mod | sed 's/^/staging replace lines: /'
+    go get -tool "$pkg@$ver"
+    # the version Kubernetes' own build stamps in (else the server reports v0.0.0-master,
+    # and helm checks charts' kubeVersion against it)
+    local minor="${ver#v1.}" x="" p
+    minor="${minor%%.*}"
+    for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+      x+=" -X $p.gitVersion=$ver -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
+    done
+    go build -trimpath -ldflags="-s -w$x" -o "$BIN/$out" "$pkg"
+    local v; v="$("$BIN/$out" --version)"; echo "$v"
+    grep -qx "Kubernetes $ver" <<<"$v"
+  ) >"$LOG/$out.log" 2>&1 || { echo "FAILED $out: see $LOG/$out.log"; tail -5 "$LOG/$out.log"; rm -f "$BIN/$out"; return 1; }
+  echo "built  $out in $((SECONDS - start))s"
+}
+
 status=0
 build minio minio "github.com/minio/minio@$MINIO_VERSION" || status=1
 # FerretDB: `go install pkg@version` is refused (the proxy will not list its
@@ -69,6 +139,10 @@ build_wrapped ferretdb ferretdb github.com/FerretDB/FerretDB "$FERRETDB_VERSION"
   github.com/FerretDB/FerretDB/cmd/ferretdb build/version/version.txt || status=1
 build helm helm3 "helm.sh/helm/v3/cmd/helm@$HELM3_VERSION" || status=1
 build helm helm4 "helm.sh/helm/v4/cmd/helm@$HELM4_VERSION" || status=1
+# A Kubernetes API for the end-to-end plugin tests (tests/kube.py): no kubelet,
+# no controllers, no kubectl (the plugin talks to the API itself).
+build_etcd etcd "$ETCD_VERSION" || status=1
+build_kube kube-apiserver "$KUBERNETES_VERSION" k8s.io/kubernetes/cmd/kube-apiserver || status=1
 
 # mongodump/mongorestore: the module proxy reachable here refuses every version of
 # github.com/mongodb/mongo-tools (403). Try once per machine and record the exact

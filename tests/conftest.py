@@ -118,3 +118,31 @@ def new_ferretdb(tmp_path_factory):
     yield start
     for s in started:
         s.stop()
+
+
+# --- a Kubernetes API (issue 5) and the plugin installed through helm ----------------------
+
+@pytest.fixture(scope="session")
+def kube_cluster(tmp_path_factory):
+    """etcd + kube-apiserver on free 127.0.0.1 ports (tests/kube.py); no kubelet."""
+    from tests import kube
+    _need("etcd")
+    _need("kube-apiserver")
+    cluster = kube.start_cluster(tmp_path_factory.mktemp("kube"))
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def plugin_installs(tmp_path_factory):
+    """`helm plugin install <checkout>`, once per helm version and session:
+    plugin_installs("helm3") -> see tests.helmutil.install_plugin."""
+    from tests.helmutil import install_plugin
+    done: dict = {}
+
+    def get(name: str) -> dict:
+        if name not in done:
+            done[name] = install_plugin(_need(name), tmp_path_factory.mktemp(f"plugin-{name}"))
+        return done[name]
+
+    return get

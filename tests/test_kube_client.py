@@ -1,0 +1,146 @@
+"""backup/kube.py, the plugin's own Kubernetes API client, against the real
+kube-apiserver of tests/kube.py: each way a kubeconfig can carry credentials,
+helm's overrides, and the one-line errors."""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from backup import kube
+from backup.errors import ConflictError, NotFoundError, UnreachableError, UsageError
+
+
+def kubeconfig(path: Path, cluster, user: dict, server: str | None = None, **context) -> Path:
+    conf = {
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "k", "cluster": {
+            "server": server or cluster.url,
+            "certificate-authority-data": base64.b64encode(cluster.ca.read_bytes()).decode()}}],
+        "users": [{"name": "u", "user": user}],
+        "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u", **context}}],
+    }
+    path.write_text(json.dumps(conf))
+    return path
+
+
+def whoami(client: kube.Client) -> str:
+    review = client.create("/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                           {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
+    return review["status"]["userInfo"]["username"]
+
+
+def test_token_from_kubeconfig_and_namespace(kube_cluster, tmp_path):
+    path = kubeconfig(tmp_path / "kc", kube_cluster, {"token": kube_cluster.token}, namespace="mender")
+    client = kube.Client.from_env({"KUBECONFIG": str(path)})
+    assert client.namespace == "mender"
+    assert whoami(client) == "e2e-admin"
+
+
+def test_token_file_relative_to_the_kubeconfig(kube_cluster, tmp_path):
+    (tmp_path / "token").write_text(kube_cluster.token + "\n")
+    path = kubeconfig(tmp_path / "kc", kube_cluster, {"tokenFile": "token"})
+    assert whoami(kube.Client.from_env({"KUBECONFIG": str(path)})) == "e2e-admin"
+
+
+def test_client_certificate_as_data_and_as_files(kube_cluster, tmp_path):
+    pki = kube_cluster.pki
+    data = {"client-certificate-data": base64.b64encode(pki["client_cert"].read_bytes()).decode(),
+            "client-key-data": base64.b64encode(pki["client_key"].read_bytes()).decode()}
+    path = kubeconfig(tmp_path / "kc1", kube_cluster, data)
+    assert whoami(kube.Client.from_env({"KUBECONFIG": str(path)})) == "e2e-cert-admin"
+    files = {"client-certificate": str(pki["client_cert"]), "client-key": str(pki["client_key"])}
+    path = kubeconfig(tmp_path / "kc2", kube_cluster, files)
+    assert whoami(kube.Client.from_env({"KUBECONFIG": str(path)})) == "e2e-cert-admin"
+
+
+def test_exec_credential_plugin(kube_cluster, tmp_path):
+    script = tmp_path / "cred.py"
+    script.write_text(
+        "import json, os, sys\n"
+        "info = json.loads(os.environ['KUBERNETES_EXEC_INFO'])\n"
+        "assert info['spec']['interactive'] is False\n"
+        "print(json.dumps({'apiVersion': info['apiVersion'], 'kind': 'ExecCredential',\n"
+        "                  'status': {'token': os.environ['E2E_TOKEN']}}))\n")
+    user = {"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": sys.executable,
+                     "args": [str(script)], "env": [{"name": "E2E_TOKEN", "value": kube_cluster.token}],
+                     "interactiveMode": "Never"}}
+    path = kubeconfig(tmp_path / "kc", kube_cluster, user)
+    assert whoami(kube.Client.from_env({"KUBECONFIG": str(path)})) == "e2e-admin"
+
+    user["exec"]["command"] = str(tmp_path / "missing-plugin")
+    user["exec"]["installHint"] = "install it from your cloud"
+    path = kubeconfig(tmp_path / "kc2", kube_cluster, user)
+    with pytest.raises(UnreachableError, match="missing-plugin not found. install it from your cloud"):
+        kube.Client.from_env({"KUBECONFIG": str(path)})
+
+
+def test_helm_flags_override_the_kubeconfig(kube_cluster, tmp_path):
+    """`helm --kube-token --kube-apiserver --kube-ca-file --kube-context -n`, as helm
+    passes them to plugins."""
+    path = kubeconfig(tmp_path / "kc", kube_cluster, {"token": "wrong"}, server="https://127.0.0.1:1")
+    env = {"KUBECONFIG": str(path), "HELM_KUBEAPISERVER": kube_cluster.url, "HELM_KUBETOKEN": kube_cluster.token,
+           "HELM_KUBECAFILE": str(kube_cluster.ca), "HELM_KUBEINSECURE_SKIP_TLS_VERIFY": "false",
+           "HELM_NAMESPACE": "ns2", "HELM_KUBECONTEXT": "c"}
+    client = kube.Client.from_env(env)
+    assert client.namespace == "ns2" and whoami(client) == "e2e-admin"
+    with pytest.raises(UsageError, match='context "other" does not exist'):
+        kube.Client.from_env({**env, "HELM_KUBECONTEXT": "other"})
+
+
+def test_errors_are_one_line_of_the_right_kind(kube_cluster, tmp_path):
+    path = kubeconfig(tmp_path / "kc", kube_cluster, {"token": kube_cluster.token})
+    client = kube.Client.from_env({"KUBECONFIG": str(path)})
+    with pytest.raises(NotFoundError, match='cronjobs.batch "nope" not found'):
+        client.get("/apis/batch/v1/namespaces/default/cronjobs/nope")
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "twice"}}
+    client.create("/api/v1/namespaces/default/configmaps", cm)
+    with pytest.raises(ConflictError, match="already exists"):
+        client.create("/api/v1/namespaces/default/configmaps", cm)
+    with pytest.raises(UsageError, match="Invalid value"):
+        client.create("/api/v1/namespaces/default/configmaps", {**cm, "metadata": {"name": "Bad_Name"}})
+
+    bad = kubeconfig(tmp_path / "kc2", kube_cluster, {"token": "not-the-token-4711"})
+    with pytest.raises(UnreachableError, match="Unauthorized") as exc:
+        kube.Client.from_env({"KUBECONFIG": str(bad)}).get("/api/v1/namespaces")
+    assert "not-the-token-4711" not in str(exc.value)
+
+    down = kubeconfig(tmp_path / "kc3", kube_cluster, {"token": "x"}, server="https://127.0.0.1:1")
+    with pytest.raises(UnreachableError, match="Kubernetes API https://127.0.0.1:1"):
+        kube.Client.from_env({"KUBECONFIG": str(down)}).get("/api")
+
+
+def test_refusals_without_a_cluster(tmp_path):
+    with pytest.raises(UnreachableError, match="no Kubernetes configuration"):
+        kube.Client.from_env({"HOME": str(tmp_path)})
+    conf = {"apiVersion": "v1", "kind": "Config", "current-context": "c",
+            "clusters": [{"name": "k", "cluster": {"server": "https://127.0.0.1:1"}}],
+            "users": [{"name": "u", "user": {"auth-provider": {"name": "gcp"}}}],
+            "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}]}
+    (tmp_path / "kc").write_text(json.dumps(conf))
+    with pytest.raises(UsageError, match="auth-provider 'gcp' is not supported"):
+        kube.Client.from_env({"KUBECONFIG": str(tmp_path / "kc")})
+
+
+def test_kubeconfig_files_merge_first_wins(kube_cluster, tmp_path):
+    first = kubeconfig(tmp_path / "a", kube_cluster, {"token": kube_cluster.token})
+    second = {"apiVersion": "v1", "kind": "Config", "current-context": "elsewhere",
+              "clusters": [{"name": "k", "cluster": {"server": "https://127.0.0.1:1"}}],
+              "users": [{"name": "u", "user": {"token": "wrong"}}], "contexts": []}
+    (tmp_path / "b").write_text(json.dumps(second))
+    client = kube.Client.from_env({"KUBECONFIG": f"{first}:{tmp_path / 'b'}"})
+    assert whoami(client) == "e2e-admin"
+
+
+def test_the_api_server_is_the_pinned_release(kube_cluster):
+    """scripts/test-env.sh stamps the version as Kubernetes' own build does (helm
+    checks charts' kubeVersion against it)."""
+    version = kube_cluster.get("/version")
+    assert (version["gitVersion"], version["major"], version["minor"]) == ("v1.37.2", "1", "37")
+    assert "system:masters" in json.dumps(
+        kube_cluster.request("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                             {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}))
