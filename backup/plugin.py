@@ -18,6 +18,7 @@ from typing import Optional
 
 import typer
 
+from . import kube
 from . import release as rel
 from .errors import (EXIT_CODES_HELP, ConflictError, IntegrityError, MenderBackupError,
                      NotFoundError, UnreachableError, UsageError)
@@ -159,24 +160,37 @@ def install(
 @app.command()
 def run(
     release: str = typer.Argument(..., help="The Mender release."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the Job here instead of stdout."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the Job manifest here; create nothing."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the Job manifest; create nothing."),
 ) -> None:
-    """Render a one-off backup Job from the release's backup CronJob.
-
-    This version does not talk to the Kubernetes API itself: apply the Job with
-    `kubectl apply -f`.
-    """
+    """Start a backup now: a one-off Job made from the release's backup CronJob,
+    as `kubectl create job --from=cronjob/NAME` makes it, created through the
+    Kubernetes API of helm's current context (no kubectl needed)."""
     helm = _helm()
     info = _release(helm, release)
     manifest = helm.get_manifest(rel.companion_name(release), namespace=info.namespace or None)
-    job = rel.job_from_cronjob(manifest, "manual-" + time.strftime("%Y%m%d%H%M%S", time.gmtime()))
-    job["metadata"].setdefault("namespace", info.namespace)
-    text = rel.dump_yaml(job)
-    if output:
-        output.write_text(text)
-        _say(f"wrote {output}: apply it with kubectl apply -f {output}")
-    else:
-        typer.echo(text, nl=False)
+    suffix = "manual-" + time.strftime("%Y%m%d%H%M%S", time.gmtime())
+    if output or dry_run:
+        job = rel.job_from_cronjob(manifest, suffix)
+        job["metadata"].setdefault("namespace", info.namespace)
+        text = rel.dump_yaml(job)
+        if output:
+            output.write_text(text)
+            _say(f"wrote {output}: apply it with kubectl apply -f {output}")
+        else:
+            typer.echo(text, nl=False)
+        return
+    api = kube.Client.from_env()
+    ns = info.namespace or api.namespace
+    name = rel.cronjob_from_manifest(manifest)["metadata"]["name"]
+    # the live CronJob (what the cluster would run on schedule), and its uid for the ownerReference
+    cronjob = api.get(f"/apis/batch/v1/namespaces/{ns}/cronjobs/{name}")
+    job = rel.job_from_cronjob_object(cronjob, suffix)
+    job["metadata"]["namespace"] = ns
+    created = api.create(f"/apis/batch/v1/namespaces/{ns}/jobs", job)
+    job_name = created["metadata"]["name"]
+    typer.echo(f"job.batch/{job_name} created in namespace {ns}")
+    _say(f"follow it with: kubectl logs -n {ns} -f job/{job_name}")
 
 
 @app.command("list")

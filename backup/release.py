@@ -530,19 +530,36 @@ def companion_values(mender: Mapping, *, destination: str, schedule: str | None 
     return values
 
 
-def job_from_cronjob(manifest: str, suffix: str) -> dict:
-    """A one-off Job built from the CronJob in a rendered manifest, as
-    `kubectl create job --from=cronjob/NAME` would make it."""
+def cronjob_from_manifest(manifest: str) -> dict:
+    """The (first) CronJob of a rendered manifest, e.g. `helm get manifest` output."""
     y = YAML(typ="safe")
     cronjobs = [d for d in y.load_all(manifest) if isinstance(d, dict) and d.get("kind") == "CronJob"]
     if not cronjobs:
         raise NotFoundError("no CronJob in the backup release's manifest")
-    cj = cronjobs[0]
+    return cronjobs[0]
+
+
+def job_from_cronjob_object(cj: Mapping, suffix: str) -> dict:
+    """A one-off Job made from a CronJob object as `kubectl create job
+    --from=cronjob/NAME` makes it: the job template's labels, annotations and
+    spec, and, for a CronJob read from the API (it has a uid), an ownerReference
+    to it, so the CronJob's history limits and deletion cover the Job too."""
     tmpl = cj["spec"]["jobTemplate"]
+    tmeta = tmpl.get("metadata") or {}
     name = f"{cj['metadata']['name'][:52 - len(suffix)]}-{suffix}"
-    meta = {"name": name,
-            "labels": dict(tmpl.get("metadata", {}).get("labels", {})),
-            "annotations": {"cronjob.kubernetes.io/instantiate": "manual"}}
+    meta: dict = {"name": name,
+                  "labels": dict(tmeta.get("labels") or {}),
+                  "annotations": {**(tmeta.get("annotations") or {}), "cronjob.kubernetes.io/instantiate": "manual"}}
     if cj["metadata"].get("namespace"):
         meta["namespace"] = cj["metadata"]["namespace"]
-    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": tmpl["spec"]}
+    if cj["metadata"].get("uid"):
+        # not metav1.NewControllerRef: blockOwnerDeletion would need cronjobs/finalizers rights (as kubectl)
+        meta["ownerReferences"] = [{"apiVersion": "batch/v1", "kind": "CronJob", "name": cj["metadata"]["name"],
+                                    "uid": cj["metadata"]["uid"], "controller": True}]
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": dict(tmpl["spec"])}
+
+
+def job_from_cronjob(manifest: str, suffix: str) -> dict:
+    """A one-off Job built from the CronJob in a rendered manifest, as
+    `kubectl create job --from=cronjob/NAME` would make it."""
+    return job_from_cronjob_object(cronjob_from_manifest(manifest), suffix)

@@ -31,3 +31,33 @@ def by_kind(docs: list[dict], kind: str) -> list[dict]:
 
 def b64(s: str) -> str:
     return base64.b64encode(s.encode()).decode()
+
+
+def copy_checkout(dest: Path) -> Path:
+    """The repository's files as a clone has them (tracked + new, not ignored),
+    so the plugin's install hook builds its venv outside the working tree."""
+    import shutil
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+                           cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    for rel_path in files:
+        src = ROOT / rel_path
+        if src.is_file():
+            (dest / rel_path).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel_path)
+    return dest
+
+
+def install_plugin(helm: Path, base: Path) -> dict:
+    """A real `helm plugin install <checkout>` into private helm homes under `base`
+    (the hook builds the plugin's venv: ~15 s). Returns helm, the env to run helm
+    with (do not change it: copy it), the checkout, the plugin dir, the install's output."""
+    import os
+    src = copy_checkout(base / "mender-backup")
+    data = base / "data"
+    # Helm 4.3's local-directory installer places the plugin under
+    # $HELM_DATA_HOME/plugins and ignores $HELM_PLUGINS: set both to the same place.
+    env = dict(os.environ, HELM_DATA_HOME=str(data), HELM_PLUGINS=str(data / "plugins"),
+               HELM_CONFIG_HOME=str(base / "config"), HELM_CACHE_HOME=str(base / "cache"))
+    (data / "plugins").mkdir(parents=True)
+    proc = helm_run(helm, "plugin", "install", str(src), env=env)
+    return {"helm": helm, "env": env, "src": src, "dir": data / "plugins" / src.name, "install": proc}

@@ -29,33 +29,11 @@ NEW_URL = f"mongodb://mender:{SECRET_PW}@mongo-new.data.svc:27017/mender"
 
 # --- the plugin installed through helm itself -----------------------------------------------
 
-def _copy_checkout(dest: Path) -> Path:
-    """The repository's files as a clone has them (tracked + new, not ignored),
-    so the install hook's venv does not land in the working tree."""
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-                           cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
-    for rel_path in files:
-        src = ROOT / rel_path
-        if src.is_file():
-            (dest / rel_path).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / rel_path)
-    return dest
-
-
 @pytest.fixture(scope="module", params=["helm3", "helm4"])
-def installed(request, tmp_path_factory):
-    """One real `helm plugin install <checkout>` per helm version (the hook builds a venv)."""
-    helm = request.getfixturevalue(request.param)
-    base = tmp_path_factory.mktemp(f"plugin-{request.param}")
-    src = _copy_checkout(base / "mender-backup")
-    data = base / "data"
-    # Helm 4.3's local-directory installer places the plugin under
-    # $HELM_DATA_HOME/plugins and ignores $HELM_PLUGINS: set both to the same place.
-    env = dict(os.environ, HELM_DATA_HOME=str(data), HELM_PLUGINS=str(data / "plugins"),
-               HELM_CONFIG_HOME=str(base / "config"), HELM_CACHE_HOME=str(base / "cache"))
-    (data / "plugins").mkdir(parents=True)
-    proc = helm_run(helm, "plugin", "install", str(src), env=env)
-    return {"helm": helm, "env": env, "src": src, "dir": data / "plugins" / src.name, "install": proc}
+def installed(request, plugin_installs):
+    """One real `helm plugin install <checkout>` per helm version and session (the
+    hook builds a venv), shared with the end-to-end tests: see tests/conftest.py."""
+    return plugin_installs(request.param)
 
 
 def test_plugin_installs_and_is_listed(installed):
@@ -379,7 +357,7 @@ def test_run_renders_a_job_from_the_cronjob(fake, monkeypatch, capsys):
     fake.release()
     manifest = helm_run(Path(os.environ["FAKE_HELM_REAL"]), "template", "mender-backup", str(CHART)).stdout
     (fake.dir / "manifest-mender-backup.yaml").write_text(manifest)
-    code, out, err = run_plugin(monkeypatch, capsys, "run", "mender")
+    code, out, err = run_plugin(monkeypatch, capsys, "run", "mender", "--dry-run")
     assert code == 0, err
     job = YAML(typ="safe").load(out)
     assert job["kind"] == "Job" and job["metadata"]["namespace"] == "mender"
