@@ -23,6 +23,8 @@ from pathlib import Path
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 
+from .cron import check_schedule
+from .store import parse_destination
 from .errors import ConflictError, MenderBackupError, NotFoundError, UnreachableError, UsageError
 from .redact import redact_url, register_url_secrets, scrub
 
@@ -511,6 +513,7 @@ def companion_values(mender: Mapping, *, destination: str, schedule: str | None 
     storage = get_path(mender, ("global", "storage")) or "aws"
     if storage != "aws":
         raise UsageError(f"the release stores artifacts in {storage!r}: only S3 (global.storage=aws) is supported")
+    parse_destination(destination)
     values: dict = {
         "destination": {"url": destination},
         "mongodb": {
@@ -521,7 +524,7 @@ def companion_values(mender: Mapping, *, destination: str, schedule: str | None 
         "s3": {"existingSecret": get_path(mender, ("global", "s3", "existingSecret")) or MENDER_S3_SECRET},
     }
     if schedule:
-        values["schedule"] = schedule
+        values["schedule"] = check_schedule(schedule)
     if compression:
         values["compression"] = compression
     if image:

@@ -397,8 +397,8 @@ def _is_boto(exc: BaseException) -> bool:
     return type(exc).__module__.startswith(("botocore", "boto3", "urllib3"))
 
 
-def open_store(url: str, s3: S3Settings | None = None) -> Store:
-    """`s3://bucket/prefix` or `file:///absolute/path` (a plain absolute path works too)."""
+def parse_destination(url: str) -> tuple[str, str, str]:
+    """Check a destination's syntax, offline: -> (scheme, bucket or "", path or prefix)."""
     if not url:
         raise UsageError("no destination given (--destination or MENDER_BACKUP_DESTINATION)")
     if url.startswith("/"):
@@ -407,12 +407,20 @@ def open_store(url: str, s3: S3Settings | None = None) -> Store:
     if parsed.scheme == "file":
         if parsed.netloc not in ("", "localhost") or not parsed.path.startswith("/"):
             raise UsageError(f"bad file URL {redact_url(url)!r}: use file:///absolute/path")
-        return FileStore(Path(parsed.path), url)
+        return "file", "", parsed.path
     if parsed.scheme == "s3":
         if not parsed.netloc:
             raise UsageError(f"bad S3 URL {redact_url(url)!r}: use s3://bucket/prefix")
-        return S3Store(parsed.netloc, parsed.path.lstrip("/"), s3 or S3Settings.from_env(), url)
+        return "s3", parsed.netloc, parsed.path.lstrip("/")
     raise UsageError(f"unsupported destination {redact_url(url)!r}: use s3://bucket/prefix or file:///path")
+
+
+def open_store(url: str, s3: S3Settings | None = None) -> Store:
+    """`s3://bucket/prefix` or `file:///absolute/path` (a plain absolute path works too)."""
+    scheme, bucket, path = parse_destination(url)
+    if scheme == "file":
+        return FileStore(Path(path), url if url.startswith("file:") else "file://" + url)
+    return S3Store(bucket, path, s3 or S3Settings.from_env(), url)
 
 
 def sha256_of(stream: BinaryIO, chunk: int = 1 << 20) -> tuple[str, int]:

@@ -351,6 +351,23 @@ def test_install_dry_run(fake, monkeypatch, capsys):
     assert not [c for c in fake.calls() if c["argv"][0] == "upgrade"]
 
 
+@pytest.mark.parametrize("args,fragment", [
+    (["--schedule", "every night"], "bad schedule"),
+    (["--schedule", "0 25 * * *"], "not a valid hour"),
+    (["--destination", "ftp://x/y"], "unsupported destination"),
+])
+def test_install_refuses_bad_input_before_any_change(fake, monkeypatch, capsys, args, fragment):
+    fake.release()
+    base = {"--destination": "s3://b/p"}
+    argv = ["install", "mender", *sum(([k, v] for k, v in base.items() if k not in args), []), *args,
+            "--chart-dir", str(CHART)]
+    code, out, err = run_plugin(monkeypatch, capsys, *argv)
+    assert code == 2, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and fragment in lines[0] and "Traceback" not in err
+    assert not [c for c in fake.calls() if c["argv"][0] == "upgrade"]
+
+
 def test_run_renders_a_job_from_the_cronjob(fake, monkeypatch, capsys):
     import kubernetes_validate
     from ruamel.yaml import YAML
