@@ -270,3 +270,14 @@ def test_companion_values_reference_mender_secrets():
     with pytest.raises(UsageError, match="azure"):
         rel.companion_values(rel.load_values("global:\n  storage: azure\n"), destination="s3://b")
     assert json.dumps(plain)  # plain data, ready for a values file
+
+
+@pytest.mark.parametrize("text,fragment", [
+    ("global: {mongodb: [unclosed", "not valid YAML"),
+    ("- just\n- a list\n", "not a YAML mapping"),
+    ("global:\n  mongodb:\n    URL: a\n   bad: indentation\n", "not valid YAML"),
+])
+def test_invalid_values_are_one_line_usage_errors(text, fragment):
+    with pytest.raises(UsageError, match=fragment) as e:
+        rel.rewrite_values(text, {("global", "mongodb", "URL"): "mongodb://new:27017"})
+    assert "\n" not in str(e.value) and e.value.exit_code == 2
