@@ -16,6 +16,7 @@ from .output import Reporter
 from .store import ObjectInfo, S3Store, Store, s3_error
 
 COPY_WORKERS = 16
+SINGLE_COPY_LIMIT = 5 * 1024**3
 
 
 @dataclass
@@ -43,12 +44,15 @@ def inventory(store: Store, prefix: str = "") -> dict[str, ObjectInfo]:
     return {o.key[len(prefix):]: ObjectInfo(o.key[len(prefix):], o.size, o.etag) for o in store.list(prefix)}
 
 
-def _copy_one(src: Store, src_key: str, dst: Store, dst_key: str, server_side: bool) -> None:
+def _copy_one(src: Store, src_key: str, dst: Store, dst_key: str, size: int, server_side: bool) -> None:
     if server_side:
         assert isinstance(src, S3Store) and isinstance(dst, S3Store)
+        source = {"Bucket": src.bucket, "Key": src.full_key(src_key)}
         try:
-            # managed copy: multipart server-side copy for objects over 5 GiB
-            dst.client.copy({"Bucket": src.bucket, "Key": src.full_key(src_key)}, dst.bucket, dst.full_key(dst_key))
+            if size < SINGLE_COPY_LIMIT:     # one request; the managed copy would HEAD first
+                dst.client.copy_object(CopySource=source, Bucket=dst.bucket, Key=dst.full_key(dst_key))
+            else:                            # S3 copies at most 5 GiB at once: multipart copy
+                dst.client.copy(source, dst.bucket, dst.full_key(dst_key))
         except Exception as exc:
             raise s3_error(exc, f"copying {src_key}") from None
         return
@@ -69,7 +73,7 @@ def copy(src: Store, src_prefix: str, dst: Store, dst_prefix: str, objects: list
     total = sum(o.size for o in objects)
     done = 0
     with reporter.progress(what, total=total) as prog, ThreadPoolExecutor(COPY_WORKERS) as pool:
-        futures = {pool.submit(_copy_one, src, src_prefix + o.key, dst, dst_prefix + o.key, server_side): o
+        futures = {pool.submit(_copy_one, src, src_prefix + o.key, dst, dst_prefix + o.key, o.size, server_side): o
                    for o in objects}
         try:
             for fut in as_completed(futures):

@@ -200,7 +200,8 @@ def _backup(opts: BackupOptions, reporter: Reporter, dest: Store, source_bucket:
         databases=databases, artifacts_bucket=source_bucket.bucket if source_bucket else None,
         artifacts=artifact_entries,
     )
-    # the manifest is the commit point: written last, in one piece
+    # the manifest is the commit point: written last, in one piece, after all else is durable
+    dest.sync()
     dest.put_bytes(catalog.backup_key(backup_id, MANIFEST), manifest.to_json())
     return manifest
 
