@@ -59,7 +59,7 @@ def _copy_one(src: Store, src_key: str, dst: Store, dst_key: str, size: int, ser
     reader = src.open_read(src_key)
     try:
         with dst.open_write(dst_key) as w:
-            while chunk := reader.read(8 << 20):
+            while chunk := reader.read(1 << 20):      # 16 threads: small buffers
                 w.write(chunk)
     finally:
         reader.close()

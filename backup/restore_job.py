@@ -140,19 +140,22 @@ def _insert_all(client, stream, wanted: set[tuple[str, str]], reporter: Reporter
 
 def _verify_target(client, plan: Plan, expected: dict[tuple[str, str], CollectionDigest] | Manifest,
                    reporter: Reporter) -> None:
-    digests: dict[tuple[str, str], CollectionDigest] = {}
-    problems: list[str] = []
-    for info in plan.namespaces:
-        if info.type != "collection":
-            continue
+    def read_back(info: mongo.CollectionInfo) -> tuple[CollectionDigest, set[str]]:
         d = CollectionDigest()
         for batch in mongo.raw_batches(client, info.db, info.name):
             d.update(batch)
-        digests[(info.db, info.name)] = d
-        want = {i.get("name") for i in info.indexes}
-        have = mongo.index_names(client, info.db, info.name)
-        if want - have:
-            problems.append(f"{info.db}.{info.name}: index(es) missing: {', '.join(sorted(want - have))}")
+        return d, mongo.index_names(client, info.db, info.name)
+
+    digests: dict[tuple[str, str], CollectionDigest] = {}
+    problems: list[str] = []
+    colls = [i for i in plan.namespaces if i.type == "collection"]
+    # read back in parallel, as the dump reads: the server, not us, is the bottleneck
+    with ThreadPoolExecutor(INSERT_WORKERS) as pool:
+        for info, (d, have) in zip(colls, pool.map(read_back, colls)):
+            digests[(info.db, info.name)] = d
+            want = {i.get("name") for i in info.indexes}
+            if want - have:
+                problems.append(f"{info.db}.{info.name}: index(es) missing: {', '.join(sorted(want - have))}")
     dbs = {i.db for i in plan.namespaces}
     if isinstance(expected, Manifest):
         problems += verify_job.compare(expected, digests, "the target", dbs)
