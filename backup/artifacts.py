@@ -10,7 +10,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
-from .errors import ConflictError, MenderBackupError
+from .errors import ConflictError
 from .manifest import ArtifactEntry
 from .output import Reporter
 from .store import ObjectInfo, S3Store, Store, s3_error
@@ -120,5 +120,3 @@ def check_complete(wanted: list[ArtifactEntry], target: dict[str, ObjectInfo]) -
             bad.append(a.key)
     return bad
 
-
-__all__ = ["plan", "inventory", "copy", "entries", "restore_plan", "check_complete", "MenderBackupError"]

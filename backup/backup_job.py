@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from . import __version__, artifacts, catalog, compression, mongo
 from .archive import ArchiveWriter, CollectionMetadata, Header
 from .digest import CollectionDigest
-from .errors import MenderBackupError, UsageError
+from .errors import UsageError
 from .manifest import MANIFEST, ArchiveEntry, CollectionEntry, Manifest
 from .output import Reporter
 from .retention import Policy
@@ -207,5 +207,3 @@ def _backup(opts: BackupOptions, reporter: Reporter, dest: Store, source_bucket:
     dest.put_bytes(catalog.backup_key(backup_id, MANIFEST), manifest.to_json())
     return manifest
 
-
-__all__ = ["BackupOptions", "run", "MenderBackupError"]

@@ -8,12 +8,10 @@ the server or the network, and letting it go on (SIGCONT).
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import time
-import uuid
 from contextlib import contextmanager
 from pathlib import Path
 

@@ -136,7 +136,7 @@ def test_diff_redacts_passwords():
     diff = rel.values_diff(old, rel.rewrite_values(old, changes))
     assert "N3w-Pw-2025" not in diff and "S3cr3t" not in diff
     assert "-    URL: \"mongodb://mender:***@mongodb-0" in diff
-    assert f"+    URL: \"mongodb://mender:***@mongo-restored" in diff
+    assert "+    URL: \"mongodb://mender:***@mongo-restored" in diff
     assert f"+    AWS_BUCKET: '{NEW_BUCKET}'" in diff
 
 

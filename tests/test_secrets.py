@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 import threading
 import time
 
@@ -11,7 +9,7 @@ import psutil
 
 from backup.redact import redact_url, register_secret, scrub
 from tests import mender_data
-from tests.cli import EXE, run
+from tests.cli import run
 
 MONGO_PASSWORD = "Mongo-Pa55word-zq9"
 
