@@ -32,6 +32,7 @@ demo: venv test-env
 	$(PY) -m scripts.demo
 
 bench: venv test-env
+	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) -m bench.run
 
 lint: test-env
