@@ -11,11 +11,21 @@ from pathlib import Path
 EXE = Path(sys.executable).parent / "mender-backup"
 
 
+def tool_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The machine's environment without settings of ours it may carry, plus `env`."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MENDER_BACKUP_", "MONGODB_"))}
+    return {**full, **(env or {})}
+
+
+def start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """The tool in the background, for tests that act while it runs."""
+    return subprocess.Popen([str(EXE), *args], env=tool_env(env), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
 def run(*args: str, env: dict[str, str] | None = None, check: bool = True, timeout: float = 600
         ) -> subprocess.CompletedProcess:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MENDER_BACKUP_", "MONGODB_"))}
-    full_env.update(env or {})
-    r = subprocess.run([str(EXE), *args], env=full_env, capture_output=True, text=True, timeout=timeout)
+    r = subprocess.run([str(EXE), *args], env=tool_env(env), capture_output=True, text=True, timeout=timeout)
     if check and r.returncode != 0:
         raise AssertionError(f"mender-backup {' '.join(args)} exited {r.returncode}:\n{r.stderr[-3000:]}")
     return r

@@ -8,7 +8,6 @@ the server or the network, and letting it go on (SIGCONT).
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
@@ -18,14 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests import mender_data, servers
-from tests.cli import EXE, assert_one_line_error, result_of, run
+from tests.cli import assert_one_line_error, result_of, run, start
 from tests.faults import HttpFaultProxy, TcpProxy
-
-
-def start(*args: str, env: dict[str, str]) -> subprocess.Popen:
-    full = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MENDER_BACKUP_", "MONGODB_"))}
-    return subprocess.Popen([str(EXE), *args], env={**full, **env}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
 
 
 def wait_until(cond, proc: subprocess.Popen, what: str, timeout: float = 120) -> None:
