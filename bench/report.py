@@ -200,10 +200,10 @@ def _before_after(before: Ctx, after: Ctx) -> list[str]:
     out = ["## Before / after", "",
            f"The same bench on the code before a change (commit {_code_text(before.facts.get('code', {}))}; "
            f"{before.facts.get('code', {}).get('note', '')}) and on the code measured above "
-           f"(commit {_code_text(after.facts.get('code', {}))}). Medians. Rows whose code did not change "
-           "(the aws rows; the dump and restore rows unless their code changed) show how much the machine "
-           "itself differed between the two runs: the before run overlapped other users' test runs on this "
-           "shared machine (its \"other processes' CPU\" was not recorded yet).", "",
+           f"(commit {_code_text(after.facts.get('code', {}))}). Medians. The aws rows (the same program "
+           "both times) show how much the machine itself differed between the two runs: the before run "
+           "overlapped other users' test runs on this shared machine (its \"other processes' CPU\" was not "
+           "recorded yet), which also slowed its FerretDB-bound dump and restore.", "",
            "| what | before: wall | after: wall | before: process CPU | after: process CPU | "
            "before: peak RSS | after: peak RSS |", "|---|---|---|---|---|---|---|"]
     for key, label in BEFORE_AFTER:
@@ -341,8 +341,8 @@ def results_md(ctx: Ctx, rows: list[Target], total_seconds: float, findings: str
     prof = f.get("profiles")
     if prof:
         lines += ["", "## Profiles", "",
-                  "pyinstrument (main thread) and two harnesses for the copy threads: for the artifact copy "
-                  "when one of its targets is missed, and for the restore (well above FerretDB's own floor).", ""]
+                  "pyinstrument (it samples the main thread) for the artifact copy, with two harnesses for "
+                  "what the copy threads do, and for the restore.", ""]
         for p in prof:
             lines += [f"### {p['title']}", "", p.get("summary", ""), ""]
             if p.get("text"):

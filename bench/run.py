@@ -123,8 +123,7 @@ def _profile_restore(ctx: Ctx, mb: MongoBench) -> list[dict]:
     names = {"check_sha256": "sha256 of the archive", "_plan": "plan",
              "_insert_all": "inserting (4 worker threads; main thread reads the archive and waits)",
              "create_indexes": "building the indexes",
-             "_verify_target": "reading everything back to verify",
-             "update": "of which hashing the documents (CollectionDigest.update)"}
+             "_verify_target": "reading everything back to verify (in threads: the main thread waits)"}
     d, text = _pyinstrument(ctx, "restore", "pyinstrument mender-backup restore",
                             mb.restore_args(mb.backups[-1]), ctx.env(), list(names))
     mb.empty_target()
