@@ -38,43 +38,40 @@ build() {
   rm -rf "$tmp"
 }
 
-# build_wrapped NAME OUTPUT MODULE VERSION PACKAGE: for modules whose go.mod has
-# replace lines (go install pkg@version refuses those), build from a wrapper module.
-build_wrapped() {
-  local name="$1" out="$2" mod="$3" ver="$4" pkg="$5" version_file="${6:-}"
+# in_wrapper OUTPUT WHAT COMMAND...: what every wrapper-module build shares: skip
+# when built, a fresh module folder, a log, timing, no binary left by a failure.
+# COMMAND runs inside the folder after `go mod init`; its last status decides.
+in_wrapper() {
+  local out="$1" what="$2"; shift 2
   if [[ -x "$BIN/$out" ]]; then echo "ok     $out (cached)"; return 0; fi
-  echo "build  $out  ($pkg@$ver via wrapper module)"
+  echo "build  $out  ($what via wrapper module)"
   local dir="$CACHE/src/$out"; rm -rf "$dir"; mkdir -p "$dir"
   local start=$SECONDS
   (
     cd "$dir"
     go mod init "testenv/$out" >/dev/null 2>&1
-    go get -tool "$pkg@$ver"
-    if [[ -n "$version_file" ]]; then
-      # FerretDB embeds build/version/version.txt, which its module zip lacks and
-      # without which it panics at start: vendor it and write the file.
-      go mod vendor
-      echo "$ver" >"vendor/$mod/$version_file"
-      go build -mod=vendor -trimpath -ldflags="-s -w" -o "$BIN/$out" "$pkg"
-    else
-      go build -trimpath -ldflags="-s -w" -o "$BIN/$out" "$pkg"
-    fi
-  ) >"$LOG/$out.log" 2>&1 || { echo "FAILED $out: see $LOG/$out.log"; tail -5 "$LOG/$out.log"; return 1; }
+    "$@"
+  ) >"$LOG/$out.log" 2>&1 || { echo "FAILED $out: see $LOG/$out.log"; tail -5 "$LOG/$out.log"; rm -f "$BIN/$out"; return 1; }
   echo "built  $out in $((SECONDS - start))s"
 }
 
-# build_etcd OUTPUT VERSION: etcd's main package lives in its root module, whose go.mod
-# has replace lines; the server module has etcdmain.Main, which that main just calls.
-build_etcd() {
+# FerretDB: `go install pkg@version` is refused (the proxy will not list its versions,
+# which go install asks for deprecation notices). Its module zip also lacks the
+# generated build/version/version.txt that the binary embeds and panics without:
+# vendor the module and write that file.
+ferretdb_in_wrapper() {
+  local out="$1" ver="$2" mod=github.com/FerretDB/FerretDB pkg=github.com/FerretDB/FerretDB/cmd/ferretdb
+  go get -tool "$pkg@$ver"
+  go mod vendor
+  echo "$ver" >"vendor/$mod/build/version/version.txt"
+  go build -mod=vendor -trimpath -ldflags="-s -w" -o "$BIN/$out" "$pkg"
+}
+
+# etcd: its main package lives in its root module, whose go.mod has replace lines;
+# the server module has etcdmain.Main, which that main just calls.
+etcd_in_wrapper() {
   local out="$1" ver="$2"
-  if [[ -x "$BIN/$out" ]]; then echo "ok     $out (cached)"; return 0; fi
-  echo "build  $out  (go.etcd.io/etcd/server/v3@$ver via wrapper module)"
-  local dir="$CACHE/src/$out"; rm -rf "$dir"; mkdir -p "$dir"
-  local start=$SECONDS
-  (
-    cd "$dir"
-    go mod init "testenv/$out" >/dev/null 2>&1
-    cat >main.go <<'GO'
+  cat >main.go <<'GO'
 // etcd, as its own main.go builds it (go.etcd.io/etcd/v3 cannot be go-installed).
 package main
 
@@ -86,63 +83,50 @@ import (
 
 func main() { etcdmain.Main(os.Args) }
 GO
-    go get "go.etcd.io/etcd/server/v3@$ver"
-    go mod tidy
-    go build -trimpath -ldflags="-s -w" -o "$BIN/$out" .
-    local v; v="$("$BIN/$out" --version)"; echo "$v"
-    grep -qx "etcd Version: ${ver#v}" <<<"$v"
-  ) >"$LOG/$out.log" 2>&1 || { echo "FAILED $out: see $LOG/$out.log"; tail -5 "$LOG/$out.log"; rm -f "$BIN/$out"; return 1; }
-  echo "built  $out in $((SECONDS - start))s"
+  go get "go.etcd.io/etcd/server/v3@$ver"
+  go mod tidy
+  go build -trimpath -ldflags="-s -w" -o "$BIN/$out" .
+  local v; v="$("$BIN/$out" --version)"; echo "$v"
+  grep -qx "etcd Version: ${ver#v}" <<<"$v"
 }
 
-# build_kube OUTPUT VERSION PACKAGE: a program of k8s.io/kubernetes. Its go.mod
-# replaces every k8s.io staging module with ./staging/src/..., which a module
-# that requires it cannot follow: the wrapper replaces each of them with the
-# published module of the same release (k8s.io/api => k8s.io/api v0.37.2, ...),
-# the list read from k8s.io/kubernetes's own go.mod.
-build_kube() {
+# A program of k8s.io/kubernetes. Its go.mod replaces every k8s.io staging module
+# with ./staging/src/..., which a module that requires it cannot follow: the wrapper
+# replaces each of them with the published module of the same release
+# (k8s.io/api => k8s.io/api v0.37.2, ...), the list read from k8s.io/kubernetes's go.mod.
+kube_in_wrapper() {
   local out="$1" ver="$2" pkg="$3"
-  if [[ -x "$BIN/$out" ]]; then echo "ok     $out (cached)"; return 0; fi
-  echo "build  $out  ($pkg@$ver via wrapper module; 5-10 min on 2 cores)"
-  local dir="$CACHE/src/$out"; rm -rf "$dir"; mkdir -p "$dir"
-  local start=$SECONDS
-  (
-    cd "$dir"
-    go mod init "testenv/$out" >/dev/null 2>&1
-    local gomod staging m
-    gomod="$(go mod download -json "k8s.io/kubernetes@$ver" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",*$/\1/p')"
-    staging="v0.${ver#v1.}"
-    for m in $(sed -n 's#^[[:space:]]*\(k8s.io/[^[:space:]]*\) => ./staging/src/.*#\1#p' "$gomod"); do
-      go mod edit -replace="$m=$m@$staging"
-    done
-    grep -c '=> k8s.io/' go.mod | sed 's/^/staging replace lines: /'
-    go get -tool "$pkg@$ver"
-    # the version Kubernetes' own build stamps in (else the server reports v0.0.0-master,
-    # and helm checks charts' kubeVersion against it)
-    local minor="${ver#v1.}" x="" p
-    minor="${minor%%.*}"
-    for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-      x+=" -X $p.gitVersion=$ver -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
-    done
-    go build -trimpath -ldflags="-s -w$x" -o "$BIN/$out" "$pkg"
-    local v; v="$("$BIN/$out" --version)"; echo "$v"
-    grep -qx "Kubernetes $ver" <<<"$v"
-  ) >"$LOG/$out.log" 2>&1 || { echo "FAILED $out: see $LOG/$out.log"; tail -5 "$LOG/$out.log"; rm -f "$BIN/$out"; return 1; }
-  echo "built  $out in $((SECONDS - start))s"
+  local gomod staging m
+  gomod="$(go mod download -json "k8s.io/kubernetes@$ver" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",*$/\1/p')"
+  staging="v0.${ver#v1.}"
+  for m in $(sed -n 's#^[[:space:]]*\(k8s.io/[^[:space:]]*\) => ./staging/src/.*#\1#p' "$gomod"); do
+    go mod edit -replace="$m=$m@$staging"
+  done
+  grep -c '=> k8s.io/' go.mod | sed 's/^/staging replace lines: /'
+  go get -tool "$pkg@$ver"
+  # the version Kubernetes' own build stamps in (else the server reports v0.0.0-master,
+  # and helm checks charts' kubeVersion against it)
+  local minor="${ver#v1.}" x="" p
+  minor="${minor%%.*}"
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    x+=" -X $p.gitVersion=$ver -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
+  done
+  go build -trimpath -ldflags="-s -w$x" -o "$BIN/$out" "$pkg"
+  local v; v="$("$BIN/$out" --version)"; echo "$v"
+  grep -qx "Kubernetes $ver" <<<"$v"
 }
 
 status=0
 build minio minio "github.com/minio/minio@$MINIO_VERSION" || status=1
-# FerretDB: `go install pkg@version` is refused (the proxy will not list its
-# versions, which go install asks for deprecation notices), so a wrapper module.
-build_wrapped ferretdb ferretdb github.com/FerretDB/FerretDB "$FERRETDB_VERSION" \
-  github.com/FerretDB/FerretDB/cmd/ferretdb build/version/version.txt || status=1
+in_wrapper ferretdb "github.com/FerretDB/FerretDB/cmd/ferretdb@$FERRETDB_VERSION" \
+  ferretdb_in_wrapper ferretdb "$FERRETDB_VERSION" || status=1
 build helm helm3 "helm.sh/helm/v3/cmd/helm@$HELM3_VERSION" || status=1
 build helm helm4 "helm.sh/helm/v4/cmd/helm@$HELM4_VERSION" || status=1
 # A Kubernetes API for the end-to-end plugin tests (tests/kube.py): no kubelet,
 # no controllers, no kubectl (the plugin talks to the API itself).
-build_etcd etcd "$ETCD_VERSION" || status=1
-build_kube kube-apiserver "$KUBERNETES_VERSION" k8s.io/kubernetes/cmd/kube-apiserver || status=1
+in_wrapper etcd "go.etcd.io/etcd/server/v3@$ETCD_VERSION" etcd_in_wrapper etcd "$ETCD_VERSION" || status=1
+in_wrapper kube-apiserver "k8s.io/kubernetes/cmd/kube-apiserver@$KUBERNETES_VERSION; 5-10 min on 2 cores" \
+  kube_in_wrapper kube-apiserver "$KUBERNETES_VERSION" k8s.io/kubernetes/cmd/kube-apiserver || status=1
 
 # mongodump/mongorestore: the module proxy reachable here refuses every version of
 # github.com/mongodb/mongo-tools (403). Try once per machine and record the exact
