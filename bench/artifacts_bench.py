@@ -9,7 +9,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-from tests import servers
+from testenv import servers
 
 from .context import AWS, Ctx
 

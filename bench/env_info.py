@@ -9,7 +9,7 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-from tests import servers
+from testenv import servers
 
 from .measure import BIN
 

@@ -10,7 +10,7 @@ import shutil
 import time
 from pathlib import Path
 
-from tests import mender_data, servers
+from testenv import mender_data, servers
 
 from .context import Ctx
 from .measure import PY

@@ -19,7 +19,6 @@ Both read the S3 settings from the environment (AWS_*), like the tool.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import re
 import sys
@@ -90,20 +89,15 @@ def hotspots(session) -> dict[str, float]:
 def copy_profile(source_bucket: str, dest: str, n: int, out: Path) -> dict:
     from pyinstrument import Profiler
 
-    from backup import artifacts, catalog
-    from backup.backup_job import artifact_store, destination_store
-    from backup.store import S3Store
+    from mender_backup.engine import artifacts
+    from mender_backup.format.layout import ARTIFACTS
+    from mender_backup.stores import S3Store, bucket_store, destination_store
 
-    src = artifact_store(source_bucket)
+    src = bucket_store(source_bucket)
     dst = destination_store(dest)
     dst.check()
     objs = sorted(artifacts.inventory(src).values(), key=lambda o: o.key)[:n]
     server_side = isinstance(dst, S3Store) and src.settings.same_service(dst.settings)
-    # _copy_one's signature has changed over time: pass what it takes, by name
-    params = inspect.signature(artifacts._copy_one).parameters
-
-    def kw(o) -> dict:
-        return {"server_side": server_side, **({"size": o.size} if "size" in params else {})}
 
     requests: Counter = Counter()
     for s in (src, dst):            # this thread's clients, made before the clock starts
@@ -124,7 +118,7 @@ def copy_profile(source_bucket: str, dest: str, n: int, out: Path) -> dict:
     prof.start()
     try:
         for o in objs:
-            artifacts._copy_one(src, o.key, dst, catalog.ARTIFACTS + o.key, **kw(o))
+            artifacts._copy_one(src, o.key, dst, ARTIFACTS + o.key, o.size)
     finally:
         prof.stop()
         threading.Thread.start = real_start
@@ -157,13 +151,13 @@ def summarize(session_path: Path, out: Path, phases: list[str]) -> dict:
 def clients_cost(threads: int) -> dict:
     import psutil
 
-    from backup.backup_job import artifact_store
+    from mender_backup.stores import bucket_store
 
     import boto3  # noqa: F401  (imports are not what is measured)
     import botocore.session  # noqa: F401
 
     proc = psutil.Process()
-    store = artifact_store("probe")
+    store = bucket_store("probe")
     rss0, cpu0, t0 = proc.memory_info().rss, time.process_time(), time.perf_counter()
     barrier = threading.Barrier(threads)
 

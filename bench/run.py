@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests import servers
+from testenv import servers
 
 from . import env_info
 from .artifacts_bench import OURS, SOURCE, TINY_DB, ArtifactsBench

@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests import mender_data, servers
+from testenv import mender_data, servers
 
 EXE = Path(sys.executable).parent / "mender-backup"
 

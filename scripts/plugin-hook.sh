@@ -34,6 +34,9 @@ if [ ! -x "$venv/bin/python" ]; then
   "$python" -m venv "$venv"
 fi
 
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input "$dir"
+# The runtime dependencies exactly as locked (versions and hashes), then the package itself.
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
+  --require-hashes -r "$dir/requirements/runtime.txt"
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input --no-deps "$dir"
 "$venv/bin/mender-backup-helm" --help >/dev/null
 echo "mender-backup: plugin environment ready ($venv)"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import servers
+from testenv import servers
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -125,7 +125,7 @@ def new_ferretdb(tmp_path_factory):
 @pytest.fixture(scope="session")
 def kube_cluster(tmp_path_factory):
     """etcd + kube-apiserver on free 127.0.0.1 ports (tests/kube.py); no kubelet."""
-    from tests import kube
+    from testenv import kube
     _need("etcd")
     _need("kube-apiserver")
     cluster = kube.start_cluster(tmp_path_factory.mktemp("kube"))

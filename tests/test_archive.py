@@ -11,8 +11,8 @@ from bson.decimal128 import Decimal128
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backup import compression
-from backup.archive import (MAGIC, TERMINATOR, ArchiveError, ArchiveReader, ArchiveWriter, CollectionMetadata,
+from mender_backup.format import compression
+from mender_backup.format.archive import (MAGIC, TERMINATOR, ArchiveError, ArchiveReader, ArchiveWriter, CollectionMetadata,
                             Header, crc_update)
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 from bson import json_util
 
-from tests import mender_data
+from testenv import mender_data
 from tests.cli import assert_one_line_error, json_events, result_of, run
 
 SYSTEM = {"admin", "local", "config"}
@@ -111,7 +111,7 @@ def test_second_backup_copies_only_new_artifacts(source, minio, env):
     second = json_events(run("backup", "--json", env=e))
     copied = [ev for ev in second if "artifacts_copied" in ev]
     assert copied[0]["artifacts"] == 202 and copied[0]["artifacts_copied"] == 2
-    listing = json.loads(run("list", "--json", env=e).stdout)
+    listing = result_of(run("list", "--json", env=e))
     assert [b["artifacts"] for b in listing] == [200, 202] and all(b["complete"] for b in listing)
 
 
@@ -252,7 +252,7 @@ def test_refuses_backup_without_manifest(backed_up, minio, new_ferretdb):
     r = run("restore", bid, env={**e, "MONGODB_URL": target.url}, check=False)
     assert_one_line_error(r, 3, "no manifest", "incomplete")
     assert set(target.client().list_database_names()) <= {"admin", "local", "config"}
-    listing = json.loads(run("list", "--json", env=e).stdout)
+    listing = result_of(run("list", "--json", env=e))
     assert [b["complete"] for b in listing if b["id"] == bid] == [False]
     r = run("restore", "latest", env={**e, "MONGODB_URL": target.url}, check=False)
     assert_one_line_error(r, 3, "no complete backup")
@@ -300,7 +300,7 @@ def test_unreachable_mongodb(minio, tmp_path):
 def test_destination_on_another_s3_service_streams_artifacts(source, minio, env, tmp_path_factory):
     """Backups kept on a second S3 service (MENDER_BACKUP_DEST_AWS_*): no server-side copy is
     possible, artifacts are streamed, and restore streams them back."""
-    from tests import servers
+    from testenv import servers
     mongo, artifacts = source
     other = servers.start_minio(tmp_path_factory.mktemp("minio-dest"))
     try:

@@ -2,8 +2,8 @@
 
 import pytest
 
-from backup.cron import check_schedule
-from backup.errors import UsageError
+from mender_backup.helm.cron import check_schedule
+from mender_backup.errors import UsageError
 
 
 @pytest.mark.parametrize("ok", ["0 3 * * *", "*/15 * * * *", "0 0 1,15 * MON-FRI", "30 2 * JAN,JUL 0",

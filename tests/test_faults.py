@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import mender_data, servers
+from testenv import mender_data, servers
 from tests.cli import assert_one_line_error, result_of, run, start
 from tests.faults import HttpFaultProxy, TcpProxy
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from backup import kube
-from backup.errors import ConflictError, NotFoundError, UnreachableError, UsageError
+from mender_backup.helm import kube
+from mender_backup.errors import ConflictError, NotFoundError, UnreachableError, UsageError
 
 
 def kubeconfig(path: Path, cluster, user: dict, server: str | None = None, **context) -> Path:

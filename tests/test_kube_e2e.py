@@ -25,7 +25,8 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from tests import cli, mender_data
+from testenv import mender_data
+from tests import cli
 from tests.helmutil import FIXTURES, helm_run
 
 STAND_IN = FIXTURES / "stand-in-mender"

@@ -8,9 +8,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from backup import catalog
-from backup.store import S3Settings, open_store
-from tests import mender_data
+from mender_backup.format import layout
+from mender_backup.stores import S3Settings, open_store
+from testenv import mender_data
 from tests.cli import assert_one_line_error, result_of, run, start
 
 
@@ -34,7 +34,7 @@ def test_two_backups_at_once_one_runs_the_other_refuses(seeded, tmp_path):
     mongo, _ = seeded
     e = {"MONGODB_URL": mongo.url, "MENDER_BACKUP_DESTINATION": f"file://{tmp_path}"}
     a = start("backup", "--json", env=e)
-    lock = tmp_path / catalog.LOCK
+    lock = tmp_path / layout.LOCK
     deadline = time.monotonic() + 60
     while not lock.exists():
         assert a.poll() is None and time.monotonic() < deadline, "backup A ended before taking the lock"
@@ -47,7 +47,7 @@ def test_two_backups_at_once_one_runs_the_other_refuses(seeded, tmp_path):
         a.send_signal(signal.SIGCONT)
     out, err = a.communicate(timeout=120)
     assert a.returncode == 0, err
-    listing = json.loads(run("list", "--json", env=e).stdout)
+    listing = result_of(run("list", "--json", env=e))
     assert len(listing) == 1 and listing[0]["complete"]
 
 
@@ -56,19 +56,19 @@ def test_held_lock_refuses_and_stale_lock_reports_age_and_owner(seeded, minio, t
     e = {"MONGODB_URL": mongo.url, "MENDER_BACKUP_DESTINATION": f"file://{tmp_path}"}
     store = open_store(f"file://{tmp_path}")
     fresh = {"owner": "pod-a:17", "operation": "backup", "started_at": datetime.now(timezone.utc).isoformat()}
-    assert store.create_exclusive(catalog.LOCK, json.dumps(fresh).encode())
+    assert store.create_exclusive(layout.LOCK, json.dumps(fresh).encode())
     line = assert_one_line_error(run("backup", env=e, check=False), 4, "another run holds the lock", "pod-a:17")
     assert "started" in line
 
-    store.delete([catalog.LOCK])
+    store.delete([layout.LOCK])
     old = {**fresh, "started_at": (datetime.now(timezone.utc) - timedelta(hours=30)).isoformat()}
-    assert store.create_exclusive(catalog.LOCK, json.dumps(old).encode())
+    assert store.create_exclusive(layout.LOCK, json.dumps(old).encode())
     line = assert_one_line_error(run("backup", env=e, check=False), 4, "stale lock", "pod-a:17", "30.0h", "--break-lock")
     assert not any(p.name == "manifest.json" for p in tmp_path.rglob("*"))
 
     r = run("backup", "--break-lock", "--json", env=e)
     assert result_of(r)["id"]
-    assert not (tmp_path / catalog.LOCK).exists()     # released after the run
+    assert not (tmp_path / layout.LOCK).exists()     # released after the run
 
 
 def test_prune_applies_policy_and_removes_unreferenced_artifacts(seeded, minio):
@@ -87,19 +87,19 @@ def test_prune_applies_policy_and_removes_unreferenced_artifacts(seeded, minio):
     # an incomplete backup from yesterday (a killed run) and a stray upload
     store = open_store(f"s3://{b}/p", S3Settings(minio.endpoint, "us-east-1", minio.access_key,
                                                   minio.secret_key, addressing_style="path"))
-    stale_id = catalog.new_id(datetime.now(timezone.utc) - timedelta(days=1))
-    store.put_bytes(catalog.backup_key(stale_id, "mongodb.archive.zst"), b"partial")
+    stale_id = layout.new_id(datetime.now(timezone.utc) - timedelta(days=1))
+    store.put_bytes(layout.backup_key(stale_id, "mongodb.archive.zst"), b"partial")
 
     dry = result_of(run("prune", "--keep-last", "2", "--dry-run", "--json", env=e))
     assert dry["delete"] == [ids[0]] and dry["delete_incomplete"] == [stale_id]
     assert dry["delete_artifacts"] == 1
-    assert len(json.loads(run("list", "--json", env=e).stdout)) == 4      # nothing deleted
+    assert len(result_of(run("list", "--json", env=e))) == 4      # nothing deleted
 
     r = result_of(run("prune", "--keep-last", "2", "--json", env=e))
     assert r["delete"] == [ids[0]]
-    listing = json.loads(run("list", "--json", env=e).stdout)
+    listing = result_of(run("list", "--json", env=e))
     assert [x["id"] for x in listing] == ids[1:]
-    stored = {o.key for o in store.list(catalog.ARTIFACTS)}
+    stored = {o.key for o in store.list(layout.ARTIFACTS)}
     assert len(stored) == 9
     for bid in ids[1:]:
         run("verify", bid, env=e)      # kept backups still have every artifact they need
@@ -115,7 +115,7 @@ def test_backup_applies_retention_from_environment(seeded, tmp_path):
     e = {"MONGODB_URL": mongo.url, "MENDER_BACKUP_DESTINATION": f"file://{tmp_path}", "MENDER_BACKUP_KEEP_LAST": "2"}
     for _ in range(3):
         run("backup", env=e)
-    assert len(json.loads(run("list", "--json", env=e).stdout)) == 2
+    assert len(result_of(run("list", "--json", env=e))) == 2
 
 
 def test_break_stale_lock_breaks_only_a_stale_one(seeded, tmp_path):
@@ -127,11 +127,11 @@ def test_break_stale_lock_breaks_only_a_stale_one(seeded, tmp_path):
     store = open_store(f"file://{tmp_path}")
     young = {"owner": "pod-b:1", "operation": "backup",
              "started_at": (datetime.now(timezone.utc) - timedelta(minutes=30)).isoformat()}
-    store.create_exclusive(catalog.LOCK, json.dumps(young).encode())
+    store.create_exclusive(layout.LOCK, json.dumps(young).encode())
     assert_one_line_error(run("backup", env=e, check=False), 4, "another run holds the lock", "pod-b:1")
-    store.delete([catalog.LOCK])
+    store.delete([layout.LOCK])
     old = {**young, "started_at": (datetime.now(timezone.utc) - timedelta(hours=2)).isoformat()}
-    store.create_exclusive(catalog.LOCK, json.dumps(old).encode())
+    store.create_exclusive(layout.LOCK, json.dumps(old).encode())
     r = run("backup", "--json", env=e)
     assert result_of(r)["id"]
     assert any("breaking the stale lock" in ev.get("msg", "") and "pod-b:1" in ev["msg"]
@@ -155,6 +155,6 @@ def test_sigterm_cleans_up_and_releases_the_lock(new_ferretdb, tmp_path):
     out, err = p.communicate(timeout=60)
     r = subprocess.CompletedProcess(p.args, p.returncode, out, err)
     assert_one_line_error(r, 143, "terminated")
-    assert not (dest / catalog.LOCK).exists()
+    assert not (dest / layout.LOCK).exists()
     assert not list(dest.rglob("*.partial")) and not list(dest.rglob("mongodb.archive*"))
     assert not list(dest.rglob("manifest.json"))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from backup import plugin
+from mender_backup.helm import plugin
 from tests.helmutil import CHART, FIXTURES, ROOT, by_kind, helm_run, render
 
 SECRET_PW = "Rest0re-Pw-4477"

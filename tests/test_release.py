@@ -11,13 +11,13 @@ import subprocess
 
 import pytest
 
-from backup import release as rel
-from backup.errors import ConflictError, NotFoundError, UnreachableError, UsageError
+from mender_backup.helm import companion, runner, values
+from mender_backup.errors import ConflictError, NotFoundError, UnreachableError, UsageError
 from tests.helmutil import FIXTURES, by_kind, helm_run, render
 
 NEW_URL = "mongodb://mender:N3w-Pw-2025@mongo-restored.data.svc:27017/?replicaSet=rs1"
 NEW_BUCKET = "mender-artifacts-restored"
-BOTH = {rel.MONGODB_URL_PATH: NEW_URL, rel.BUCKET_PATH: NEW_BUCKET}
+BOTH = {values.MONGODB_URL_PATH: NEW_URL, values.BUCKET_PATH: NEW_BUCKET}
 
 
 def _changed_lines(old: str, new: str) -> tuple[list[str], list[str]]:
@@ -30,13 +30,13 @@ def _changed_lines(old: str, new: str) -> tuple[list[str], list[str]]:
 
 def test_rewrite_changes_exactly_two_lines_of_a_commented_anchored_file():
     old = (FIXTURES / "mender-values.yaml").read_text()
-    new = rel.rewrite_values(old, BOTH)
+    new = values.rewrite_values(old, BOTH)
     before, after = _changed_lines(old, new)
     assert len(before) == 2
     # quoting and trailing comments of the edited lines are kept
     assert after[0] == f'    URL: "{NEW_URL}"  # rotated 2024-05\n'
     assert after[1] == f"    AWS_BUCKET: '{NEW_BUCKET}'  # single quotes kept\n"
-    data = rel.load_values(new)
+    data = values.load_values(new)
     assert data["global"]["mongodb"]["URL"] == NEW_URL
     assert data["global"]["s3"]["AWS_BUCKET"] == NEW_BUCKET
     # the anchored s3 mapping is shared: its alias sees the new bucket too
@@ -47,31 +47,31 @@ def test_rewrite_changes_exactly_two_lines_of_a_commented_anchored_file():
 def test_rewrite_of_helm_get_values_output():
     """`helm get values -o yaml` output: sorted keys, unindented sequences."""
     old = (FIXTURES / "mender-values-helm-output.yaml").read_text()
-    new = rel.rewrite_values(old, BOTH)
+    new = values.rewrite_values(old, BOTH)
     before, after = _changed_lines(old, new)
     assert after == [f"    URL: {NEW_URL}\n", f"    AWS_BUCKET: {NEW_BUCKET}\n"]
 
 
 def test_rewrite_only_one_key():
     old = (FIXTURES / "mender-values.yaml").read_text()
-    new = rel.rewrite_values(old, {rel.BUCKET_PATH: NEW_BUCKET})
+    new = values.rewrite_values(old, {values.BUCKET_PATH: NEW_BUCKET})
     before, after = _changed_lines(old, new)
     assert len(after) == 1 and NEW_BUCKET in after[0]
 
 
 def test_rewrite_keeps_anchor_and_replaces_alias():
     old = (FIXTURES / "mender-values-anchored-url.yaml").read_text()
-    new = rel.rewrite_values(old, BOTH)
+    new = values.rewrite_values(old, BOTH)
     before, after = _changed_lines(old, new)
     assert after == [f"    URL: &mongo_url {NEW_URL}\n", f"    AWS_BUCKET: {NEW_BUCKET}\n"]
-    data = rel.load_values(new)
+    data = values.load_values(new)
     assert data["auditlogs"]["env"]["AUDITLOGS_MONGO_URL"] == NEW_URL  # follows the anchor
     assert data["shared"]["bucket"] == "mender-artifacts"  # the aliased anchor is untouched
 
 
 def test_rewrite_adds_missing_keys_inside_global():
     old = (FIXTURES / "mender-values-partial-global.yaml").read_text()
-    new = rel.rewrite_values(old, BOTH)
+    new = values.rewrite_values(old, BOTH)
     o, n = old.splitlines(), new.splitlines()
     added = [ln for ln in n if ln not in o]
     assert added == [f"    AWS_BUCKET: {NEW_BUCKET}", "  mongodb:", f"    URL: {NEW_URL}"]
@@ -81,30 +81,30 @@ def test_rewrite_adds_missing_keys_inside_global():
     # AWS_BUCKET lands in the s3 block, mongodb at the end of global (before `gui:`)
     assert n.index(f"    AWS_BUCKET: {NEW_BUCKET}") < n.index('  url: "https://mender.example.com"')
     assert n.index("  mongodb:") < n.index("gui:")
-    data = rel.load_values(new)
+    data = values.load_values(new)
     assert data["global"]["s3"] == {"AWS_REGION": "eu-west-1", "AWS_BUCKET": NEW_BUCKET}
     assert data["global"]["enterprise"] is True and data["gui"]["enabled"] is True
 
 
 def test_rewrite_adds_global_when_absent():
     old = (FIXTURES / "mender-values-no-global.yaml").read_text()
-    new = rel.rewrite_values(old, BOTH)
+    new = values.rewrite_values(old, BOTH)
     assert new.startswith(old)  # nothing before changes
     assert new[len(old):] == (f"global:\n  mongodb:\n    URL: {NEW_URL}\n"
                               f"  s3:\n    AWS_BUCKET: {NEW_BUCKET}\n")
-    assert rel.load_values(new)["deployments"]["replicas"] == 2
+    assert values.load_values(new)["deployments"]["replicas"] == 2
 
 
 @pytest.mark.parametrize("old", ["", "global:\n", "global: {}\n", "global:\n  mongodb: {}\n", "global: null\n"])
 def test_rewrite_empty_shapes(old):
-    data = rel.load_values(rel.rewrite_values(old, BOTH))
+    data = values.load_values(values.rewrite_values(old, BOTH))
     assert data["global"]["mongodb"]["URL"] == NEW_URL
     assert data["global"]["s3"]["AWS_BUCKET"] == NEW_BUCKET
 
 
 def test_rewrite_keeps_four_space_indentation():
     old = "global:\n    s3:\n        AWS_REGION: x\n"
-    new = rel.rewrite_values(old, BOTH)
+    new = values.rewrite_values(old, BOTH)
     assert f"        AWS_BUCKET: {NEW_BUCKET}\n" in new
     assert f"    mongodb:\n        URL: {NEW_URL}\n" in new
 
@@ -112,28 +112,28 @@ def test_rewrite_keeps_four_space_indentation():
 @pytest.mark.parametrize("value", ["has: colon-space", "#hash", "'quote", "yes", "123", "a b"])
 def test_rewrite_quotes_when_a_plain_scalar_would_change_meaning(value):
     old = "global:\n  s3:\n    AWS_BUCKET: x\n"
-    new = rel.rewrite_values(old, {rel.BUCKET_PATH: value})
-    assert rel.load_values(new)["global"]["s3"]["AWS_BUCKET"] == value
+    new = values.rewrite_values(old, {values.BUCKET_PATH: value})
+    assert values.load_values(new)["global"]["s3"]["AWS_BUCKET"] == value
 
 
 def test_rewrite_refuses_block_scalar_value():
     old = "global:\n  mongodb:\n    URL: |\n      mongodb://a\n"
     with pytest.raises(UsageError, match="block scalar"):
-        rel.rewrite_values(old, BOTH)
+        values.rewrite_values(old, BOTH)
 
 
 def test_existing_secret_makes_the_key_useless():
-    data = rel.load_values("global:\n  mongodb:\n    existingSecret: mongo\n  s3:\n    existingSecret: s3\n")
+    data = values.load_values("global:\n  mongodb:\n    existingSecret: mongo\n  s3:\n    existingSecret: s3\n")
     with pytest.raises(ConflictError, match="global.mongodb.existingSecret"):
-        rel.check_rewritable(data, mongodb=True, bucket=False)
+        values.check_rewritable(data, mongodb=True, bucket=False)
     with pytest.raises(ConflictError, match="global.s3.existingSecret"):
-        rel.check_rewritable(data, mongodb=False, bucket=True)
+        values.check_rewritable(data, mongodb=False, bucket=True)
 
 
 def test_diff_redacts_passwords():
     old = (FIXTURES / "mender-values.yaml").read_text()
-    changes = rel.plan_changes(NEW_URL, NEW_BUCKET)
-    diff = rel.values_diff(old, rel.rewrite_values(old, changes))
+    changes = values.plan_changes(NEW_URL, NEW_BUCKET)
+    diff = values.values_diff(old, values.rewrite_values(old, changes))
     assert "N3w-Pw-2025" not in diff and "S3cr3t" not in diff
     assert "-    URL: \"mongodb://mender:***@mongodb-0" in diff
     assert "+    URL: \"mongodb://mender:***@mongo-restored" in diff
@@ -143,49 +143,49 @@ def test_diff_redacts_passwords():
 # --- helm commands -------------------------------------------------------------------
 
 def test_helm_env_from_plugin_environment():
-    env = rel.HelmEnv.from_env({"HELM_BIN": "/opt/helm", "HELM_NAMESPACE": "mender",
+    env = runner.HelmEnv.from_env({"HELM_BIN": "/opt/helm", "HELM_NAMESPACE": "mender",
                                 "HELM_KUBECONTEXT": "prod", "KUBECONFIG": "/k/config", "HELM_DEBUG": "true"})
-    helm = rel.Helm(env)
+    helm = runner.Helm(env)
     assert helm.argv("get", "values", "mender", "-o", "yaml") == [
         "/opt/helm", "get", "values", "mender", "-o", "yaml",
         "--namespace", "mender", "--kube-context", "prod", "--kubeconfig", "/k/config", "--debug"]
-    assert rel.HelmEnv.from_env({}).flags() == []
+    assert runner.HelmEnv.from_env({}).flags() == []
 
 
 def test_upgrade_command():
-    helm = rel.Helm(rel.HelmEnv(bin="helm", namespace="default", kube_context="prod"))
-    info = rel.ReleaseInfo.from_metadata({"name": "mender", "namespace": "mender", "chart": "mender",
+    helm = runner.Helm(runner.HelmEnv(bin="helm", namespace="default", kube_context="prod"))
+    info = runner.ReleaseInfo.from_metadata({"name": "mender", "namespace": "mender", "chart": "mender",
                                           "version": "5.1.0", "revision": 7, "status": "deployed"})
-    argv = rel.upgrade_argv(helm, info, "mender/mender", "/tmp/v.yaml")
+    argv = runner.upgrade_argv(helm, info, "mender/mender", "/tmp/v.yaml")
     assert argv == ["helm", "upgrade", "mender", "mender/mender", "--version", "5.1.0", "-f", "/tmp/v.yaml",
                     "--reset-values", "--namespace", "mender", "--kube-context", "prod"]
     assert "--reuse-values" not in argv
-    assert rel.rollback_hint(helm, info) == "helm rollback mender 7 --namespace mender --kube-context prod"
+    assert runner.rollback_hint(helm, info) == "helm rollback mender 7 --namespace mender --kube-context prod"
 
 
 def test_not_deployed_is_refused():
-    info = rel.ReleaseInfo.from_metadata({"name": "m", "namespace": "n", "chart": "mender",
+    info = runner.ReleaseInfo.from_metadata({"name": "m", "namespace": "n", "chart": "mender",
                                           "version": "1", "revision": 3, "status": "pending-upgrade"})
     with pytest.raises(ConflictError, match="pending-upgrade, not deployed"):
         info.require_deployed()
 
 
 def test_private_file_is_0600_and_removed():
-    with rel.private_file("global: {}\n") as path:
+    with values.private_file("global: {}\n") as path:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         assert path.read_text() == "global: {}\n"
     assert not path.exists()
     with pytest.raises(RuntimeError):
-        with rel.private_file("x") as path:
+        with values.private_file("x") as path:
             raise RuntimeError
     assert not path.exists()
 
 
 def test_real_helm_errors_are_one_scrubbed_line(helm, tmp_path):
     """Without a cluster, the real helm fails; we turn that into one line and the right class."""
-    env = rel.HelmEnv(bin=str(helm), kubeconfig=str(tmp_path / "missing-kubeconfig"))
+    env = runner.HelmEnv(bin=str(helm), kubeconfig=str(tmp_path / "missing-kubeconfig"))
     with pytest.raises((UnreachableError, NotFoundError)) as exc:
-        rel.Helm(env).get_metadata("mender")
+        runner.Helm(env).get_metadata("mender")
     assert "\n" not in str(exc.value)
 
 
@@ -211,33 +211,33 @@ def local_repo(helm, tmp_path):
 def _helm_with_env(helm, env):
     def runner(argv):
         return subprocess.run(argv, capture_output=True, text=True, env=env)
-    return rel.Helm(rel.HelmEnv(bin=str(helm)), runner=runner)
+    return runner.Helm(runner.HelmEnv(bin=str(helm)), runner=runner)
 
 
 def test_resolve_chart_from_local_repo(helm, local_repo):
     h = _helm_with_env(helm, local_repo)
-    info = rel.ReleaseInfo("mender", "mender", "mender", "5.1.0", 4, "deployed")
-    assert rel.resolve_chart(h, info, None) == "mender/mender"
-    assert rel.resolve_chart(h, info, "oci://example/mender") == "oci://example/mender"
-    missing = rel.ReleaseInfo("mender", "mender", "mender", "9.9.9", 4, "deployed")
+    info = runner.ReleaseInfo("mender", "mender", "mender", "5.1.0", 4, "deployed")
+    assert runner.resolve_chart(h, info, None) == "mender/mender"
+    assert runner.resolve_chart(h, info, "oci://example/mender") == "oci://example/mender"
+    missing = runner.ReleaseInfo("mender", "mender", "mender", "9.9.9", 4, "deployed")
     with pytest.raises(NotFoundError, match="mender 9.9.9 is not in any local helm repo"):
-        rel.resolve_chart(h, missing, None)
+        runner.resolve_chart(h, missing, None)
 
 
 def test_rewritten_values_reach_the_rendered_deployment(helm, tmp_path):
     """The rewritten file, given to helm exactly as the upgrade gives it (-f, a
     0600 file), sets the URL and bucket that Mender's pods get."""
     old = (FIXTURES / "mender-values.yaml").read_text()
-    new = rel.rewrite_values(old, BOTH)
+    new = values.rewrite_values(old, BOTH)
     chart = FIXTURES / "stand-in-mender"
-    with rel.private_file(new) as path:
+    with values.private_file(new) as path:
         docs = render(helm, "-f", str(path), chart=chart, release="mender")
     env = {e["name"]: e["value"] for e in by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["DEPLOYMENTS_MONGO_URL"] == NEW_URL
     assert env["DEPLOYMENTS_AWS_BUCKET"] == NEW_BUCKET
     assert env["DEPLOYMENTS_AWS_REGION"] == "us-east-1"
     # and before the rewrite, the old ones
-    with rel.private_file(old) as path:
+    with values.private_file(old) as path:
         docs = render(helm, "-f", str(path), chart=chart, release="mender")
     env = {e["name"]: e["value"] for e in by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["DEPLOYMENTS_AWS_BUCKET"] == "mender-artifacts"
@@ -247,28 +247,28 @@ def test_job_from_cronjob_of_the_rendered_chart(helm3):
     import kubernetes_validate
     from tests.helmutil import CHART
     manifest = helm_run(helm3, "template", "mender-backup", str(CHART), "-n", "mender").stdout
-    job = rel.job_from_cronjob(manifest, "manual-20250101000000")
+    job = companion.job_from_cronjob(manifest, "manual-20250101000000")
     assert job["kind"] == "Job"
     assert job["metadata"]["name"] == "mender-backup-manual-20250101000000"
     assert job["metadata"]["annotations"] == {"cronjob.kubernetes.io/instantiate": "manual"}
     assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["backup", "--json"]
     kubernetes_validate.validate(job, kubernetes_validate.latest_version(), strict=True)
     with pytest.raises(NotFoundError):
-        rel.job_from_cronjob("kind: ConfigMap\n", "x")
+        companion.job_from_cronjob("kind: ConfigMap\n", "x")
 
 
 def test_companion_values_reference_mender_secrets():
-    plain = rel.companion_values(rel.load_values("global:\n  s3:\n    AWS_BUCKET: b\n"),
+    plain = companion.companion_values(values.load_values("global:\n  s3:\n    AWS_BUCKET: b\n"),
                                  destination="s3://backups/p", schedule="@daily", image="reg/mb:1.2")
     assert plain["mongodb"] == {"existingSecret": "mongodb-common", "existingSecretKey": "MONGO_URL", "url": ""}
     assert plain["s3"] == {"existingSecret": "artifacts-storage"}
     assert plain["image"] == {"repository": "reg/mb", "tag": "1.2"}
-    own = rel.companion_values(rel.load_values(
+    own = companion.companion_values(values.load_values(
         "global:\n  mongodb:\n    existingSecret: my-mongo\n  s3:\n    existingSecret: my-s3\n"),
         destination="s3://b")
     assert own["mongodb"]["existingSecret"] == "my-mongo" and own["s3"]["existingSecret"] == "my-s3"
     with pytest.raises(UsageError, match="azure"):
-        rel.companion_values(rel.load_values("global:\n  storage: azure\n"), destination="s3://b")
+        companion.companion_values(values.load_values("global:\n  storage: azure\n"), destination="s3://b")
     assert json.dumps(plain)  # plain data, ready for a values file
 
 
@@ -279,5 +279,5 @@ def test_companion_values_reference_mender_secrets():
 ])
 def test_invalid_values_are_one_line_usage_errors(text, fragment):
     with pytest.raises(UsageError, match=fragment) as e:
-        rel.rewrite_values(text, {("global", "mongodb", "URL"): "mongodb://new:27017"})
+        values.rewrite_values(text, {("global", "mongodb", "URL"): "mongodb://new:27017"})
     assert "\n" not in str(e.value) and e.value.exit_code == 2

@@ -6,8 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from backup.errors import UsageError
-from backup.retention import Policy, keep
+from mender_backup.errors import UsageError
+from mender_backup.engine.retention import Policy, keep
 
 T = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
 

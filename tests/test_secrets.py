@@ -7,8 +7,8 @@ import time
 
 import psutil
 
-from backup.redact import redact_url, register_secret, scrub
-from tests import mender_data
+from mender_backup.redact import redact_url, register_secret, scrub
+from testenv import mender_data
 from tests.cli import run
 
 MONGO_PASSWORD = "Mongo-Pa55word-zq9"

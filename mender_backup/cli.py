@@ -1,0 +1,278 @@
+"""`mender-backup`: the command the CronJob and operators run.
+
+Secrets (the MongoDB URL's password, S3 keys) are best passed by environment
+(MONGODB_URL, AWS_*), not as arguments: process arguments are visible to every
+user of the machine.
+"""
+
+from __future__ import annotations
+
+import signal
+from typing import Annotated, Optional
+
+import typer
+
+from . import __version__
+from .engine.failures import translate
+from .engine.lock import STALE_AFTER_SECONDS
+from .engine.retention import Policy
+from .errors import EXIT_CODES_HELP, MenderBackupError
+from .output import Reporter, backups_table, human_bytes
+from .redact import register_url_secrets, scrub
+
+app = typer.Typer(
+    name="mender-backup",
+    help="Backup and restore for Mender Server: its MongoDB databases and its artifact bucket "
+         "as one consistent, verifiable backup.\n\n"
+         "Destinations: s3://bucket/prefix (S3 settings from AWS_* variables; "
+         "MENDER_BACKUP_DEST_AWS_* override them for the destination) or file:///path.\n\n"
+         + EXIT_CODES_HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+MongoURL = Annotated[str, typer.Option(
+    "--mongodb-url", envvar="MONGODB_URL", show_envvar=True, show_default=False,
+    help="MongoDB connection string. Prefer the environment variable: arguments are visible to other users.")]
+Destination = Annotated[str, typer.Option(
+    "--destination", "-d", envvar="MENDER_BACKUP_DESTINATION", show_envvar=True, show_default=False,
+    help="Where backups live: s3://bucket/prefix or file:///path.")]
+JsonOut = Annotated[bool, typer.Option("--json", help="JSON lines on stdout (for logs and scripts).")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors and the result.")]
+BreakLock = Annotated[bool, typer.Option(
+    "--break-lock", help="Remove a lock left by a dead run first. Only when no other run is active.")]
+LockStaleAfter = Annotated[int, typer.Option(
+    "--lock-stale-after", envvar="MENDER_BACKUP_LOCK_STALE_AFTER", show_envvar=True, min=60,
+    help="A lock its holder has not refreshed for this many seconds is stale and taken over "
+         "(holders refresh every minute; a dead process on this host is stale at once).")]
+Databases = Annotated[Optional[list[str]], typer.Option(
+    "--db", help="Only this database (repeat for more). Default: every database but admin, local, config.")]
+
+
+def _keep(name: str, help_: str):
+    return Annotated[int, typer.Option(f"--keep-{name}", envvar=f"MENDER_BACKUP_KEEP_{name.upper()}",
+                                       show_envvar=True, min=0, help=help_)]
+
+
+KeepLast = _keep("last", "Keep the N newest backups.")
+KeepDaily = _keep("daily", "Keep the newest backup of each of the last N days that have one.")
+KeepWeekly = _keep("weekly", "Keep the newest backup of each of the last N weeks that have one.")
+KeepMonthly = _keep("monthly", "Keep the newest backup of each of the last N months that have one.")
+
+
+def _reporter(json_out: bool, quiet: bool) -> Reporter:
+    return Reporter("json" if json_out else "quiet" if quiet else "human")
+
+
+def _fail(rep: Reporter, msg: str, code: int) -> None:
+    rep.error(" ".join(scrub(msg).split()), code)     # one line, whatever the message held
+    raise typer.Exit(code)
+
+
+def _run(rep: Reporter, fn):
+    """Run a command body: our errors and the libraries' become one line and an exit code."""
+    try:
+        return fn()
+    except KeyboardInterrupt:
+        _fail(rep, "interrupted", 130)
+    except Exception as exc:
+        err = translate(exc)
+        _fail(rep, str(err), err.exit_code)
+
+
+@app.command()
+def backup(
+    mongodb_url: MongoURL = "",
+    destination: Destination = "",
+    artifacts_bucket: Annotated[Optional[str], typer.Option(
+        envvar="MENDER_BACKUP_ARTIFACTS_BUCKET", show_envvar=True,
+        help="The Mender artifact bucket to back up (S3 settings from AWS_*). Omit to skip artifacts.")] = None,
+    db: Databases = None,
+    compression: Annotated[str, typer.Option(
+        envvar="MENDER_BACKUP_COMPRESSION", show_envvar=True, help="zstd, xz, gzip or none.")] = "zstd",
+    parallel: Annotated[int, typer.Option(min=1, max=32, help="Collections dumped at once.")] = 4,
+    keep_last: KeepLast = 0, keep_daily: KeepDaily = 0, keep_weekly: KeepWeekly = 0,
+    keep_monthly: KeepMonthly = 0,
+    break_lock: BreakLock = False,
+    lock_stale_after: LockStaleAfter = int(STALE_AFTER_SECONDS),
+    json_out: JsonOut = False, quiet: Quiet = False,
+) -> None:
+    """Back up every Mender database and the artifact bucket to a destination.
+
+    The archive is written first, then new artifacts are copied, then manifest.json:
+    a backup without its manifest is incomplete and is never restored. With --keep-*,
+    the retention policy is applied after a successful backup.
+    """
+    from .engine import backup as engine_backup
+    from .engine import prune as engine_prune
+    from .stores import destination_store
+
+    rep = _reporter(json_out, quiet)
+    register_url_secrets(mongodb_url)
+    policy = _run(rep, lambda: Policy(keep_last, keep_daily, keep_weekly, keep_monthly))
+    opts = engine_backup.BackupOptions(
+        mongodb_url=mongodb_url, destination=destination, artifacts_bucket=artifacts_bucket,
+        databases=list(db or []), compression=compression, parallel=parallel, break_lock=break_lock,
+        lock_stale_after=lock_stale_after)
+    m = _run(rep, lambda: engine_backup.run(opts, rep))
+
+    def retention() -> None:   # after a successful backup, under a lock of its own
+        try:
+            engine_prune.run(destination_store(destination), policy, rep, dry_run=False)
+        except Exception as exc:
+            err = translate(exc)
+            raise MenderBackupError(f"backup {m.id} is complete, but applying the retention policy failed: "
+                                    f"{err}", exit_code=err.exit_code) from None
+
+    if not policy.empty:
+        _run(rep, retention)
+    rep.result({"id": m.id, "databases": sorted(m.databases), "documents": m.document_count,
+                "archive_size": m.archive.size, "artifacts": len(m.artifacts)},
+               f"backup {m.id} complete: {m.document_count} documents in {len(m.databases)} databases, "
+               f"archive {human_bytes(m.archive.size)}, {len(m.artifacts)} artifacts")
+
+
+@app.command()
+def restore(
+    backup_id: Annotated[Optional[str], typer.Argument(
+        help="A backup id from `mender-backup list`, or `latest`.", show_default=False)] = None,
+    mongodb_url: Annotated[str, typer.Option(
+        "--mongodb-url", envvar=["MENDER_BACKUP_RESTORE_MONGODB_URL", "MONGODB_URL"], show_envvar=True,
+        show_default=False, help="Target MongoDB (may differ from the source: migration).")] = "",
+    source: Annotated[str, typer.Option(
+        "--source", "--destination", "-d", envvar="MENDER_BACKUP_DESTINATION", show_envvar=True,
+        show_default=False, help="Where the backups are: s3://bucket/prefix or file:///path.")] = "",
+    archive: Annotated[Optional[str], typer.Option(
+        help="Restore a plain `mongodump --archive` file instead (file:///x.archive[.xz|.gz|.zst] "
+             "or s3://bucket/key); its integrity is checked by a full read first.")] = None,
+    artifacts_bucket: Annotated[Optional[str], typer.Option(
+        envvar=["MENDER_BACKUP_RESTORE_ARTIFACTS_BUCKET", "MENDER_BACKUP_ARTIFACTS_BUCKET"], show_envvar=True,
+        help="Target bucket for the artifacts (may differ from the source).")] = None,
+    db: Databases = None,
+    drop: Annotated[bool, typer.Option(
+        "--drop", help="Replace the collections this backup holds if they exist. Nothing else is dropped.")] = False,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print what would be dropped, created and copied; change nothing.")] = False,
+    json_out: JsonOut = False, quiet: Quiet = False,
+) -> None:
+    """Restore a backup into MongoDB and an artifact bucket, then verify it.
+
+    The archive's sha256 is checked before anything is touched. A target database that
+    holds data is refused unless --drop. After the restore, every collection's count and
+    content digest is compared with the backup's manifest.
+    """
+    from .engine import restore as engine_restore
+
+    rep = _reporter(json_out, quiet)
+    register_url_secrets(mongodb_url)
+    opts = engine_restore.RestoreOptions(
+        mongodb_url=mongodb_url, backup_id=backup_id, source=source, archive=archive,
+        artifacts_bucket=artifacts_bucket, databases=list(db or []), drop=drop, dry_run=dry_run)
+    summary = _run(rep, lambda: engine_restore.run(opts, rep))
+    rep.result(summary, describe_restore(summary))
+
+
+def describe_restore(s: dict) -> str:
+    lines = [f"{'plan for' if s['dry_run'] else 'restored'} {s['backup']}:"]
+    for d in s["drop"]:
+        lines.append(f"  drop    {d['namespace']} ({d['documents']} documents)")
+    for c in s["create"]:
+        lines.append(f"  create  {c['namespace']} ({c['documents']} documents, "
+                     f"{len(c['indexes'])} indexes)")
+    for u in s["untouched"]:
+        lines.append(f"  keep    {u} (not in the backup, left alone)")
+    a = s["artifacts"]
+    if a is not None:
+        lines.append(f"  artifacts: copy {a['copy']} ({a['bytes']} bytes), {a['already_present']} already present")
+    if s["dry_run"]:
+        lines.append("dry run: nothing was changed")
+    else:
+        lines.append("verified: counts and content digests match the backup")
+    return "\n".join(lines)
+
+
+@app.command("list")
+def list_(destination: Destination = "", json_out: JsonOut = False) -> None:
+    """List the backups at a destination, oldest first, with whether each is complete."""
+    from .engine import catalog
+    from .stores import destination_store
+
+    rep = _reporter(json_out, False)
+
+    def body():
+        store = destination_store(destination)
+        store.check()
+        return [e.as_dict() for e in catalog.scan(store)]
+
+    rows = _run(rep, body)
+    rep.result(rows, backups_table(rows))
+
+
+@app.command()
+def verify(
+    backup_id: Annotated[str, typer.Argument(help="A backup id, or `latest`.")] = "latest",
+    destination: Destination = "",
+    deep: Annotated[bool, typer.Option(
+        "--deep", help="Also read the whole archive: structure, CRCs, counts and content digests.")] = False,
+    json_out: JsonOut = False, quiet: Quiet = False,
+) -> None:
+    """Check a backup's archive checksum and artifacts (and, with --deep, its contents)."""
+    from .engine import verify as engine_verify
+    from .stores import destination_store
+
+    rep = _reporter(json_out, quiet)
+    result = _run(rep, lambda: engine_verify.run(destination_store(destination), backup_id, deep, rep))
+    rep.result(result, f"backup {result['id']} is intact"
+               + (f": {result['documents']} documents in {result['collections']} collections re-read"
+                  if deep else " (checksums; --deep re-reads the contents)"))
+
+
+@app.command()
+def prune(
+    destination: Destination = "",
+    keep_last: KeepLast = 0, keep_daily: KeepDaily = 0, keep_weekly: KeepWeekly = 0,
+    keep_monthly: KeepMonthly = 0,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would be deleted; delete nothing.")] = False,
+    break_lock: BreakLock = False,
+    json_out: JsonOut = False, quiet: Quiet = False,
+) -> None:
+    """Delete backups the retention policy no longer keeps, incomplete backups older than
+    an hour, and artifacts that no remaining backup references."""
+    from .engine import prune as engine_prune
+    from .stores import destination_store
+
+    rep = _reporter(json_out, quiet)
+    policy = _run(rep, lambda: Policy(keep_last, keep_daily, keep_weekly, keep_monthly))
+    r = _run(rep, lambda: engine_prune.run(destination_store(destination), policy, rep, dry_run, break_lock))
+    verb = "would delete" if dry_run else "deleted"
+    rep.result(r, f"kept {len(r['keep'])} backup(s); {verb} {len(r['delete'])} backup(s), "
+                  f"{len(r['delete_incomplete'])} incomplete backup(s), {r['delete_artifacts']} artifact(s)")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Print the version and exit.")] = False) -> None:
+    pass
+
+
+class Terminated(MenderBackupError):
+    exit_code = 143
+
+
+def _on_sigterm(signum, frame):
+    # Kubernetes sends SIGTERM at activeDeadlineSeconds or on eviction: unwind like any
+    # failure, so the partial archive goes, the upload is aborted and the lock released
+    raise Terminated("terminated (SIGTERM): nothing was kept from this run")
+
+
+def main() -> None:
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    app()

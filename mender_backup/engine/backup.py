@@ -1,0 +1,171 @@
+"""`mender-backup backup`: dump MongoDB into an archive, copy new artifacts, write the manifest last."""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from .. import __version__
+from ..format import compression
+from ..format.archive import ArchiveWriter, CollectionMetadata, Header
+from ..format.digest import CollectionDigest, HashingWriter
+from ..format.layout import ARCHIVE, ARTIFACTS, MANIFEST, backup_key, backup_prefix, new_id
+from ..format.manifest import ArchiveEntry, CollectionEntry, Manifest
+from ..format.metadata import CollectionSpec
+from ..mongo import client as mongo_client
+from ..mongo import collections as mongo
+from ..output import Reporter
+from ..stores import Store, bucket_store, destination_store
+from . import artifacts
+from .lock import STALE_AFTER_SECONDS, Lock
+
+
+@dataclass
+class BackupOptions:
+    mongodb_url: str
+    destination: str
+    artifacts_bucket: str | None = None
+    databases: list[str] = field(default_factory=list)
+    compression: str = "zstd"
+    parallel: int = 4
+    break_lock: bool = False
+    lock_stale_after: float = STALE_AFTER_SECONDS
+
+
+def _dump(client, infos: list[CollectionSpec], writer: ArchiveWriter, parallel: int,
+          reporter: Reporter) -> dict[tuple[str, str], CollectionDigest]:
+    """Read collections in parallel threads, write their batches interleaved, as mongodump does.
+    Memory is bounded by the queue: at most 2*parallel batches in flight."""
+    work: queue.Queue = queue.Queue()
+    for info in infos:
+        if info.type == "collection":
+            work.put(info)
+    out: queue.Queue = queue.Queue(maxsize=2 * parallel)
+    digests = {(i.db, i.name): CollectionDigest() for i in infos if i.type == "collection"}
+    stop = threading.Event()
+
+    def reader() -> None:
+        try:
+            while not stop.is_set():
+                try:
+                    info = work.get_nowait()
+                except queue.Empty:
+                    break
+                d = digests[(info.db, info.name)]
+                for batch in mongo.raw_batches(client, info.db, info.name):
+                    if stop.is_set():
+                        return
+                    n = d.update(batch)
+                    out.put(("batch", info, batch, n))
+                out.put(("end", info, None, 0))
+        except BaseException as exc:   # handed to the writer thread, which re-raises it
+            out.put(("error", None, exc, 0))
+        finally:
+            out.put(("done", None, None, 0))
+
+    threads = [threading.Thread(target=reader, daemon=True) for _ in range(max(1, parallel))]
+    for t in threads:
+        t.start()
+    running = len(threads)
+    try:
+        with reporter.progress("dumping MongoDB", total=None, unit="documents") as prog:
+            while running:
+                kind, info, payload, n = out.get()
+                if kind == "batch":
+                    writer.write_segment(info.db, info.name, payload)
+                    prog.advance(n)
+                elif kind == "end":
+                    writer.end_collection(info.db, info.name)
+                elif kind == "error":
+                    raise payload
+                else:
+                    running -= 1
+    finally:
+        stop.set()
+        while any(t.is_alive() for t in threads):   # unblock readers waiting on a full queue
+            with contextlib.suppress(queue.Empty):
+                out.get(timeout=0.1)
+    return digests
+
+
+def run(opts: BackupOptions, reporter: Reporter) -> Manifest:
+    comp = compression.check(opts.compression)
+    dest = destination_store(opts.destination)
+    source_bucket = bucket_store(opts.artifacts_bucket) if opts.artifacts_bucket else None
+    client = mongo_client.connect(opts.mongodb_url)
+    dest.check()
+    if source_bucket:
+        source_bucket.check()
+
+    backup_id = new_id()
+    started = datetime.now(timezone.utc)
+    with Lock(dest, "backup", backup_id, opts.lock_stale_after) as lock:
+        lock.acquire(opts.break_lock, reporter.warn)
+        n = dest.abort_unfinished_writes()   # leftovers of a killed run; we hold the lock
+        if n:
+            reporter.info(f"aborted {n} unfinished upload(s) left by an earlier run")
+        try:
+            return _backup(opts, reporter, dest, source_bucket, client, backup_id, started, comp, lock)
+        except BaseException:
+            # nothing half-written: the archive of a failed backup goes (best effort)
+            with contextlib.suppress(Exception):
+                dest.delete([o.key for o in dest.list(backup_prefix(backup_id))])
+            raise
+
+
+def _backup(opts: BackupOptions, reporter: Reporter, dest: Store, source_bucket: Store | None, client,
+            backup_id: str, started: datetime, comp: str, lock: Lock) -> Manifest:
+    dbs = mongo_client.list_databases(client, opts.databases or None)
+    infos = [i for db in dbs for i in mongo.specs(client, db)]
+    server_version = mongo_client.server_version(client)
+    reporter.info(f"backup {backup_id}: {len(dbs)} database(s), {len(infos)} collection(s) from MongoDB "
+                  f"{server_version} to {dest}", backup_id=backup_id, databases=dbs)
+
+    archive_key = backup_key(backup_id, ARCHIVE + compression.EXTENSIONS[comp])
+    with dest.open_write(archive_key) as raw_out:
+        hashing = HashingWriter(raw_out)
+        # one thread: our CPU is a few % of a dump (the server sets the pace), and zstd's
+        # worker threads each buffer whole jobs: ~40 MiB more peak memory for nothing
+        with compression.compressor(hashing, comp) as z:
+            writer = ArchiveWriter(z)
+            writer.write_prelude(
+                Header(concurrent_collections=opts.parallel, server_version=server_version,
+                       tool_version=f"mender-backup {__version__}"),
+                [CollectionMetadata(i.db, i.name, i.to_json(), 0, i.type) for i in infos])
+            digests = _dump(client, infos, writer, opts.parallel, reporter)
+    databases: dict[str, dict[str, CollectionEntry]] = {db: {} for db in dbs}
+    for i in infos:
+        d = digests.get((i.db, i.name))
+        databases[i.db][i.name] = CollectionEntry(d.count if d else 0, d.hexdigest() if d else "",
+                                                  d.size if d else 0, i.type)
+    docs = sum(d.count for d in digests.values())
+    reporter.info(f"archive written: {docs} documents, {hashing.size} bytes ({comp})",
+                  documents=docs, archive_bytes=hashing.size)
+
+    artifact_entries: list = []
+    if source_bucket:
+        source = artifacts.inventory(source_bucket)
+        have = artifacts.inventory(dest, ARTIFACTS)
+        p = artifacts.plan(source, have)
+        reporter.info(f"artifacts: {len(source)} in {source_bucket}, {p.present} already backed up, "
+                      f"copying {len(p.to_copy)} ({p.bytes} bytes)",
+                      artifacts=len(source), artifacts_copied=len(p.to_copy), artifact_bytes_copied=p.bytes)
+        artifacts.copy(source_bucket, "", dest, ARTIFACTS, p.to_copy, reporter, "copying artifacts")
+        artifact_entries = artifacts.entries(source)
+
+    manifest = Manifest(
+        id=backup_id, created_at=started.isoformat(), finished_at=datetime.now(timezone.utc).isoformat(),
+        tool_version=__version__, server_version=server_version,
+        archive=ArchiveEntry(archive_key.rsplit("/", 1)[1], hashing.size, hashing.hexdigest(), comp),
+        databases=databases, artifacts_bucket=source_bucket.bucket if source_bucket else None,
+        artifacts=artifact_entries,
+    )
+    # the manifest is the commit point: written last, in one piece, after all else is durable,
+    # and only while we still hold the lock
+    dest.sync()
+    lock.ensure_held()
+    dest.put_bytes(backup_key(backup_id, MANIFEST), manifest.to_json())
+    return manifest

@@ -1,0 +1,214 @@
+"""`mender-backup restore`: a backup (or a plain mongodump archive) back into MongoDB and a bucket.
+
+Order of work, each step only when the one before succeeded:
+ 1. prove the archive intact before touching anything: sha256 against the
+    manifest, or, for a vendor archive without manifest, a full parse (CRCs);
+ 2. plan: refuse a target database that holds data unless --drop; --dry-run
+    prints the plan and stops;
+ 3. drop (only the collections the backup holds), create with options, insert,
+    build indexes, copy artifacts;
+ 4. read everything back and compare counts, digests and index names with the
+    manifest: any difference fails the restore loudly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+from ..errors import ConflictError, IntegrityError, UsageError
+from ..format import compression
+from ..format.archive import ArchiveReader
+from ..format.digest import CollectionDigest
+from ..format.layout import ARTIFACTS, backup_key
+from ..format.metadata import CollectionSpec
+from ..mongo import client as mongo_client
+from ..mongo import collections as mongo
+from ..output import Reporter
+from ..stores import bucket_store, destination_store, split_object_url
+from . import artifacts, catalog, integrity
+
+INSERT_WORKERS = 4
+SEGMENT_BYTES = 4 * 1024 * 1024
+
+
+@dataclass
+class RestoreOptions:
+    mongodb_url: str
+    backup_id: str | None = None
+    source: str | None = None              # where the backups are (the backup destination)
+    archive: str | None = None             # or: a plain mongodump archive (file or s3 URL)
+    artifacts_bucket: str | None = None    # target bucket for the artifacts
+    databases: list[str] = field(default_factory=list)
+    drop: bool = False
+    dry_run: bool = False
+
+
+@dataclass
+class Plan:
+    namespaces: list[CollectionSpec]
+    counts: dict[tuple[str, str], int]                 # expected documents per namespace
+    to_drop: dict[tuple[str, str], int]                # existing collections that --drop replaces
+    kept: dict[str, list[str]]                         # other collections in target dbs, untouched
+    artifacts: artifacts.CopyPlan | None = None
+
+    def describe(self) -> dict:
+        return {
+            "drop": [{"namespace": f"{db}.{c}", "documents": n} for (db, c), n in sorted(self.to_drop.items())],
+            "create": [{"namespace": f"{i.db}.{i.name}", "type": i.type,
+                        "documents": self.counts.get((i.db, i.name), 0),
+                        "indexes": sorted(x.get("name", "") for x in i.indexes)} for i in self.namespaces],
+            "untouched": [f"{db}.{c}" for db, cs in sorted(self.kept.items()) for c in cs],
+            "artifacts": None if self.artifacts is None else {
+                "copy": len(self.artifacts.to_copy), "bytes": self.artifacts.bytes,
+                "already_present": self.artifacts.present},
+        }
+
+
+def _open_archive(opts: RestoreOptions, reporter: Reporter):
+    """-> (store, key, manifest or None, the archive scan for vendor archives)"""
+    if opts.archive:
+        if opts.backup_id:
+            raise UsageError("give either a backup id or --archive, not both")
+        store, key = split_object_url(opts.archive)
+        with contextlib.closing(store.open_read(key)) as f:
+            contents = integrity.scan_archive(f, reporter, f"checking {key}")
+        return store, key, None, contents
+    if not opts.backup_id:
+        raise UsageError("no backup id given (an id from `mender-backup list`, `latest`, or --archive URL)")
+    store = destination_store(opts.source or "")
+    manifest = catalog.resolve(store, opts.backup_id)
+    integrity.check_sha256(store, manifest, reporter)
+    return store, backup_key(manifest.id, manifest.archive.key), manifest, None
+
+
+def _plan(client, prelude_infos: list[CollectionSpec], counts, opts: RestoreOptions) -> Plan:
+    wanted = [i for i in prelude_infos if not opts.databases or i.db in opts.databases]
+    if opts.databases:
+        missing = sorted(set(opts.databases) - {i.db for i in prelude_infos})
+        if missing:
+            raise UsageError(f"database(s) not in the backup: {', '.join(missing)}")
+    existing = mongo.existing_counts(client, [(i.db, i.name) for i in wanted])
+    ours = {(i.db, i.name) for i in wanted}
+    kept: dict[str, list[str]] = {}
+    busy: dict[str, int] = {}
+    for db in sorted({i.db for i in wanted}):
+        for c in client[db].list_collection_names():
+            if c.startswith("system."):
+                continue
+            n = client[db][c].estimated_document_count()
+            if n:
+                busy[db] = busy.get(db, 0) + n
+            if (db, c) not in ours:
+                kept.setdefault(db, []).append(c)
+    if busy and not opts.drop:
+        desc = ", ".join(f"{db} ({n} documents)" for db, n in sorted(busy.items()))
+        raise ConflictError(f"target database(s) not empty: {desc}; rerun with --drop to replace the "
+                            f"collections this backup holds (others are left alone), or --dry-run to see the plan")
+    # without --drop, collections that exist empty (a service may create them at start-up) are added to
+    to_drop = dict(existing) if opts.drop else {}
+    return Plan(wanted, {k: counts.get(k, 0) for k in ours}, to_drop, kept)
+
+
+def _insert_all(client, stream, wanted: set[tuple[str, str]], reporter: Reporter, total: int) -> None:
+    kind, plain = compression.decompressor(stream)
+    reader = ArchiveReader(plain)
+    with ThreadPoolExecutor(INSERT_WORKERS) as pool, \
+            reporter.progress("restoring documents", total=total or None, unit="documents") as prog:
+        pending = set()
+        for seg in reader.segments(SEGMENT_BYTES):
+            if (seg.db, seg.collection) not in wanted:
+                continue
+            if len(pending) >= 2 * INSERT_WORKERS:          # bounded memory: wait for a slot
+                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                for f in done:
+                    prog.advance(f.result())
+            pending.add(pool.submit(mongo.insert_raw, client, seg.db, seg.collection, seg.data))
+        done, _ = wait(pending, return_when=FIRST_EXCEPTION)
+        for f in done:
+            prog.advance(f.result())
+
+
+def _verify_target(client, plan: Plan, expected: dict[tuple[str, str], integrity.Expected],
+                   reporter: Reporter) -> None:
+    def read_back(info: CollectionSpec) -> tuple[CollectionDigest, set[str]]:
+        d = CollectionDigest()
+        for batch in mongo.raw_batches(client, info.db, info.name):
+            d.update(batch)
+        return d, mongo.index_names(client, info.db, info.name)
+
+    digests: dict[tuple[str, str], CollectionDigest] = {}
+    problems: list[str] = []
+    colls = [i for i in plan.namespaces if i.type == "collection"]
+    # read back in parallel, as the dump reads: the server, not us, is the bottleneck
+    with ThreadPoolExecutor(INSERT_WORKERS) as pool:
+        for info, (d, have) in zip(colls, pool.map(read_back, colls)):
+            digests[(info.db, info.name)] = d
+            want = {i.get("name") for i in info.indexes}
+            if want - have:
+                problems.append(f"{info.db}.{info.name}: index(es) missing: {', '.join(sorted(want - have))}")
+    problems += integrity.compare(expected, digests, "the target", {i.db for i in plan.namespaces})
+    if problems:
+        raise IntegrityError("restore verification failed: " + "; ".join(problems[:5]))
+    reporter.info(f"verified: {sum(d.count for d in digests.values())} documents in {len(digests)} "
+                  f"collections match the backup")
+
+
+def run(opts: RestoreOptions, reporter: Reporter) -> dict:
+    client = mongo_client.connect(opts.mongodb_url)
+    target_bucket = bucket_store(opts.artifacts_bucket) if opts.artifacts_bucket else None
+    if target_bucket:
+        target_bucket.check()
+    store, key, manifest, scanned = _open_archive(opts, reporter)
+
+    # the prelude: cheap to read again, and the only source for vendor archives
+    with contextlib.closing(store.open_read(key)) as f:
+        _, plain = compression.decompressor(f)
+        prelude = ArchiveReader(plain).prelude
+    infos = [CollectionSpec.from_json(cm.db, cm.collection, cm.metadata, cm.type) for cm in prelude.collections]
+    if manifest:
+        counts = {(db, c): e.count for db, colls in manifest.databases.items() for c, e in colls.items()}
+    else:
+        counts = {k: d.count for k, d in scanned.digests.items()}
+    plan = _plan(client, infos, counts, opts)
+
+    if target_bucket and manifest:
+        target = artifacts.inventory(target_bucket)
+        plan.artifacts = artifacts.restore_plan(manifest.artifacts, target, opts.drop)
+    elif manifest and manifest.artifacts and not target_bucket:
+        reporter.warn(f"backup holds {len(manifest.artifacts)} artifact(s) but no --artifacts-bucket was "
+                      f"given: restoring the databases only")
+
+    summary = {"backup": manifest.id if manifest else key, "dry_run": opts.dry_run, **plan.describe()}
+    if opts.dry_run:
+        return summary
+
+    for (db, c), n in sorted(plan.to_drop.items()):
+        reporter.info(f"dropping {db}.{c} ({n} documents)")
+        client[db].drop_collection(c)
+    existing = mongo.existing_counts(client, [(i.db, i.name) for i in plan.namespaces])
+    for info in plan.namespaces:
+        if (info.db, info.name) not in existing:
+            mongo.create(client, info)
+    wanted = {(i.db, i.name) for i in plan.namespaces if i.type == "collection"}
+    with contextlib.closing(store.open_read(key)) as f:
+        _insert_all(client, f, wanted, reporter, sum(plan.counts.values()))
+    for info in plan.namespaces:
+        if info.type == "collection":
+            mongo.create_indexes(client, info)
+
+    if plan.artifacts is not None and plan.artifacts.to_copy:
+        artifacts.copy(store, ARTIFACTS, target_bucket, "", plan.artifacts.to_copy, reporter,
+                       "restoring artifacts")
+
+    expected = (integrity.expected_from_manifest(manifest) if manifest
+                else integrity.expected_from_digests(scanned.digests))
+    _verify_target(client, plan, expected, reporter)
+    if target_bucket and manifest:
+        bad = artifacts.check_complete(manifest.artifacts, artifacts.inventory(target_bucket))
+        if bad:
+            raise IntegrityError(f"restore verification failed: {len(bad)} artifact(s) missing or of the "
+                                 f"wrong size in {target_bucket} (e.g. {bad[0]})")
+    summary["verified"] = True
+    return summary

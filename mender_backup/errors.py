@@ -1,0 +1,47 @@
+"""Error types and the exit codes they map to.
+
+Every failure the user can cause or meet is one of these: the CLI prints its
+message on one line and exits with its code, never a traceback.
+"""
+
+EXIT_FAILED = 1        # the operation ran and failed (server error, upload failed, ...)
+EXIT_USAGE = 2         # bad input: flags, URLs, values files
+EXIT_NOT_FOUND = 3     # unknown backup id, missing manifest, unknown release
+EXIT_CONFLICT = 4      # lock held, non-empty target without --drop
+EXIT_INTEGRITY = 5     # checksum, count or digest mismatch; corrupt archive
+EXIT_UNREACHABLE = 6   # cannot connect or authenticate
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 ok; 1 failed; 2 bad input; 3 not found; 4 conflict "
+    "(lock held, target not empty); 5 integrity check failed; 6 cannot connect "
+    "or authenticate; 143 terminated by SIGTERM (cleaned up)."
+)
+
+
+class MenderBackupError(Exception):
+    exit_code = EXIT_FAILED
+
+    def __init__(self, message: str = "", exit_code: int | None = None):
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class UsageError(MenderBackupError):
+    exit_code = EXIT_USAGE
+
+
+class NotFoundError(MenderBackupError):
+    exit_code = EXIT_NOT_FOUND
+
+
+class ConflictError(MenderBackupError):
+    exit_code = EXIT_CONFLICT
+
+
+class IntegrityError(MenderBackupError):
+    exit_code = EXIT_INTEGRITY
+
+
+class UnreachableError(MenderBackupError):
+    exit_code = EXIT_UNREACHABLE

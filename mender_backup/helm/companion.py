@@ -1,0 +1,87 @@
+"""The companion release: our backup chart installed next to a Mender release,
+reading the Mender release's own Secrets; and a one-off Job made from its CronJob."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ruamel.yaml import YAML
+
+from ..errors import NotFoundError, UsageError
+from ..stores import parse_destination
+from .cron import check_schedule
+from .values import get_path
+
+COMPANION_SUFFIX = "-backup"
+# The Secrets the Mender chart creates when no existingSecret is given
+# (mender-helm templates/secrets/secret-mongodb-common.yaml, secret-artifacts-storage.yaml).
+MENDER_MONGODB_SECRET = "mongodb-common"
+MENDER_MONGODB_SECRET_KEY = "MONGO_URL"
+MENDER_S3_SECRET = "artifacts-storage"
+
+
+def companion_name(release: str) -> str:
+    return f"{release}{COMPANION_SUFFIX}"
+
+
+def companion_values(mender: Mapping, *, destination: str, schedule: str | None = None,
+                     compression: str | None = None, image: str | None = None) -> dict:
+    """Values for our chart that back up the Mender release `mender` (its user
+    values). No credential is copied: the CronJob reads the very Secrets that
+    Mender's own pods read, so a credential rotation reaches both."""
+    storage = get_path(mender, ("global", "storage")) or "aws"
+    if storage != "aws":
+        raise UsageError(f"the release stores artifacts in {storage!r}: only S3 (global.storage=aws) is supported")
+    parse_destination(destination)
+    values: dict = {
+        "destination": {"url": destination},
+        "mongodb": {
+            "existingSecret": get_path(mender, ("global", "mongodb", "existingSecret")) or MENDER_MONGODB_SECRET,
+            "existingSecretKey": MENDER_MONGODB_SECRET_KEY,
+            "url": "",
+        },
+        "s3": {"existingSecret": get_path(mender, ("global", "s3", "existingSecret")) or MENDER_S3_SECRET},
+    }
+    if schedule:
+        values["schedule"] = check_schedule(schedule)
+    if compression:
+        values["compression"] = compression
+    if image:
+        repo, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "")
+        values["image"] = {"repository": repo, "tag": tag} if tag else {"repository": image}
+    return values
+
+
+def cronjob_from_manifest(manifest: str) -> dict:
+    """The (first) CronJob of a rendered manifest, e.g. `helm get manifest` output."""
+    y = YAML(typ="safe")
+    cronjobs = [d for d in y.load_all(manifest) if isinstance(d, dict) and d.get("kind") == "CronJob"]
+    if not cronjobs:
+        raise NotFoundError("no CronJob in the backup release's manifest")
+    return cronjobs[0]
+
+
+def job_from_cronjob_object(cj: Mapping, suffix: str) -> dict:
+    """A one-off Job made from a CronJob object as `kubectl create job
+    --from=cronjob/NAME` makes it: the job template's labels, annotations and
+    spec, and, for a CronJob read from the API (it has a uid), an ownerReference
+    to it, so the CronJob's history limits and deletion cover the Job too."""
+    tmpl = cj["spec"]["jobTemplate"]
+    tmeta = tmpl.get("metadata") or {}
+    name = f"{cj['metadata']['name'][:52 - len(suffix)]}-{suffix}"
+    meta: dict = {"name": name,
+                  "labels": dict(tmeta.get("labels") or {}),
+                  "annotations": {**(tmeta.get("annotations") or {}), "cronjob.kubernetes.io/instantiate": "manual"}}
+    if cj["metadata"].get("namespace"):
+        meta["namespace"] = cj["metadata"]["namespace"]
+    if cj["metadata"].get("uid"):
+        # not metav1.NewControllerRef: blockOwnerDeletion would need cronjobs/finalizers rights (as kubectl)
+        meta["ownerReferences"] = [{"apiVersion": "batch/v1", "kind": "CronJob", "name": cj["metadata"]["name"],
+                                    "uid": cj["metadata"]["uid"], "controller": True}]
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": dict(tmpl["spec"])}
+
+
+def job_from_cronjob(manifest: str, suffix: str) -> dict:
+    """A one-off Job built from the CronJob in a rendered manifest, as
+    `kubectl create job --from=cronjob/NAME` would make it."""
+    return job_from_cronjob_object(cronjob_from_manifest(manifest), suffix)

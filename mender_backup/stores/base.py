@@ -1,0 +1,76 @@
+"""The interface every destination implements: objects under '/'-separated keys.
+
+Writes are all-or-nothing: a reader never sees half an object. Everything the
+engine needs from a store is a method here, so no caller asks which kind of
+store it holds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import BinaryIO, Iterator
+
+from ..redact import redact_url
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str          # relative to the store's prefix
+    size: int
+    etag: str = ""
+
+
+class Store(ABC):
+    """A place that holds objects under keys (relative, '/'-separated)."""
+
+    url: str
+
+    @abstractmethod
+    def open_write(self, key: str) -> contextlib.AbstractContextManager[BinaryIO]:
+        """A stream whose object appears, whole, only when the block exits cleanly."""
+
+    @abstractmethod
+    def open_read(self, key: str) -> BinaryIO: ...
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]: ...
+
+    @abstractmethod
+    def delete(self, keys: list[str]) -> None: ...
+
+    @abstractmethod
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        """Create `key` only if it does not exist; False when it does."""
+
+    @abstractmethod
+    def check(self) -> None:
+        """Fail early with a clear error when the store cannot be reached or written."""
+
+    def replace(self, key: str, data: bytes) -> None:
+        """Overwrite an existing small object in one piece (a lock's heartbeat)."""
+        self.put_bytes(key, data)
+
+    def sync(self) -> None:
+        """Make everything written so far durable (before the manifest, the commit point)."""
+
+    def abort_unfinished_writes(self) -> int:
+        """Remove what killed runs left half-written; returns how many. Only under the lock."""
+        return 0
+
+    def copy_within_service(self, src: "Store", src_key: str, key: str, size: int) -> bool:
+        """Copy `src_key` of `src` to `key` here without the bytes passing through
+        this process, when both stores allow it; False when they do not."""
+        return False
+
+    def get_bytes(self, key: str) -> bytes:
+        with contextlib.closing(self.open_read(key)) as f:
+            return f.read()
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        with self.open_write(key) as f:
+            f.write(data)
+
+    def __str__(self) -> str:
+        return redact_url(self.url)

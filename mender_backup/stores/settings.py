@@ -1,0 +1,78 @@
+"""Where and as whom to reach an S3 service, read from the environment.
+
+The standard AWS variables configure the source (the Mender artifact bucket);
+MENDER_BACKUP_DEST_AWS_* override them for a destination on another service.
+Empty fields fall back to the standard AWS chain (config files, IRSA, instance
+roles), so a pod with a web identity needs no keys at all.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from ..redact import register_secret
+
+DEST_PREFIX = "MENDER_BACKUP_DEST_"
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    endpoint_url: str | None = None
+    region: str | None = None
+    access_key: str | None = None
+    secret_key: str | None = None
+    session_token: str | None = None
+    addressing_style: str = "auto"
+
+    @classmethod
+    def from_env(cls, prefix: str = "", fallback: "S3Settings | None" = None) -> "S3Settings":
+        def get(name: str) -> str | None:
+            return os.environ.get(prefix + name) or None
+        base = fallback or cls()
+        endpoint = get("AWS_ENDPOINT_URL") or base.endpoint_url
+        style = (os.environ.get("MENDER_BACKUP_S3_ADDRESSING_STYLE")
+                 or ("path" if endpoint else base.addressing_style))
+        settings = cls(
+            endpoint_url=endpoint,
+            region=get("AWS_REGION") or get("AWS_DEFAULT_REGION") or base.region,
+            access_key=get("AWS_ACCESS_KEY_ID") or base.access_key,
+            secret_key=get("AWS_SECRET_ACCESS_KEY") or base.secret_key,
+            session_token=get("AWS_SESSION_TOKEN") or base.session_token,
+            addressing_style=style,
+        )
+        register_secret(settings.secret_key)
+        register_secret(settings.session_token)
+        return settings
+
+    @classmethod
+    def source(cls) -> "S3Settings":
+        return cls.from_env()
+
+    @classmethod
+    def destination(cls) -> "S3Settings":
+        return cls.from_env(DEST_PREFIX, fallback=cls.source())
+
+    def same_service(self, other: "S3Settings") -> bool:
+        """Whether one set of credentials can server-side copy between the two."""
+        return (self.endpoint_url, self.access_key, self.secret_key) == (
+            other.endpoint_url, other.access_key, other.secret_key)
+
+    def client(self):
+        import boto3
+        from botocore.config import Config
+
+        cfg = Config(
+            s3={"addressing_style": self.addressing_style},
+            retries={"max_attempts": 8, "mode": "adaptive"},
+            connect_timeout=10, read_timeout=120,
+            max_pool_connections=32,
+            # MinIO and most S3 services accept these; avoid newer default checksums some don't
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        )
+        session = boto3.session.Session()
+        return session.client(
+            "s3", endpoint_url=self.endpoint_url, region_name=self.region or "us-east-1",
+            aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key,
+            aws_session_token=self.session_token, config=cfg)
