@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from testenv import servers
+from tests import manifests
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -31,7 +32,16 @@ def minio(tmp_path_factory):
     _need("minio")
     server = servers.start_minio(tmp_path_factory.mktemp("minio"))
     yield server
+    manifests.audit_minio(server)
     server.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def every_manifest_follows_the_format(tmp_path_factory):
+    """After the session: every manifest our backups wrote under the tests' folders follows
+    docs/FORMAT.md's schema (MinIO buckets are audited when their server stops)."""
+    yield
+    manifests.audit_tree(tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture(scope="session")

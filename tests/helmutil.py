@@ -51,8 +51,12 @@ def install_plugin(helm: Path, base: Path) -> dict:
     """A real `helm plugin install <checkout>` into private helm homes under `base`
     (the hook builds the plugin's venv: ~15 s). Returns helm, the env to run helm
     with (do not change it: copy it), the checkout, the plugin dir, the install's output."""
+    return install_plugin_dir(helm, copy_checkout(base / "mender-backup"), base)
+
+
+def install_plugin_dir(helm: Path, src: Path, base: Path) -> dict:
+    """`helm plugin install SRC` into private helm homes under `base`."""
     import os
-    src = copy_checkout(base / "mender-backup")
     data = base / "data"
     # Helm 4.3's local-directory installer places the plugin under
     # $HELM_DATA_HOME/plugins and ignores $HELM_PLUGINS: set both to the same place.

@@ -164,5 +164,12 @@ def test_fuzz_reader_raises_only_archive_errors(noise, at):
             pass
 
 
-def test_terminator_constant():
-    assert TERMINATOR == b"\xff" * 4
+def test_prelude_ends_only_at_the_spec_terminator():
+    """spec.md: the metadata list ends with 0xFFFFFFFF. Any other 4 bytes there are read as
+    the length of a next document, and a wrong one is an error, not a silent end."""
+    raw = write_archive([("db", "a", docs(2))], colls=("db.a",))
+    end = raw.index(TERMINATOR)      # the first terminator closes the prelude
+    assert len(ArchiveReader(io.BytesIO(raw)).prelude.collections) == 1
+    broken = raw[:end] + b"\xfe\xff\xff\xff" + raw[end + 4:]
+    with pytest.raises(ArchiveError, match="invalid BSON length"):
+        ArchiveReader(io.BytesIO(broken))

@@ -8,6 +8,7 @@ import pytest
 from bson import json_util
 
 from testenv import mender_data
+from tests import manifests
 from tests.cli import assert_one_line_error, json_events, result_of, run
 
 SYSTEM = {"admin", "local", "config"}
@@ -318,5 +319,6 @@ def test_destination_on_another_s3_service_streams_artifacts(source, minio, env,
         assert result_of(r)["verified"]
         s3 = minio.client()
         assert bucket_contents(s3, target) == bucket_contents(s3, artifacts)
+        assert manifests.audit_minio(other) == 1
     finally:
         other.stop()

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from mender_backup.engine.lock import Lock
+from mender_backup.errors import ConflictError
+
 from mender_backup.format import layout
 from mender_backup.stores import S3Settings, open_store
 from testenv import mender_data
-from tests.cli import assert_one_line_error, result_of, run, start
+from tests.cli import assert_one_line_error, json_events, result_of, run, start
 
 
 @pytest.fixture
@@ -51,24 +57,96 @@ def test_two_backups_at_once_one_runs_the_other_refuses(seeded, tmp_path):
     assert len(listing) == 1 and listing[0]["complete"]
 
 
-def test_held_lock_refuses_and_stale_lock_reports_age_and_owner(seeded, minio, tmp_path):
+def lock_body(host: str, pid: int, refreshed_ago: timedelta, started_ago: timedelta | None = None) -> bytes:
+    now = datetime.now(timezone.utc)
+    return json.dumps({"owner": f"{host}:{pid}", "host": host, "pid": pid, "operation": "backup",
+                       "started_at": (now - (started_ago or refreshed_ago)).isoformat(),
+                       "refreshed_at": (now - refreshed_ago).isoformat(), "token": "theirs"}).encode()
+
+
+def test_live_lock_refuses_naming_its_holder(seeded, tmp_path):
     mongo, _ = seeded
     e = {"MONGODB_URL": mongo.url, "MENDER_BACKUP_DESTINATION": f"file://{tmp_path}"}
     store = open_store(f"file://{tmp_path}")
-    fresh = {"owner": "pod-a:17", "operation": "backup", "started_at": datetime.now(timezone.utc).isoformat()}
-    assert store.create_exclusive(layout.LOCK, json.dumps(fresh).encode())
-    line = assert_one_line_error(run("backup", env=e, check=False), 4, "another run holds the lock", "pod-a:17")
-    assert "started" in line
+    assert store.create_exclusive(layout.LOCK, lock_body("pod-a", 17, timedelta(seconds=20), timedelta(hours=3)))
+    line = assert_one_line_error(run("backup", env=e, check=False), 4, "another run holds the lock",
+                                 "pod-a:17", "started 3.0h ago", "refreshed 20s ago", "--break-lock")
+    assert "Traceback" not in line
+    assert not list(tmp_path.rglob("manifest.json"))
 
-    store.delete([layout.LOCK])
-    old = {**fresh, "started_at": (datetime.now(timezone.utc) - timedelta(hours=30)).isoformat()}
-    assert store.create_exclusive(layout.LOCK, json.dumps(old).encode())
-    line = assert_one_line_error(run("backup", env=e, check=False), 4, "stale lock", "pod-a:17", "30.0h", "--break-lock")
-    assert not any(p.name == "manifest.json" for p in tmp_path.rglob("*"))
-
-    r = run("backup", "--break-lock", "--json", env=e)
+    r = run("backup", "--break-lock", "--json", env=e)        # the operator says it is dead
     assert result_of(r)["id"]
+    assert any("breaking the lock" in ev.get("msg", "") for ev in json_events(r))
     assert not (tmp_path / layout.LOCK).exists()     # released after the run
+
+
+def test_lock_not_refreshed_is_stale_and_taken_over(seeded, tmp_path):
+    """A holder refreshes its lock every minute; one silent for longer than the stale time
+    (10 minutes by default) is dead: the next run takes the lock over with a warning."""
+    mongo, _ = seeded
+    e = {"MONGODB_URL": mongo.url, "MENDER_BACKUP_DESTINATION": f"file://{tmp_path}"}
+    store = open_store(f"file://{tmp_path}")
+    store.create_exclusive(layout.LOCK, lock_body("pod-b", 1, timedelta(minutes=5)))
+    assert_one_line_error(run("backup", env=e, check=False), 4, "another run holds the lock", "pod-b:1")
+    r = run("backup", "--json", env={**e, "MENDER_BACKUP_LOCK_STALE_AFTER": "120"})
+    assert result_of(r)["id"]
+    warning = [ev["msg"] for ev in json_events(r) if ev["event"] == "warning"]
+    assert len(warning) == 1 and "breaking the stale lock" in warning[0] and "pod-b:1" in warning[0]
+    assert "not refreshed for 5m" in warning[0]
+
+
+def test_lock_of_a_dead_process_on_this_host_is_stale_at_once(seeded, tmp_path):
+    mongo, _ = seeded
+    e = {"MONGODB_URL": mongo.url, "MENDER_BACKUP_DESTINATION": f"file://{tmp_path}"}
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    store = open_store(f"file://{tmp_path}")
+    store.create_exclusive(layout.LOCK, lock_body(socket.gethostname(), dead.pid, timedelta(seconds=1)))
+    r = run("backup", "--json", env=e)
+    warning = [ev["msg"] for ev in json_events(r) if ev["event"] == "warning"]
+    assert len(warning) == 1 and f"its process {dead.pid} on this host is gone" in warning[0]
+    # a live process on this host is respected
+    store.create_exclusive(layout.LOCK, lock_body(socket.gethostname(), os.getpid(), timedelta(seconds=1)))
+    assert_one_line_error(run("backup", env=e, check=False), 4, f"{socket.gethostname()}:{os.getpid()}")
+
+
+@pytest.fixture(params=["file", "s3"])
+def lock_store(request, tmp_path, minio, bucket):
+    if request.param == "file":
+        return open_store(f"file://{tmp_path}")
+    return open_store(f"s3://{bucket}/locks-test", S3Settings(minio.endpoint, "us-east-1", minio.access_key,
+                                                               minio.secret_key, addressing_style="path"))
+
+
+def test_heartbeat_refreshes_the_lock(lock_store):
+    with Lock(lock_store, "backup", "b1", stale_after=4.0, refresh_every=0.2) as lock:
+        lock.acquire()
+        first = Lock(lock_store, "x").read()
+        time.sleep(1.0)
+        later = Lock(lock_store, "x").read()
+        assert later.token == first.token and later.refreshed_at > first.refreshed_at
+        assert later.started_at == first.started_at
+        lock.ensure_held()
+    assert Lock(lock_store, "x").read() is None
+
+
+def test_a_run_that_lost_its_lock_cannot_commit(lock_store):
+    """Another run took the lock over (ours looked stale to it): our heartbeat notices,
+    and the commit check fails; our release leaves the other run's lock alone."""
+    with Lock(lock_store, "backup", "b1", stale_after=4.0, refresh_every=0.2) as lock:
+        lock.acquire()
+        lock_store.replace(layout.LOCK, lock_body("pod-c", 9, timedelta(0)))
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                lock.ensure_held()
+            except ConflictError as exc:
+                assert "lost the lock" in str(exc) and "pod-c:9" in str(exc)
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the heartbeat did not notice that the lock was taken over")
+    assert Lock(lock_store, "x").read().owner == "pod-c:9"
 
 
 def test_prune_applies_policy_and_removes_unreferenced_artifacts(seeded, minio):
@@ -116,26 +194,6 @@ def test_backup_applies_retention_from_environment(seeded, tmp_path):
     for _ in range(3):
         run("backup", env=e)
     assert len(result_of(run("list", "--json", env=e))) == 2
-
-
-def test_break_stale_lock_breaks_only_a_stale_one(seeded, tmp_path):
-    """What the CronJob does: a lock older than any run can live is broken (with a warning),
-    a younger one is respected."""
-    mongo, _ = seeded
-    e = {"MONGODB_URL": mongo.url, "MENDER_BACKUP_DESTINATION": f"file://{tmp_path}",
-         "MENDER_BACKUP_BREAK_STALE_LOCK": "true", "MENDER_BACKUP_LOCK_STALE_AFTER": "3600"}
-    store = open_store(f"file://{tmp_path}")
-    young = {"owner": "pod-b:1", "operation": "backup",
-             "started_at": (datetime.now(timezone.utc) - timedelta(minutes=30)).isoformat()}
-    store.create_exclusive(layout.LOCK, json.dumps(young).encode())
-    assert_one_line_error(run("backup", env=e, check=False), 4, "another run holds the lock", "pod-b:1")
-    store.delete([layout.LOCK])
-    old = {**young, "started_at": (datetime.now(timezone.utc) - timedelta(hours=2)).isoformat()}
-    store.create_exclusive(layout.LOCK, json.dumps(old).encode())
-    r = run("backup", "--json", env=e)
-    assert result_of(r)["id"]
-    assert any("breaking the stale lock" in ev.get("msg", "") and "pod-b:1" in ev["msg"]
-               for ev in map(json.loads, r.stdout.splitlines()))
 
 
 def test_sigterm_cleans_up_and_releases_the_lock(new_ferretdb, tmp_path):

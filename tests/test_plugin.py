@@ -95,6 +95,46 @@ def test_plugin_yaml_legacy_format():
         assert os.access(ROOT / "scripts" / script, os.X_OK)
 
 
+def test_the_two_manifests_describe_the_same_plugin():
+    from ruamel.yaml import YAML
+    legacy = YAML(typ="safe").load((ROOT / "plugin.yaml").read_text())
+    v1 = YAML(typ="safe").load((ROOT / "plugin-helm4.yaml").read_text())
+    assert (v1["apiVersion"], v1["type"], v1["runtime"]) == ("v1", "cli/v1", "subprocess")
+    assert v1["name"] == legacy["name"] and v1["version"] == legacy["version"]
+    assert v1["config"]["longHelp"] == legacy["description"]
+    assert v1["config"]["ignoreFlags"] == legacy["ignoreFlags"]
+    norm = lambda cmds: [(c["os"], c["command"].replace("${HELM_PLUGIN_DIR}", "$HELM_PLUGIN_DIR")) for c in cmds]
+    assert norm(v1["runtimeConfig"]["platformCommand"]) == norm(legacy["platformCommand"])
+    for hook in ("install", "update"):
+        assert norm(v1["runtimeConfig"]["platformHooks"][hook]) == norm(legacy["platformHooks"][hook])
+
+
+@pytest.fixture(scope="module")
+def helm4_dist(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("plugin-dist")
+    proc = subprocess.run([str(ROOT / "scripts" / "plugin-dist.sh"), str(out)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return out / "mender-backup"
+
+
+def test_helm4_installs_and_runs_the_current_format(helm4, helm4_dist, tmp_path):
+    from tests.helmutil import install_plugin_dir
+    inst = install_plugin_dir(helm4, helm4_dist, tmp_path)
+    assert "Installed plugin: mender-backup" in inst["install"].stdout
+    listing = helm_run(helm4, "plugin", "list", env=inst["env"]).stdout
+    assert any(line.split()[:2] == ["mender-backup", "0.1.0"] for line in listing.splitlines()), listing
+    proc = helm_run(helm4, "mender-backup", "restore", "--help", env=inst["env"])
+    assert "--dry-run" in proc.stdout
+    assert "legacy" not in (inst["install"].stdout + inst["install"].stderr).lower()
+
+
+def test_helm3_refuses_the_current_format_and_reads_the_legacy_one(helm3, helm4_dist, tmp_path):
+    """Why plugin.yaml stays legacy: Helm 3 parses plugin.yaml strictly in the legacy format."""
+    from tests.helmutil import install_plugin_dir
+    with pytest.raises(AssertionError, match="apiVersion"):
+        install_plugin_dir(helm3, helm4_dist, tmp_path)
+
+
 # --- the commands' helm call sequences -----------------------------------------------------
 
 FAKE_HELM = r'''#!{python}

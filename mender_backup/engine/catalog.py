@@ -62,8 +62,18 @@ def scan(store: Store) -> list[BackupEntry]:
                 problem = str(exc)
         else:
             problem = "no manifest (incomplete or still running)"
-        out.append(BackupEntry(bid, id_time(bid), sizes[bid], manifest, problem))
-    return out
+        # the manifest's start time is exact; the id's is to the second (two backups in one
+        # second would otherwise sort by their random suffix)
+        when = _started(manifest) or id_time(bid)
+        out.append(BackupEntry(bid, when, sizes[bid], manifest, problem))
+    return sorted(out, key=lambda e: (e.time is None, e.time or datetime.min, e.id))
+
+
+def _started(manifest: Manifest | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(manifest.created_at) if manifest else None
+    except ValueError:
+        return None
 
 
 def resolve(store: Store, backup_id: str) -> Manifest:

@@ -2,12 +2,14 @@
 
 Restore and verify trust nothing that is not in here: the archive's sha256 and
 size, each collection's count and content digest, and the artifact inventory.
+docs/FORMAT.md has its JSON Schema and the compatibility rule readers follow:
+a manifest of a newer format_version is refused, unknown fields are ignored.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from ..errors import IntegrityError
@@ -66,18 +68,29 @@ class Manifest:
     def from_json(cls, raw: bytes, where: str) -> "Manifest":
         try:
             d: dict[str, Any] = json.loads(raw)
-            if d.get("format_version") != FORMAT_VERSION:
-                raise IntegrityError(f"{where}: unsupported manifest format {d.get('format_version')!r}")
+            version = d.get("format_version")
+            if not isinstance(version, int) or version < 1:
+                raise IntegrityError(f"{where}: corrupt manifest (format_version {version!r})")
+            if version > FORMAT_VERSION:
+                raise IntegrityError(f"{where}: written by a newer mender-backup (manifest format {version}; "
+                                     f"this one reads up to {FORMAT_VERSION}): upgrade mender-backup")
             return cls(
                 id=d["id"], created_at=d["created_at"], finished_at=d["finished_at"],
                 tool_version=d["tool_version"], server_version=d["server_version"],
-                archive=ArchiveEntry(**d["archive"]),
-                databases={db: {c: CollectionEntry(**e) for c, e in colls.items()}
+                archive=_known(ArchiveEntry, d["archive"]),
+                databases={db: {c: _known(CollectionEntry, e) for c, e in colls.items()}
                            for db, colls in d["databases"].items()},
                 artifacts_bucket=d.get("artifacts_bucket"),
-                artifacts=[ArtifactEntry(**a) for a in d.get("artifacts", [])],
+                artifacts=[_known(ArtifactEntry, a) for a in d.get("artifacts", [])],
+                format_version=version,
             )
         except IntegrityError:
             raise
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise IntegrityError(f"{where}: corrupt manifest ({type(exc).__name__}: {exc})") from None
+
+
+def _known(cls, d: dict):
+    """Fields this version knows; later versions may add more (docs/FORMAT.md, compatibility)."""
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in d.items() if k in names})

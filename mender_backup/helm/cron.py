@@ -12,7 +12,7 @@ MONTHS = "JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC".split()
 DAYS = "SUN MON TUE WED THU FRI SAT".split()
 # (name, lowest, highest, names)
 FIELDS = [("minute", 0, 59, []), ("hour", 0, 23, []), ("day of month", 1, 31, []),
-          ("month", 1, 12, MONTHS), ("day of week", 0, 7, DAYS)]
+          ("month", 1, 12, MONTHS), ("day of week", 0, 6, DAYS)]
 _ITEM = re.compile(r"^(\*|\?|[0-9A-Za-z]+(?:-[0-9A-Za-z]+)?)(?:/([0-9]+))?$")
 
 

@@ -27,6 +27,7 @@ SINGLE_COPY_LIMIT = 5 * 1024**3
 def s3_error(exc: Exception, what: str) -> MenderBackupError:
     """Translate botocore errors into ours: one line, the right exit code."""
     from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+    from botocore.exceptions import ConnectionError as BotoConnectionError
 
     if isinstance(exc, ClientError):
         code = exc.response.get("Error", {}).get("Code", "")
@@ -45,6 +46,8 @@ def s3_error(exc: Exception, what: str) -> MenderBackupError:
         return UnreachableError(f"{what}: no S3 credentials found (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)")
     if isinstance(exc, EndpointConnectionError):
         return UnreachableError(f"{what}: cannot connect to the S3 endpoint")
+    if isinstance(exc, BotoConnectionError):    # reset, closed, timed out: after botocore's retries
+        return UnreachableError(f"{what}: lost the connection to the S3 endpoint ({type(exc).__name__})")
     return MenderBackupError(f"{what}: {type(exc).__name__}: {exc}")
 
 

@@ -1,0 +1,58 @@
+"""The manifest's JSON Schema, read from docs/FORMAT.md (its one home), and the audit
+that validates every manifest the tests' backups wrote, wherever they wrote it."""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import cache
+from pathlib import Path
+
+import jsonschema
+
+ROOT = Path(__file__).resolve().parent.parent
+FORMAT_MD = ROOT / "docs" / "FORMAT.md"
+MANIFEST = "manifest.json"
+
+
+@cache
+def schema() -> dict:
+    text = FORMAT_MD.read_text()
+    m = re.search(r"<!-- manifest-schema[^>]*-->\s*```json\n(.*?)\n```", text, re.S)
+    assert m, "docs/FORMAT.md has no manifest schema block"
+    s = json.loads(m.group(1))
+    jsonschema.Draft202012Validator.check_schema(s)
+    return s
+
+
+def problems(manifest: dict) -> list[str]:
+    v = jsonschema.Draft202012Validator(schema(), format_checker=jsonschema.FormatChecker())
+    return [f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}" for e in v.iter_errors(manifest)]
+
+
+def check(raw: bytes, where: str) -> None:
+    found = problems(json.loads(raw))
+    assert not found, f"{where} does not follow docs/FORMAT.md: {found}"
+
+
+def audit_tree(root: Path) -> int:
+    """Validate every backups/<id>/manifest.json under a folder; returns how many."""
+    n = 0
+    for path in root.rglob(MANIFEST):
+        if path.parent.parent.name == "backups":
+            check(path.read_bytes(), str(path))
+            n += 1
+    return n
+
+
+def audit_minio(minio) -> int:
+    """Validate every manifest in every bucket of a running MinIO; returns how many."""
+    s3, n = minio.client(), 0
+    for b in s3.list_buckets().get("Buckets", []):
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=b["Name"]):
+            for o in page.get("Contents", []):
+                parts = o["Key"].split("/")
+                if parts[-1] == MANIFEST and len(parts) >= 3 and parts[-3] == "backups":
+                    check(s3.get_object(Bucket=b["Name"], Key=o["Key"])["Body"].read(), f"s3://{b['Name']}/{o['Key']}")
+                    n += 1
+    return n

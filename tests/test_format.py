@@ -1,0 +1,84 @@
+"""docs/FORMAT.md is the format's one home: its manifest schema validates what backups write,
+rejects what they must not, and the readers follow its compatibility rule."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mender_backup.errors import IntegrityError
+from mender_backup.format.manifest import FORMAT_VERSION, Manifest
+from tests import manifests
+from tests.cli import assert_one_line_error, result_of, run
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory, ferretdb) -> dict:
+    """A real manifest, written by a real backup."""
+    dest = tmp_path_factory.mktemp("format-dest")
+    db = "format_check"
+    ferretdb.client()[db].devices.insert_many([{"_id": i, "status": "accepted"} for i in range(10)])
+    bid = result_of(run("backup", "--db", db, "--json",
+                        env={"MONGODB_URL": ferretdb.url, "MENDER_BACKUP_DESTINATION": f"file://{dest}"}))["id"]
+    return {"dest": dest, "id": bid,
+            "manifest": json.loads((dest / "backups" / bid / "manifest.json").read_bytes())}
+
+
+def test_a_written_manifest_follows_the_schema(written):
+    assert manifests.problems(written["manifest"]) == []
+    assert written["manifest"]["format_version"] == FORMAT_VERSION
+    assert manifests.audit_tree(written["dest"]) == 1
+
+
+@pytest.mark.parametrize("breakage", [
+    lambda m: m.pop("archive"),
+    lambda m: m["archive"].update(sha256="not-a-digest"),
+    lambda m: m["archive"].update(compression="lz4"),
+    lambda m: m.update(id="../../etc"),
+    lambda m: m["databases"]["format_check"]["devices"].update(count=-1),
+    lambda m: m["databases"]["format_check"]["devices"].update(digest="XYZ"),
+    lambda m: m.update(format_version=2),
+])
+def test_the_schema_rejects_a_broken_manifest(written, breakage):
+    m = json.loads(json.dumps(written["manifest"]))
+    breakage(m)
+    assert manifests.problems(m)
+
+
+def test_readers_ignore_fields_they_do_not_know(written):
+    m = json.loads(json.dumps(written["manifest"]))
+    m["added_later"] = {"x": 1}
+    m["archive"]["encryption"] = None
+    m["databases"]["format_check"]["devices"]["new_field"] = 3
+    parsed = Manifest.from_json(json.dumps(m).encode(), "test")
+    assert parsed.document_count == 10 and parsed.archive.sha256 == written["manifest"]["archive"]["sha256"]
+
+
+def test_a_newer_manifest_format_is_refused_in_one_line(written, tmp_path):
+    import shutil
+    shutil.copytree(written["dest"], tmp_path / "d")
+    path = tmp_path / "d" / "backups" / written["id"] / "manifest.json"
+    m = json.loads(path.read_bytes())
+    m["format_version"] = FORMAT_VERSION + 1
+    path.write_text(json.dumps(m))
+    try:
+        with pytest.raises(IntegrityError, match="newer mender-backup"):
+            Manifest.from_json(path.read_bytes(), "test")
+        r = run("verify", written["id"], env={"MENDER_BACKUP_DESTINATION": f"file://{tmp_path / 'd'}"},
+                check=False)
+        assert_one_line_error(r, 5, "written by a newer mender-backup", "upgrade")
+    finally:
+        path.unlink()      # not one of ours: the session's manifest audit must not see it
+
+
+def test_format_md_names_every_manifest_field():
+    """The schema lists every field the writer writes (and nothing it does not)."""
+    from dataclasses import fields
+    from mender_backup.format.manifest import ArchiveEntry, ArtifactEntry, CollectionEntry
+    s = manifests.schema()
+    assert set(s["properties"]) == {f.name for f in fields(Manifest)}
+    assert set(s["properties"]["archive"]["properties"]) == {f.name for f in fields(ArchiveEntry)}
+    assert set(s["properties"]["artifacts"]["items"]["properties"]) == {f.name for f in fields(ArtifactEntry)}
+    coll = s["properties"]["databases"]["additionalProperties"]["additionalProperties"]["properties"]
+    assert set(coll) == {f.name for f in fields(CollectionEntry)}
