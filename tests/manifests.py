@@ -39,7 +39,7 @@ def audit_tree(root: Path) -> int:
     """Validate every backups/<id>/manifest.json under a folder; returns how many."""
     n = 0
     for path in root.rglob(MANIFEST):
-        if path.parent.parent.name == "backups":
+        if path.is_file() and path.parent.parent.name == "backups":    # (MinIO's data folders hold dirs so named)
             check(path.read_bytes(), str(path))
             n += 1
     return n

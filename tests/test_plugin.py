@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from mender_backup.errors import IntegrityError
 from mender_backup.helm import plugin
 from tests.helmutil import CHART, FIXTURES, ROOT, by_kind, helm_run, render
 
@@ -176,18 +177,18 @@ class Fake:
         self.bin = root / "helm"
         self.bin.write_text(FAKE_HELM.format(python=sys.executable))
         self.bin.chmod(0o755)
-        self.restores: list[plugin.RestoreRequest] = []
+        self.restores: list = []
         for key, value in {"HELM_BIN": str(self.bin), "FAKE_HELM_DIR": str(root), "FAKE_HELM_REAL": str(real_helm),
                            "HELM_NAMESPACE": "mender", "HELM_KUBECONTEXT": "prod-ctx"}.items():
             monkeypatch.setenv(key, value)
         monkeypatch.delenv("KUBECONFIG", raising=False)
         monkeypatch.delenv("HELM_DEBUG", raising=False)
 
-        def fake_restore(req):
-            self.restores.append(req)
+        def fake_restore(opts, reporter):
+            self.restores.append(opts)
             with open(root / "calls.jsonl", "a") as log:
-                log.write(json.dumps({"argv": ["<data restore>", req.backup_id]}) + "\n")
-        monkeypatch.setattr(plugin, "RESTORE", fake_restore)
+                log.write(json.dumps({"argv": ["<data restore>", opts.backup_id]}) + "\n")
+        monkeypatch.setattr(plugin.engine_restore, "run", fake_restore)
 
     def release(self, name="mender", status="deployed", values=None, revision=7, version="5.1.0"):
         meta = {"name": name, "chart": "mender", "version": version, "appVersion": "4.0.0",
@@ -262,7 +263,7 @@ def test_restore_sequence(fake, stand_in_repo, monkeypatch, capsys):
     changed = [(a, b) for a, b in zip(old.splitlines(), upgrade["values"].splitlines()) if a != b]
     assert len(changed) == 2 and NEW_URL in changed[0][1] and "restored-artifacts" in changed[1][1]
     req = fake.restores[0]
-    assert (req.backup_id, req.destination, req.mongodb_url, req.artifacts_bucket, req.drop, req.dry_run) == (
+    assert (req.backup_id, req.source, req.mongodb_url, req.artifacts_bucket, req.drop, req.dry_run) == (
         "20250101T030000Z-ab12", "s3://backups/prod", NEW_URL, "restored-artifacts", True, False)
     assert "helm rollback mender 7 --namespace mender --kube-context prod-ctx" in out
     assert "previous revision is 7" in err
@@ -320,9 +321,9 @@ def test_restore_with_explicit_chart_skips_search(fake, monkeypatch, capsys):
 def test_failed_data_restore_leaves_release_alone(fake, stand_in_repo, monkeypatch, capsys):
     fake.release()
 
-    def failing(req):
-        raise plugin.IntegrityError("archive sha256 mismatch")
-    monkeypatch.setattr(plugin, "RESTORE", failing)
+    def failing(opts, reporter):
+        raise IntegrityError("archive sha256 mismatch")
+    monkeypatch.setattr(plugin.engine_restore, "run", failing)
     code, out, err = run_plugin(monkeypatch, capsys, "restore", "mender", "--backup", "latest", "--bucket", "b", "--yes")
     assert code == 5 and "archive sha256 mismatch" in err
     assert not [c for c in fake.calls() if c["argv"][0] == "upgrade"]
@@ -338,24 +339,6 @@ def test_restore_into_existing_secret_release_is_refused(fake, monkeypatch, caps
 def test_unknown_release(fake, monkeypatch, capsys):
     code, out, err = run_plugin(monkeypatch, capsys, "restore", "nope", "--backup", "latest", "--yes")
     assert code == 3 and err.count("\n") == 1 and "not found" in err
-
-
-def test_engine_restore_passes_secrets_by_env(monkeypatch, tmp_path):
-    """The real path: `mender-backup restore` with the URL in env, not argv."""
-    seen = {}
-
-    def fake_run(argv, env):
-        seen["argv"], seen["env"] = argv, env
-        return subprocess.CompletedProcess(argv, 4)
-    monkeypatch.setattr(plugin.subprocess, "run", fake_run)
-    req = plugin.RestoreRequest("latest", "s3://b/p", NEW_URL, "bucket2", drop=True)
-    with pytest.raises(plugin.ConflictError, match="the release was not changed"):
-        plugin.engine_restore(req)
-    assert seen["argv"][-3:] == ["restore", "latest", "--drop"]
-    assert not any(SECRET_PW in a for a in seen["argv"])
-    assert seen["env"]["MENDER_BACKUP_RESTORE_MONGODB_URL"] == NEW_URL
-    assert seen["env"]["MENDER_BACKUP_RESTORE_ARTIFACTS_BUCKET"] == "bucket2"
-    assert seen["env"]["MENDER_BACKUP_DESTINATION"] == "s3://b/p"
 
 
 def test_install_sequence(fake, monkeypatch, capsys, tmp_path):
@@ -422,18 +405,14 @@ def test_run_renders_a_job_from_the_cronjob(fake, monkeypatch, capsys):
     assert [c["argv"][:3] for c in fake.calls()][-1] == ["get", "manifest", "mender-backup"]
 
 
-def test_list_runs_engine_with_companion_destination(fake, monkeypatch, capsys):
+def test_list_reads_the_companion_destination(fake, monkeypatch, capsys, tmp_path):
     fake.release()
-    seen = {}
-    real_run = subprocess.run
-
-    def fake_run(argv, env=None, **kw):
-        if argv[0] == str(fake.bin):  # helm calls go on as usual
-            return real_run(argv, env=env, **kw)
-        seen["argv"], seen["env"] = argv, env
-        return subprocess.CompletedProcess(argv, 0)
-    monkeypatch.setattr(subprocess, "run", fake_run)
+    dest = tmp_path / "backups-dest"
+    (dest / "backups" / "20260101T030000Z-abcdef").mkdir(parents=True)
+    (dest / "backups" / "20260101T030000Z-abcdef" / "mongodb.archive.zst").write_bytes(b"x" * 10)
+    (fake.dir / "all-mender-backup.json").write_text(json.dumps({"destination": {"url": f"file://{dest}"}}))
     code, out, err = run_plugin(monkeypatch, capsys, "list", "mender", "--json")
     assert code == 0, err
-    assert seen["argv"][-2:] == ["list", "--json"]
-    assert seen["env"]["MENDER_BACKUP_DESTINATION"] == "s3://backups/prod"
+    (rows,) = [json.loads(line)["result"] for line in out.splitlines() if '"result"' in line]
+    assert [(r["id"], r["complete"]) for r in rows] == [("20260101T030000Z-abcdef", False)]
+    assert [c["argv"][:3] for c in fake.calls()][-1] == ["get", "values", "mender-backup"]

@@ -209,9 +209,9 @@ def local_repo(helm, tmp_path):
 
 
 def _helm_with_env(helm, env):
-    def runner(argv):
+    def run_argv(argv):
         return subprocess.run(argv, capture_output=True, text=True, env=env)
-    return runner.Helm(runner.HelmEnv(bin=str(helm)), runner=runner)
+    return runner.Helm(runner.HelmEnv(bin=str(helm)), runner=run_argv)
 
 
 def test_resolve_chart_from_local_repo(helm, local_repo):
