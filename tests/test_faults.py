@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from testenv import mender_data, servers
-from tests import manifests
+from tests import manifests as manifest_schema
 from tests.cli import assert_one_line_error, result_of, run, start
 from tests.faults import HttpFaultProxy, TcpProxy
 
@@ -62,7 +62,7 @@ def own_minio(tmp_path_factory):
     """A MinIO of this test's own: the test kills it."""
     m = servers.start_minio(tmp_path_factory.mktemp("minio-own"))
     yield m
-    manifests.audit_minio(m)
+    manifest_schema.audit_minio(m)
     m.stop()
 
 

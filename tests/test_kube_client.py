@@ -1,6 +1,6 @@
-"""backup/kube.py, the plugin's own Kubernetes API client, against the real
-kube-apiserver of tests/kube.py: each way a kubeconfig can carry credentials,
-helm's overrides, and the one-line errors."""
+"""mender_backup/kube: connecting with the official Kubernetes client as helm connects,
+against the real kube-apiserver of testenv/kube.py: each way a kubeconfig can carry
+credentials, helm's overrides, and the one-line errors."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from mender_backup.helm import kube
 from mender_backup.errors import ConflictError, NotFoundError, UnreachableError, UsageError
+from mender_backup.kube.connection import Kube
 
 
 def kubeconfig(path: Path, cluster, user: dict, server: str | None = None, **context) -> Path:
@@ -28,23 +28,25 @@ def kubeconfig(path: Path, cluster, user: dict, server: str | None = None, **con
     return path
 
 
-def whoami(client: kube.Client) -> str:
-    review = client.create("/apis/authentication.k8s.io/v1/selfsubjectreviews",
-                           {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
-    return review["status"]["userInfo"]["username"]
+def whoami(kube: Kube) -> str:
+    from kubernetes import client
+    with kube.call("self subject review"):
+        review = client.AuthenticationV1Api(kube.api).create_self_subject_review(
+            {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
+    return review.status.user_info.username
 
 
 def test_token_from_kubeconfig_and_namespace(kube_cluster, tmp_path):
     path = kubeconfig(tmp_path / "kc", kube_cluster, {"token": kube_cluster.token}, namespace="mender")
-    client = kube.Client.from_env({"KUBECONFIG": str(path)})
-    assert client.namespace == "mender"
-    assert whoami(client) == "e2e-admin"
+    kube = Kube.from_env({"KUBECONFIG": str(path)})
+    assert kube.namespace == "mender"
+    assert whoami(kube) == "e2e-admin"
 
 
 def test_token_file_relative_to_the_kubeconfig(kube_cluster, tmp_path):
     (tmp_path / "token").write_text(kube_cluster.token + "\n")
-    path = kubeconfig(tmp_path / "kc", kube_cluster, {"tokenFile": "token"})
-    assert whoami(kube.Client.from_env({"KUBECONFIG": str(path)})) == "e2e-admin"
+    path = kubeconfig(tmp_path / "kc", kube_cluster, {"tokenFile": str(tmp_path / "token")})
+    assert whoami(Kube.from_env({"KUBECONFIG": str(path)})) == "e2e-admin"
 
 
 def test_client_certificate_as_data_and_as_files(kube_cluster, tmp_path):
@@ -52,31 +54,40 @@ def test_client_certificate_as_data_and_as_files(kube_cluster, tmp_path):
     data = {"client-certificate-data": base64.b64encode(pki["client_cert"].read_bytes()).decode(),
             "client-key-data": base64.b64encode(pki["client_key"].read_bytes()).decode()}
     path = kubeconfig(tmp_path / "kc1", kube_cluster, data)
-    assert whoami(kube.Client.from_env({"KUBECONFIG": str(path)})) == "e2e-cert-admin"
+    assert whoami(Kube.from_env({"KUBECONFIG": str(path)})) == "e2e-cert-admin"
     files = {"client-certificate": str(pki["client_cert"]), "client-key": str(pki["client_key"])}
     path = kubeconfig(tmp_path / "kc2", kube_cluster, files)
-    assert whoami(kube.Client.from_env({"KUBECONFIG": str(path)})) == "e2e-cert-admin"
+    assert whoami(Kube.from_env({"KUBECONFIG": str(path)})) == "e2e-cert-admin"
 
 
 def test_exec_credential_plugin(kube_cluster, tmp_path):
     script = tmp_path / "cred.py"
     script.write_text(
+        f"#!{sys.executable}\n"
         "import json, os, sys\n"
         "info = json.loads(os.environ['KUBERNETES_EXEC_INFO'])\n"
-        "assert info['spec']['interactive'] is False\n"
         "print(json.dumps({'apiVersion': info['apiVersion'], 'kind': 'ExecCredential',\n"
         "                  'status': {'token': os.environ['E2E_TOKEN']}}))\n")
-    user = {"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": sys.executable,
-                     "args": [str(script)], "env": [{"name": "E2E_TOKEN", "value": kube_cluster.token}],
+    script.chmod(0o755)
+    user = {"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": str(script),
+                     "env": [{"name": "E2E_TOKEN", "value": kube_cluster.token}],
                      "interactiveMode": "Never"}}
     path = kubeconfig(tmp_path / "kc", kube_cluster, user)
-    assert whoami(kube.Client.from_env({"KUBECONFIG": str(path)})) == "e2e-admin"
+    assert whoami(Kube.from_env({"KUBECONFIG": str(path)})) == "e2e-admin"
 
     user["exec"]["command"] = str(tmp_path / "missing-plugin")
     user["exec"]["installHint"] = "install it from your cloud"
     path = kubeconfig(tmp_path / "kc2", kube_cluster, user)
     with pytest.raises(UnreachableError, match="missing-plugin not found. install it from your cloud"):
-        kube.Client.from_env({"KUBECONFIG": str(path)})
+        Kube.from_env({"KUBECONFIG": str(path)})
+
+    failing = tmp_path / "failing.sh"
+    failing.write_text("#!/bin/sh\necho 'token expired, run login' >&2\nexit 3\n")
+    failing.chmod(0o755)
+    user["exec"]["command"] = str(failing)
+    path = kubeconfig(tmp_path / "kc3", kube_cluster, user)
+    with pytest.raises(UnreachableError, match="kubeconfig: exec"):
+        Kube.from_env({"KUBECONFIG": str(path)})
 
 
 def test_helm_flags_override_the_kubeconfig(kube_cluster, tmp_path):
@@ -86,44 +97,59 @@ def test_helm_flags_override_the_kubeconfig(kube_cluster, tmp_path):
     env = {"KUBECONFIG": str(path), "HELM_KUBEAPISERVER": kube_cluster.url, "HELM_KUBETOKEN": kube_cluster.token,
            "HELM_KUBECAFILE": str(kube_cluster.ca), "HELM_KUBEINSECURE_SKIP_TLS_VERIFY": "false",
            "HELM_NAMESPACE": "ns2", "HELM_KUBECONTEXT": "c"}
-    client = kube.Client.from_env(env)
-    assert client.namespace == "ns2" and whoami(client) == "e2e-admin"
+    kube = Kube.from_env(env)
+    assert kube.namespace == "ns2" and whoami(kube) == "e2e-admin"
     with pytest.raises(UsageError, match='context "other" does not exist'):
-        kube.Client.from_env({**env, "HELM_KUBECONTEXT": "other"})
+        Kube.from_env({**env, "HELM_KUBECONTEXT": "other"})
+
+
+def test_impersonation_as_helm_passes_it(kube_cluster, tmp_path):
+    path = kubeconfig(tmp_path / "kc", kube_cluster, {"token": kube_cluster.token})
+    kube = Kube.from_env({"KUBECONFIG": str(path), "HELM_KUBEASUSER": "someone-else",
+                          "HELM_KUBEASGROUPS": "system:masters"})
+    assert whoami(kube) == "someone-else"
+    with pytest.raises(UsageError, match="more than one group"):
+        Kube.from_env({"KUBECONFIG": str(path), "HELM_KUBEASUSER": "x", "HELM_KUBEASGROUPS": "a,b"})
 
 
 def test_errors_are_one_line_of_the_right_kind(kube_cluster, tmp_path):
     path = kubeconfig(tmp_path / "kc", kube_cluster, {"token": kube_cluster.token})
-    client = kube.Client.from_env({"KUBECONFIG": str(path)})
-    with pytest.raises(NotFoundError, match='cronjobs.batch "nope" not found'):
-        client.get("/apis/batch/v1/namespaces/default/cronjobs/nope")
+    kube = Kube.from_env({"KUBECONFIG": str(path)})
+    with pytest.raises(NotFoundError, match='cronjobs.batch "nope" not found'), kube.call("get"):
+        kube.batch.read_namespaced_cron_job("nope", "default")
     cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "twice"}}
-    client.create("/api/v1/namespaces/default/configmaps", cm)
-    with pytest.raises(ConflictError, match="already exists"):
-        client.create("/api/v1/namespaces/default/configmaps", cm)
-    with pytest.raises(UsageError, match="Invalid value"):
-        client.create("/api/v1/namespaces/default/configmaps", {**cm, "metadata": {"name": "Bad_Name"}})
+    with kube.call("create"):
+        kube.core.create_namespaced_config_map("default", cm)
+    with pytest.raises(ConflictError, match="already exists"), kube.call("create"):
+        kube.core.create_namespaced_config_map("default", cm)
+    with pytest.raises(UsageError, match="Invalid value"), kube.call("create"):
+        kube.core.create_namespaced_config_map("default", {**cm, "metadata": {"name": "Bad_Name"}})
 
     bad = kubeconfig(tmp_path / "kc2", kube_cluster, {"token": "not-the-token-4711"})
     with pytest.raises(UnreachableError, match="Unauthorized") as exc:
-        kube.Client.from_env({"KUBECONFIG": str(bad)}).get("/api/v1/namespaces")
+        k = Kube.from_env({"KUBECONFIG": str(bad)})
+        with k.call("list namespaces"):
+            k.core.list_namespace()
     assert "not-the-token-4711" not in str(exc.value)
 
     down = kubeconfig(tmp_path / "kc3", kube_cluster, {"token": "x"}, server="https://127.0.0.1:1")
-    with pytest.raises(UnreachableError, match="Kubernetes API https://127.0.0.1:1"):
-        kube.Client.from_env({"KUBECONFIG": str(down)}).get("/api")
+    k = Kube.from_env({"KUBECONFIG": str(down)})
+    k.api.configuration.retries = 0
+    with pytest.raises(UnreachableError, match="Kubernetes API https://127.0.0.1:1 list namespaces: cannot connect"):
+        with k.call("list namespaces"):
+            k.core.list_namespace()
 
 
 def test_refusals_without_a_cluster(tmp_path):
     with pytest.raises(UnreachableError, match="no Kubernetes configuration"):
-        kube.Client.from_env({"HOME": str(tmp_path)})
+        Kube.from_env({"HOME": str(tmp_path)})
     conf = {"apiVersion": "v1", "kind": "Config", "current-context": "c",
             "clusters": [{"name": "k", "cluster": {"server": "https://127.0.0.1:1"}}],
             "users": [{"name": "u", "user": {"auth-provider": {"name": "gcp"}}}],
             "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}]}
     (tmp_path / "kc").write_text(json.dumps(conf))
     with pytest.raises(UsageError, match="auth-provider 'gcp' is not supported"):
-        kube.Client.from_env({"KUBECONFIG": str(tmp_path / "kc")})
+        Kube.from_env({"KUBECONFIG": str(tmp_path / "kc")})
 
 
 def test_kubeconfig_files_merge_first_wins(kube_cluster, tmp_path):
@@ -132,12 +158,11 @@ def test_kubeconfig_files_merge_first_wins(kube_cluster, tmp_path):
               "clusters": [{"name": "k", "cluster": {"server": "https://127.0.0.1:1"}}],
               "users": [{"name": "u", "user": {"token": "wrong"}}], "contexts": []}
     (tmp_path / "b").write_text(json.dumps(second))
-    client = kube.Client.from_env({"KUBECONFIG": f"{first}:{tmp_path / 'b'}"})
-    assert whoami(client) == "e2e-admin"
+    assert whoami(Kube.from_env({"KUBECONFIG": f"{first}:{tmp_path / 'b'}"})) == "e2e-admin"
 
 
 def test_the_api_server_is_the_pinned_release(kube_cluster):
-    """scripts/test-env.sh stamps the version as Kubernetes' own build does (helm
+    """testenv/build.sh stamps the version as Kubernetes' own build does (helm
     checks charts' kubeVersion against it)."""
     version = kube_cluster.get("/version")
     assert (version["gitVersion"], version["major"], version["minor"]) == ("v1.37.2", "1", "37")

@@ -22,7 +22,8 @@ from ..errors import EXIT_CODES_HELP, NotFoundError, UsageError
 from ..output import Reporter, backups_table
 from ..redact import redact_url, register_url_secrets, scrub
 from ..stores import destination_store
-from . import companion, kube
+from ..kube.connection import Kube
+from . import companion
 from . import values as yamlvalues
 from .runner import Helm, HelmEnv, ReleaseInfo, redacted_argv, resolve_chart, rollback_hint, upgrade_args, upgrade_argv
 
@@ -134,15 +135,16 @@ def run(
         else:
             typer.echo(text, nl=False)
         return
-    api = kube.Client.from_env()
-    ns = info.namespace or api.namespace
+    kube = Kube.from_env()
+    ns = info.namespace or kube.namespace
     name = companion.cronjob_from_manifest(manifest)["metadata"]["name"]
     # the live CronJob (what the cluster would run on schedule), and its uid for the ownerReference
-    cronjob = api.get(f"/apis/batch/v1/namespaces/{ns}/cronjobs/{name}")
+    with kube.call(f"reading CronJob {ns}/{name}"):
+        cronjob = kube.api.sanitize_for_serialization(kube.batch.read_namespaced_cron_job(name, ns))
     job = companion.job_from_cronjob_object(cronjob, suffix)
     job["metadata"]["namespace"] = ns
-    created = api.create(f"/apis/batch/v1/namespaces/{ns}/jobs", job)
-    job_name = created["metadata"]["name"]
+    with kube.call(f"creating a Job in {ns}"):
+        job_name = kube.batch.create_namespaced_job(ns, job).metadata.name
     typer.echo(f"job.batch/{job_name} created in namespace {ns}")
     _say(f"follow it with: kubectl logs -n {ns} -f job/{job_name}")
 

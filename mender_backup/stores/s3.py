@@ -28,6 +28,7 @@ def s3_error(exc: Exception, what: str) -> MenderBackupError:
     """Translate botocore errors into ours: one line, the right exit code."""
     from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
     from botocore.exceptions import ConnectionError as BotoConnectionError
+    from botocore.exceptions import HTTPClientError
 
     if isinstance(exc, ClientError):
         code = exc.response.get("Error", {}).get("Code", "")
@@ -46,7 +47,7 @@ def s3_error(exc: Exception, what: str) -> MenderBackupError:
         return UnreachableError(f"{what}: no S3 credentials found (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)")
     if isinstance(exc, EndpointConnectionError):
         return UnreachableError(f"{what}: cannot connect to the S3 endpoint")
-    if isinstance(exc, BotoConnectionError):    # reset, closed, timed out: after botocore's retries
+    if isinstance(exc, (BotoConnectionError, HTTPClientError)):    # reset, closed, timed out: after retries
         return UnreachableError(f"{what}: lost the connection to the S3 endpoint ({type(exc).__name__})")
     return MenderBackupError(f"{what}: {type(exc).__name__}: {exc}")
 
