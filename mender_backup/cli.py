@@ -171,26 +171,7 @@ def restore(
         mongodb_url=mongodb_url, backup_id=backup_id, source=source, archive=archive,
         artifacts_bucket=artifacts_bucket, databases=list(db or []), drop=drop, dry_run=dry_run)
     summary = _run(rep, lambda: engine_restore.run(opts, rep))
-    rep.result(summary, describe_restore(summary))
-
-
-def describe_restore(s: dict) -> str:
-    lines = [f"{'plan for' if s['dry_run'] else 'restored'} {s['backup']}:"]
-    for d in s["drop"]:
-        lines.append(f"  drop    {d['namespace']} ({d['documents']} documents)")
-    for c in s["create"]:
-        lines.append(f"  create  {c['namespace']} ({c['documents']} documents, "
-                     f"{len(c['indexes'])} indexes)")
-    for u in s["untouched"]:
-        lines.append(f"  keep    {u} (not in the backup, left alone)")
-    a = s["artifacts"]
-    if a is not None:
-        lines.append(f"  artifacts: copy {a['copy']} ({a['bytes']} bytes), {a['already_present']} already present")
-    if s["dry_run"]:
-        lines.append("dry run: nothing was changed")
-    else:
-        lines.append("verified: counts and content digests match the backup")
-    return "\n".join(lines)
+    rep.result(summary, engine_restore.describe(summary))
 
 
 @app.command("list")

@@ -156,3 +156,29 @@ def plugin_installs(tmp_path_factory):
         return done[name]
 
     return get
+
+
+# --- the real Mender charts, served from a chart repository, and helm with our plugin ---------
+
+@pytest.fixture(scope="session")
+def mender_repo(tmp_path_factory, helm3):
+    from tests.mender_release import serve_charts
+    repo = serve_charts(helm3, tmp_path_factory.mktemp("mender-charts"))
+    yield repo
+    repo.close()
+
+
+@pytest.fixture(scope="session")
+def helm_e2e(kube_cluster, plugin_installs, mender_repo, tmp_path_factory):
+    """helm_e2e("helm3") -> tests.mender_release.Helm: the real helm with our plugin
+    installed, talking to the test API server, with the Mender chart repo added."""
+    from tests.mender_release import helm_with_plugin
+    made: dict = {}
+
+    def get(name: str):
+        if name not in made:
+            made[name] = helm_with_plugin(name, plugin_installs(name), kube_cluster, mender_repo.url,
+                                          tmp_path_factory.mktemp(f"e2e-{name}"))
+        return made[name]
+
+    return get

@@ -1,6 +1,7 @@
-"""release.py: values rewrite (byte-exact), helm command building, HELM_* flags,
-chart resolution through the real `helm search repo`, and the rewritten values
-reaching a rendered Deployment through the real `helm template`."""
+"""mender_backup/helm without a cluster: the values rewrite (byte-exact), helm command
+building, HELM_* flags, what the Mender charts need (helm/mender.py), the companion
+values, chart resolution through the real `helm search repo` over the real Mender
+charts, and the rewritten values reaching the real chart's Secrets (`helm template`)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ import subprocess
 
 import pytest
 
-from mender_backup.helm import companion, runner, values
+from mender_backup.helm import companion, mender, runner, values
 from mender_backup.errors import ConflictError, NotFoundError, UnreachableError, UsageError
 from tests.helmutil import FIXTURES, by_kind, helm_run, render
 
 NEW_URL = "mongodb://mender:N3w-Pw-2025@mongo-restored.data.svc:27017/?replicaSet=rs1"
 NEW_BUCKET = "mender-artifacts-restored"
-BOTH = {values.MONGODB_URL_PATH: NEW_URL, values.BUCKET_PATH: NEW_BUCKET}
+BOTH = {mender.MONGODB_URL: NEW_URL, mender.BUCKET: NEW_BUCKET}
 
 
 def _changed_lines(old: str, new: str) -> tuple[list[str], list[str]]:
@@ -54,7 +55,7 @@ def test_rewrite_of_helm_get_values_output():
 
 def test_rewrite_only_one_key():
     old = (FIXTURES / "mender-values.yaml").read_text()
-    new = values.rewrite_values(old, {values.BUCKET_PATH: NEW_BUCKET})
+    new = values.rewrite_values(old, {mender.BUCKET: NEW_BUCKET})
     before, after = _changed_lines(old, new)
     assert len(after) == 1 and NEW_BUCKET in after[0]
 
@@ -112,7 +113,7 @@ def test_rewrite_keeps_four_space_indentation():
 @pytest.mark.parametrize("value", ["has: colon-space", "#hash", "'quote", "yes", "123", "a b"])
 def test_rewrite_quotes_when_a_plain_scalar_would_change_meaning(value):
     old = "global:\n  s3:\n    AWS_BUCKET: x\n"
-    new = values.rewrite_values(old, {values.BUCKET_PATH: value})
+    new = values.rewrite_values(old, {mender.BUCKET: value})
     assert values.load_values(new)["global"]["s3"]["AWS_BUCKET"] == value
 
 
@@ -122,18 +123,11 @@ def test_rewrite_refuses_block_scalar_value():
         values.rewrite_values(old, BOTH)
 
 
-def test_existing_secret_makes_the_key_useless():
-    data = values.load_values("global:\n  mongodb:\n    existingSecret: mongo\n  s3:\n    existingSecret: s3\n")
-    with pytest.raises(ConflictError, match="global.mongodb.existingSecret"):
-        values.check_rewritable(data, mongodb=True, bucket=False)
-    with pytest.raises(ConflictError, match="global.s3.existingSecret"):
-        values.check_rewritable(data, mongodb=False, bucket=True)
-
-
 def test_diff_redacts_passwords():
     old = (FIXTURES / "mender-values.yaml").read_text()
-    changes = values.plan_changes(NEW_URL, NEW_BUCKET)
-    diff = values.values_diff(old, values.rewrite_values(old, changes))
+    from mender_backup.redact import register_url_secrets
+    register_url_secrets(NEW_URL)
+    diff = values.values_diff(old, values.rewrite_values(old, BOTH))
     assert "N3w-Pw-2025" not in diff and "S3cr3t" not in diff
     assert "-    URL: \"mongodb://mender:***@mongodb-0" in diff
     assert "+    URL: \"mongodb://mender:***@mongo-restored" in diff
@@ -193,11 +187,13 @@ def test_real_helm_errors_are_one_scrubbed_line(helm, tmp_path):
 
 @pytest.fixture
 def local_repo(helm, tmp_path):
-    """A local chart repository holding the stand-in Mender chart, registered the way
+    """A local chart repository of the real Mender charts, registered the way
     `helm repo add` + `helm repo update` leave it (repositories.yaml + cached index)."""
+    from tests.mender_release import VERSIONS, chart_file
     pkg = tmp_path / "repo"
     pkg.mkdir()
-    helm_run(helm, "package", str(FIXTURES / "stand-in-mender"), "-d", str(pkg))
+    for v in VERSIONS:
+        (pkg / chart_file(v).name).write_bytes(chart_file(v).read_bytes())
     helm_run(helm, "repo", "index", str(pkg), "--url", "https://charts.example.com")
     cache = tmp_path / "cache"
     cache.mkdir()
@@ -216,31 +212,42 @@ def _helm_with_env(helm, env):
 
 def test_resolve_chart_from_local_repo(helm, local_repo):
     h = _helm_with_env(helm, local_repo)
-    info = runner.ReleaseInfo("mender", "mender", "mender", "5.1.0", 4, "deployed")
-    assert runner.resolve_chart(h, info, None) == "mender/mender"
+    for version in ("5.13.1", "8.2.1"):
+        info = runner.ReleaseInfo("mender", "mender", "mender", version, 4, "deployed")
+        assert runner.resolve_chart(h, info, None) == "mender/mender"
     assert runner.resolve_chart(h, info, "oci://example/mender") == "oci://example/mender"
     missing = runner.ReleaseInfo("mender", "mender", "mender", "9.9.9", 4, "deployed")
     with pytest.raises(NotFoundError, match="mender 9.9.9 is not in any local helm repo"):
         runner.resolve_chart(h, missing, None)
 
 
-def test_rewritten_values_reach_the_rendered_deployment(helm, tmp_path):
-    """The rewritten file, given to helm exactly as the upgrade gives it (-f, a
-    0600 file), sets the URL and bucket that Mender's pods get."""
+@pytest.mark.parametrize("version", ["5.13.1", "8.2.1"])
+def test_rewritten_values_reach_the_real_charts_secrets(helm, tmp_path, version):
+    """The rewritten file, given to helm exactly as the upgrade gives it (-f, a 0600 file),
+    sets the URL and bucket in the Secrets Mender's pods read (mongodb-common, artifacts-storage)."""
+    import base64
+    from tests.mender_release import chart_file, signing_key
     old = (FIXTURES / "mender-values.yaml").read_text()
-    new = values.rewrite_values(old, BOTH)
-    chart = FIXTURES / "stand-in-mender"
-    with values.private_file(new) as path:
-        docs = render(helm, "-f", str(path), chart=chart, release="mender")
-    env = {e["name"]: e["value"] for e in by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert env["DEPLOYMENTS_MONGO_URL"] == NEW_URL
-    assert env["DEPLOYMENTS_AWS_BUCKET"] == NEW_BUCKET
-    assert env["DEPLOYMENTS_AWS_REGION"] == "us-east-1"
-    # and before the rewrite, the old ones
-    with values.private_file(old) as path:
-        docs = render(helm, "-f", str(path), chart=chart, release="mender")
-    env = {e["name"]: e["value"] for e in by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert env["DEPLOYMENTS_AWS_BUCKET"] == "mender-artifacts"
+    keys = ("useradm:\n  certs:\n    key: |\n" + "".join(f"      {ln}\n" for ln in signing_key().splitlines())
+            + "device_auth:\n  certs:\n    key: |\n" + "".join(f"      {ln}\n" for ln in signing_key().splitlines())
+            + "global:\n  enterprise: false\n") if version.startswith("5.") else ""
+    extra = tmp_path / "keys.yaml"
+    # what the fixture leaves to the chart's defaults that would clash with it: an external NATS
+    # and MongoDB instead of the embedded ones
+    extra.write_text(keys + "mongodb:\n  enabled: false\nnats:\n  enabled: false\n")
+
+    def rendered(text: str) -> dict[str, dict[str, str]]:
+        with values.private_file(text) as path:
+            docs = render(helm, "-f", str(path), "-f", str(extra), chart=chart_file(version), release="mender")
+        return {d["metadata"]["name"]: {k: base64.b64decode(v).decode() for k, v in (d.get("data") or {}).items()}
+                for d in by_kind(docs, "Secret")}
+
+    after = rendered(values.rewrite_values(old, BOTH))
+    assert after["mongodb-common"]["MONGO_URL"] == after["mongodb-common"]["MONGO"] == NEW_URL
+    assert after["artifacts-storage"]["AWS_BUCKET"] == NEW_BUCKET
+    before = rendered(old)
+    assert before["artifacts-storage"]["AWS_BUCKET"] == "mender-artifacts"
+    assert before["mongodb-common"]["MONGO_URL"] != NEW_URL
 
 
 def test_job_from_cronjob_of_the_rendered_chart(helm3):
@@ -257,19 +264,67 @@ def test_job_from_cronjob_of_the_rendered_chart(helm3):
         companion.job_from_cronjob("kind: ConfigMap\n", "x")
 
 
-def test_companion_values_reference_mender_secrets():
-    plain = companion.companion_values(values.load_values("global:\n  s3:\n    AWS_BUCKET: b\n"),
-                                 destination="s3://backups/p", schedule="@daily", image="reg/mb:1.2")
+def _info(version: str = "8.2.1") -> runner.ReleaseInfo:
+    return runner.ReleaseInfo("mender", "mender", "mender", version, 3, "deployed", app_version="v4.1.3")
+
+
+STATIC = mender.SecretKeys({"MONGO", "MONGO_URL"}, {"AWS_BUCKET", "STORAGE_BUCKET", "AWS_URI", "AWS_REGION",
+                                                    "AWS_AUTH_KEY", "AWS_AUTH_SECRET", "AWS_FORCE_PATH_STYLE"})
+
+
+def test_companion_values_reference_only_keys_the_secrets_hold():
+    mv = mender.MenderValues({"global": {"s3": {"AWS_BUCKET": "b"}}}, 8)
+    plain = companion.companion_values(_info(), mv, STATIC, destination="s3://backups/p", schedule="@daily",
+                                       image="reg/mb:1.2")
     assert plain["mongodb"] == {"existingSecret": "mongodb-common", "existingSecretKey": "MONGO_URL", "url": ""}
-    assert plain["s3"] == {"existingSecret": "artifacts-storage"}
-    assert plain["image"] == {"repository": "reg/mb", "tag": "1.2"}
-    own = companion.companion_values(values.load_values(
-        "global:\n  mongodb:\n    existingSecret: my-mongo\n  s3:\n    existingSecret: my-s3\n"),
-        destination="s3://b")
-    assert own["mongodb"]["existingSecret"] == "my-mongo" and own["s3"]["existingSecret"] == "my-s3"
+    assert plain["s3"]["existingSecret"] == "artifacts-storage"
+    assert plain["s3"]["existingSecretKeys"] == {"accessKeyId": "AWS_AUTH_KEY", "secretAccessKey": "AWS_AUTH_SECRET",
+                                                 "bucket": "AWS_BUCKET", "endpoint": "AWS_URI", "region": "AWS_REGION"}
+    assert plain["menderRelease"] == {"chart": "mender", "chartVersion": "8.2.1", "appVersion": "v4.1.3"}
+    assert plain["image"] == {"repository": "reg/mb", "tag": "1.2"} and "serviceAccount" not in plain
+    irsa = companion.companion_values(
+        _info(), mender.MenderValues({"global": {"s3": {"AWS_SERVICE_ACCOUNT_NAME": "mender-s3"}}}, 8),
+        mender.SecretKeys({"MONGO_URL"}, {"STORAGE_BUCKET", "AWS_REGION"}), destination="s3://b")
+    assert irsa["s3"]["existingSecretKeys"] == {"accessKeyId": "", "secretAccessKey": "", "bucket": "STORAGE_BUCKET",
+                                                "endpoint": "", "region": "AWS_REGION"}
+    assert irsa["serviceAccount"] == {"create": False, "name": "mender-s3"}
+    own = companion.companion_values(
+        _info(), mender.MenderValues({"global": {"mongodb": {"existingSecret": "my-mongo"},
+                                                 "s3": {"existingSecret": "my-s3"}}}, 8),
+        mender.SecretKeys({"MONGO"}, {"AWS_BUCKET"}), destination="s3://b")
+    assert own["mongodb"]["existingSecret"] == "my-mongo" and own["mongodb"]["existingSecretKey"] == "MONGO"
+    assert own["s3"]["existingSecret"] == "my-s3"
     with pytest.raises(UsageError, match="azure"):
-        companion.companion_values(values.load_values("global:\n  storage: azure\n"), destination="s3://b")
+        companion.companion_values(_info(), mender.MenderValues({"global": {"storage": "azure"}}, 8), STATIC,
+                                   destination="s3://b")
     assert json.dumps(plain)  # plain data, ready for a values file
+
+
+def test_storage_proxy_rule_follows_a_renamed_bucket():
+    rule = "PathRegexp(`^/mender-artifact-storage`)"
+    assert mender.proxy_rule_for(rule, "mender-artifact-storage", "restored") == "PathRegexp(`^/restored`)"
+    assert mender.proxy_rule_for(rule, "mender-artifact-storag", "x") is None       # a whole name only
+    assert mender.proxy_rule_for("HostRegexp(`^artifacts.*$`)", "mender-artifact-storage", "x") is None
+
+
+@pytest.mark.parametrize("major, values_, kept", [
+    (5, {}, {}),                                      # 5.x: keys come from values, always
+    (6, {}, {"useradm": "rsa-useradm", "device_auth": "rsa-device-auth"}),
+    (8, {"useradm": {"certs": {"key": "PEM"}}}, {"device_auth": "rsa-device-auth"}),
+    (8, {"device_auth": {"certs": {"existingSecret": "mine"}}}, {"useradm": "rsa-useradm"}),
+    (8, {"global": {"enterprise": True}, "tenantadm": {"enabled": True}},
+     {"useradm": "rsa-useradm", "device_auth": "rsa-device-auth", "tenantadm": "rsa-tenantadm"}),
+])
+def test_signing_keys_the_upgrade_would_regenerate(major, values_, kept):
+    assert mender.MenderValues(values_, major).signing_keys_to_keep() == kept
+
+
+def test_only_the_mender_chart_5_to_8_is_supported():
+    mender.check_supported(_info("5.13.1"))
+    mender.check_supported(_info("8.2.1"))
+    for chart, version in (("mender", "4.2.0"), ("mender", "9.0.0"), ("other", "8.2.1")):
+        with pytest.raises(UsageError, match="5.x to 8.x"):
+            mender.check_supported(runner.ReleaseInfo("r", "n", chart, version, 1, "deployed"))
 
 
 @pytest.mark.parametrize("text,fragment", [

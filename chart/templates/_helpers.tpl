@@ -150,8 +150,13 @@ any run can live, the next scheduled run breaks it instead of failing until some
 {{ include "mender-backup.secretEnv" (dict "name" "AWS_REGION" "secret" $v.s3.existingSecret "key" $keys.region) }}
 {{- end }}
 {{- if $v.s3.existingSecret }}
+{{- /* empty key names: no static keys (IRSA / workload identity: the service account's role) */}}
+{{- if $keys.accessKeyId }}
 {{ include "mender-backup.secretEnv" (dict "name" "AWS_ACCESS_KEY_ID" "secret" $v.s3.existingSecret "key" $keys.accessKeyId) }}
+{{- end }}
+{{- if $keys.secretAccessKey }}
 {{ include "mender-backup.secretEnv" (dict "name" "AWS_SECRET_ACCESS_KEY" "secret" $v.s3.existingSecret "key" $keys.secretAccessKey) }}
+{{- end }}
 {{- else if $v.s3.accessKeyId }}
 {{ include "mender-backup.secretEnv" (dict "name" "AWS_ACCESS_KEY_ID" "secret" $own "key" "AWS_ACCESS_KEY_ID") }}
 {{ include "mender-backup.secretEnv" (dict "name" "AWS_SECRET_ACCESS_KEY" "secret" $own "key" "AWS_SECRET_ACCESS_KEY") }}
@@ -176,6 +181,12 @@ any run can live, the next scheduled run breaks it instead of failing until some
 {{- if not (kindIs "invalid" $value) }}
 - name: {{ $name }}
   value: {{ $value | int | toString | quote }}
+{{- end }}
+{{- end }}
+{{- range $name, $value := dict "MENDER_BACKUP_MENDER_CHART" $v.menderRelease.chart "MENDER_BACKUP_MENDER_CHART_VERSION" $v.menderRelease.chartVersion "MENDER_BACKUP_MENDER_APP_VERSION" $v.menderRelease.appVersion }}
+{{- with $value }}
+- name: {{ $name }}
+  value: {{ . | toString | quote }}
 {{- end }}
 {{- end }}
 {{- with $v.extraEnv }}

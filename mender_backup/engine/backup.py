@@ -19,7 +19,7 @@ from ..mongo import client as mongo_client
 from ..mongo import collections as mongo
 from ..output import Reporter
 from ..stores import Store, bucket_store, destination_store
-from . import artifacts
+from . import artifacts, mender
 from .lock import STALE_AFTER_SECONDS, Lock
 
 
@@ -162,6 +162,7 @@ def _backup(opts: BackupOptions, reporter: Reporter, dest: Store, source_bucket:
         archive=ArchiveEntry(archive_key.rsplit("/", 1)[1], hashing.size, hashing.hexdigest(), comp),
         databases=databases, artifacts_bucket=source_bucket.bucket if source_bucket else None,
         artifacts=artifact_entries,
+        mender={**mender.release_from_env(), "migrations": mender.migration_versions(client, dbs)},
     )
     # the manifest is the commit point: written last, in one piece, after all else is durable,
     # and only while we still hold the lock

@@ -14,6 +14,7 @@ Order of work, each step only when the one before succeeded:
 from __future__ import annotations
 
 import contextlib
+from datetime import datetime, timezone
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
@@ -25,7 +26,7 @@ from ..format.layout import ARTIFACTS, backup_key
 from ..format.metadata import CollectionSpec
 from ..mongo import client as mongo_client
 from ..mongo import collections as mongo
-from ..output import Reporter
+from ..output import Reporter, human_bytes
 from ..stores import bucket_store, destination_store, split_object_url
 from . import artifacts, catalog, integrity
 
@@ -131,7 +132,9 @@ def _insert_all(client, stream, wanted: set[tuple[str, str]], reporter: Reporter
 
 
 def _verify_target(client, plan: Plan, expected: dict[tuple[str, str], integrity.Expected],
-                   reporter: Reporter) -> None:
+                   reporter: Reporter, ttl: bool) -> None:
+    """Counts, digests and index names against what was expected; TTL indexes only when
+    `ttl` (they are built after this check)."""
     def read_back(info: CollectionSpec) -> tuple[CollectionDigest, set[str]]:
         d = CollectionDigest()
         for batch in mongo.raw_batches(client, info.db, info.name):
@@ -145,7 +148,7 @@ def _verify_target(client, plan: Plan, expected: dict[tuple[str, str], integrity
     with ThreadPoolExecutor(INSERT_WORKERS) as pool:
         for info, (d, have) in zip(colls, pool.map(read_back, colls)):
             digests[(info.db, info.name)] = d
-            want = {i.get("name") for i in info.indexes}
+            want = {i.get("name") for i in info.indexes if ttl or not mongo.is_ttl(i)}
             if want - have:
                 problems.append(f"{info.db}.{info.name}: index(es) missing: {', '.join(sorted(want - have))}")
     problems += integrity.compare(expected, digests, "the target", {i.db for i in plan.namespaces})
@@ -194,9 +197,9 @@ def run(opts: RestoreOptions, reporter: Reporter) -> dict:
     wanted = {(i.db, i.name) for i in plan.namespaces if i.type == "collection"}
     with contextlib.closing(store.open_read(key)) as f:
         _insert_all(client, f, wanted, reporter, sum(plan.counts.values()))
-    for info in plan.namespaces:
-        if info.type == "collection":
-            mongo.create_indexes(client, info)
+    colls = [i for i in plan.namespaces if i.type == "collection"]
+    for info in colls:
+        mongo.create_indexes(client, info, ttl=False)
 
     if plan.artifacts is not None and plan.artifacts.to_copy:
         artifacts.copy(store, ARTIFACTS, target_bucket, "", plan.artifacts.to_copy, reporter,
@@ -204,11 +207,58 @@ def run(opts: RestoreOptions, reporter: Reporter) -> dict:
 
     expected = (integrity.expected_from_manifest(manifest) if manifest
                 else integrity.expected_from_digests(scanned.digests))
-    _verify_target(client, plan, expected, reporter)
+    # TTL indexes only after the comparison: the server's TTL monitor deletes expired
+    # documents within a minute of their build, and would race the count
+    _verify_target(client, plan, expected, reporter, ttl=False)
     if target_bucket and manifest:
         bad = artifacts.check_complete(manifest.artifacts, artifacts.inventory(target_bucket))
         if bad:
             raise IntegrityError(f"restore verification failed: {len(bad)} artifact(s) missing or of the "
                                  f"wrong size in {target_bucket} (e.g. {bad[0]})")
+    summary["expired"] = _build_ttl_indexes(client, colls, reporter)
     summary["verified"] = True
     return summary
+
+
+def _build_ttl_indexes(client, colls: list[CollectionSpec], reporter: Reporter) -> dict[str, int]:
+    """Build the TTL indexes, checked like the others; returns the documents already expired
+    per namespace (verified restored, and about to be deleted by the server, as Mender expects)."""
+    now = datetime.now(timezone.utc)
+    expired: dict[str, int] = {}
+    for info in colls:
+        built = mongo.create_indexes(client, info, ttl=True)
+        if not built:
+            continue
+        missing = set(built) - mongo.index_names(client, info.db, info.name)
+        if missing:
+            raise IntegrityError(f"restore verification failed: {info.namespace}: index(es) missing: "
+                                 f"{', '.join(sorted(missing))}")
+        n = mongo.expired(client, info, now)
+        if n:
+            expired[info.namespace] = n
+            reporter.info(f"{info.namespace}: {n} restored document(s) are past their TTL: MongoDB's TTL "
+                          f"monitor deletes them within a minute", namespace=info.namespace, expired=n)
+    return expired
+
+
+def describe(s: dict) -> str:
+    """The result of `run`, for people."""
+    lines = [f"{'plan for' if s['dry_run'] else 'restored'} {s['backup']}:"]
+    for d in s["drop"]:
+        lines.append(f"  drop    {d['namespace']} ({d['documents']} documents)")
+    for c in s["create"]:
+        lines.append(f"  create  {c['namespace']} ({c['documents']} documents, "
+                     f"{len(c['indexes'])} indexes)")
+    for u in s["untouched"]:
+        lines.append(f"  keep    {u} (not in the backup, left alone)")
+    a = s["artifacts"]
+    if a is not None:
+        lines.append(f"  artifacts: copy {a['copy']} ({human_bytes(a['bytes'])}), {a['already_present']} already present")
+    if s["dry_run"]:
+        lines.append("dry run: nothing was changed")
+    else:
+        lines.append("verified: counts and content digests match the backup")
+        for ns, n in sorted((s.get("expired") or {}).items()):
+            lines.append(f"  expired {ns}: {n} documents past their TTL (restored and verified; MongoDB's "
+                         f"TTL monitor deletes them within a minute)")
+    return "\n".join(lines)

@@ -51,6 +51,8 @@ class Manifest:
     databases: dict[str, dict[str, CollectionEntry]] = field(default_factory=dict)
     artifacts_bucket: str | None = None  # the source bucket (for information)
     artifacts: list[ArtifactEntry] = field(default_factory=list)
+    # the Mender that wrote the data: {"migrations": {db: "1.3.2"}, "chart", "chart_version", "app_version"}
+    mender: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
     @property
@@ -82,6 +84,7 @@ class Manifest:
                            for db, colls in d["databases"].items()},
                 artifacts_bucket=d.get("artifacts_bucket"),
                 artifacts=[_known(ArtifactEntry, a) for a in d.get("artifacts", [])],
+                mender=dict(d.get("mender") or {}),
                 format_version=version,
             )
         except IntegrityError:

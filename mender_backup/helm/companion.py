@@ -10,38 +10,55 @@ from ruamel.yaml import YAML
 from ..errors import NotFoundError, UsageError
 from ..stores import parse_destination
 from .cron import check_schedule
-from .values import get_path
+from .mender import MenderValues, SecretKeys
+from .runner import Helm, ReleaseInfo
 
 COMPANION_SUFFIX = "-backup"
-# The Secrets the Mender chart creates when no existingSecret is given
-# (mender-helm templates/secrets/secret-mongodb-common.yaml, secret-artifacts-storage.yaml).
-MENDER_MONGODB_SECRET = "mongodb-common"
-MENDER_MONGODB_SECRET_KEY = "MONGO_URL"
-MENDER_S3_SECRET = "artifacts-storage"
 
 
 def companion_name(release: str) -> str:
     return f"{release}{COMPANION_SUFFIX}"
 
 
-def companion_values(mender: Mapping, *, destination: str, schedule: str | None = None,
-                     compression: str | None = None, image: str | None = None) -> dict:
-    """Values for our chart that back up the Mender release `mender` (its user
-    values). No credential is copied: the CronJob reads the very Secrets that
-    Mender's own pods read, so a credential rotation reaches both."""
-    storage = get_path(mender, ("global", "storage")) or "aws"
-    if storage != "aws":
-        raise UsageError(f"the release stores artifacts in {storage!r}: only S3 (global.storage=aws) is supported")
+def companion_destination(helm: Helm, info: ReleaseInfo) -> str:
+    """Where the release's backups are: the companion release's destination.url."""
+    name = companion_name(info.name)
+    try:
+        values = helm.get_all_values(name, namespace=info.namespace or None)
+    except NotFoundError:
+        values = {}
+    url = (values.get("destination") or {}).get("url")
+    if not url:
+        raise NotFoundError(f"no backup release {name} to read destination.url from: pass --destination")
+    return url
+
+
+def companion_values(info: ReleaseInfo, mender: MenderValues, keys: SecretKeys, *, destination: str,
+                     schedule: str | None = None, compression: str | None = None,
+                     image: str | None = None) -> dict:
+    """Values for our chart that back up the Mender release `info`. No credential is
+    copied: the CronJob reads the very Secrets Mender's own pods read (so a credential
+    rotation reaches both), and only keys those Secrets hold (`keys`, read from the
+    cluster): with IRSA there are no static S3 keys, and the CronJob runs as the
+    service account whose role reaches the bucket."""
+    if mender.storage != "aws":
+        raise UsageError(f"the release stores artifacts in {mender.storage!r}: only S3 (global.storage=aws) is "
+                         f"supported")
     parse_destination(destination)
+    access, secret = keys.static_keys()
+    bucket = keys.bucket_key()
     values: dict = {
         "destination": {"url": destination},
-        "mongodb": {
-            "existingSecret": get_path(mender, ("global", "mongodb", "existingSecret")) or MENDER_MONGODB_SECRET,
-            "existingSecretKey": MENDER_MONGODB_SECRET_KEY,
-            "url": "",
-        },
-        "s3": {"existingSecret": get_path(mender, ("global", "s3", "existingSecret")) or MENDER_S3_SECRET},
+        "mongodb": {"existingSecret": mender.mongodb_secret, "existingSecretKey": keys.mongodb_url_key(), "url": ""},
+        "s3": {"existingSecret": mender.s3_secret,
+               "existingSecretKeys": {"accessKeyId": access, "secretAccessKey": secret, "bucket": bucket,
+                                      "endpoint": "AWS_URI" if "AWS_URI" in keys.s3 else "",
+                                      "region": "AWS_REGION" if "AWS_REGION" in keys.s3 else ""},
+               "skipArtifacts": not bucket},
+        "menderRelease": {"chart": info.chart, "chartVersion": info.version, "appVersion": info.app_version},
     }
+    if mender.service_account and not access:
+        values["serviceAccount"] = {"create": False, "name": mender.service_account}
     if schedule:
         values["schedule"] = check_schedule(schedule)
     if compression:

@@ -1,8 +1,9 @@
-"""`helm mender-backup`: install, run, list and restore backups of a Mender release.
+"""`helm mender-backup`: install, run, list, restore and resume for a Mender release.
 
-Helm runs this with its global flags in the environment (see release.HelmEnv).
-Each command is a thin layer over release.py; errors are one line on stderr
-with the exit codes of errors.py, never a traceback.
+Helm runs this with its global flags in the environment (see runner.HelmEnv) and
+talks to the same cluster (kube.connection). Each command is a thin layer over the
+libraries of this folder and the engine; errors are one line on stderr with the
+exit codes of errors.py, never a traceback.
 """
 
 from __future__ import annotations
@@ -16,29 +17,27 @@ from typing import Optional
 import typer
 
 from ..engine import catalog
-from ..engine import restore as engine_restore
 from ..engine.failures import translate
 from ..errors import EXIT_CODES_HELP, NotFoundError, UsageError
-from ..output import Reporter, backups_table
-from ..redact import redact_url, register_url_secrets, scrub
-from ..stores import destination_store
+from ..kube import secrets as kube_secrets
 from ..kube.connection import Kube
-from . import companion
+from ..output import Reporter, backups_table
+from ..redact import register_url_secrets, scrub
+from ..stores import destination_store
+from . import companion, mender, plan as restore_plan, runbook
 from . import values as yamlvalues
-from .runner import Helm, HelmEnv, ReleaseInfo, redacted_argv, resolve_chart, rollback_hint, upgrade_args, upgrade_argv
+from .runner import Helm, HelmEnv, ReleaseInfo, redacted_argv
 
 app = typer.Typer(
     name="helm mender-backup",
     help="Back up and restore a Mender Server release (MongoDB + artifact bucket).\n\n"
          "Helm's global flags (-n, --kube-context, --kubeconfig, --debug) apply to every "
-         "helm call this plugin makes.\n\n" + EXIT_CODES_HELP,
+         "helm and Kubernetes call this plugin makes.\n\n" + EXIT_CODES_HELP,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
 
-
-# --- helpers ------------------------------------------------------------------------------
 
 def _helm() -> Helm:
     return Helm(HelmEnv.from_env())
@@ -46,26 +45,23 @@ def _helm() -> Helm:
 
 def _chart_dir() -> Path:
     plugin_dir = os.environ.get("HELM_PLUGIN_DIR")
-    for base in ([Path(plugin_dir)] if plugin_dir else []) + [Path(__file__).resolve().parent.parent]:
+    for base in ([Path(plugin_dir)] if plugin_dir else []) + [Path(__file__).resolve().parents[2]]:
         if (base / "chart" / "Chart.yaml").exists():
             return base / "chart"
     raise NotFoundError("the mender-backup chart was not found: pass --chart-dir")
 
 
 def _say(text: str) -> None:
-    typer.echo(scrub(text), err=True)
+    for line in text.splitlines() or [""]:
+        typer.echo(scrub(line), err=True)
+
+
+def _echo(text: str) -> None:
+    typer.echo(scrub(text))
 
 
 def _release(helm: Helm, name: str) -> ReleaseInfo:
     return ReleaseInfo.from_metadata(helm.get_metadata(name))
-
-
-def _companion_destination(helm: Helm, info: ReleaseInfo) -> str:
-    name = companion.companion_name(info.name)
-    url = (helm.get_all_values(name, namespace=info.namespace or None).get("destination") or {}).get("url")
-    if not url:
-        raise NotFoundError(f"release {name} has no destination.url: pass --destination")
-    return url
 
 
 def _confirm(question: str, yes: bool) -> None:
@@ -76,8 +72,6 @@ def _confirm(question: str, yes: bool) -> None:
     if not typer.confirm(question, default=False, err=True):
         raise UsageError("cancelled")
 
-
-# --- commands -------------------------------------------------------------------------
 
 @app.command()
 def install(
@@ -90,11 +84,20 @@ def install(
     values: list[Path] = typer.Option([], "--values", "-f", help="More values files for the backup chart."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the helm command and values; change nothing."),
 ) -> None:
-    """Install (or upgrade) the backup CronJob as release RELEASE-backup next to RELEASE."""
+    """Install (or upgrade) the backup CronJob as release RELEASE-backup next to RELEASE.
+
+    The CronJob reads MongoDB and S3 settings from the very Secrets the Mender release's
+    pods read (only keys they hold: with IRSA it runs as global.s3.AWS_SERVICE_ACCOUNT_NAME
+    and uses no static keys). Re-run it after upgrading Mender: each backup records the
+    Mender version it was taken from."""
     helm = _helm()
     info = _release(helm, release)
-    mender = yamlvalues.load_values(helm.get_values(release, namespace=info.namespace or None))
-    ours = companion.companion_values(mender, destination=destination, schedule=schedule,
+    mender.check_supported(info)
+    ns = info.namespace
+    mv = mender.MenderValues(helm.get_all_values(release, namespace=ns), mender.major(info))
+    kube = Kube.from_env()
+    keys = mender.SecretKeys(kube_secrets.keys(kube, ns, mv.mongodb_secret), kube_secrets.keys(kube, ns, mv.s3_secret))
+    ours = companion.companion_values(info, mv, keys, destination=destination, schedule=schedule,
                                       compression=compression, image=image)
     text = yamlvalues.dump_yaml(ours)
     chart = chart_dir or _chart_dir()
@@ -104,12 +107,12 @@ def install(
         return ["upgrade", "--install", companion.companion_name(release), str(chart), "-f", values_file, *extra]
 
     if dry_run:
-        typer.echo(scrub(text))
-        typer.echo(redacted_argv(helm.argv(*args("<values file>"), namespace=info.namespace or None)))
+        _echo(text)
+        _echo(redacted_argv(helm.argv(*args("<values file>"), namespace=ns or None)))
         return
     with yamlvalues.private_file(text) as path:
-        out = helm.run(*args(str(path)), namespace=info.namespace or None)
-    typer.echo(scrub(out))
+        out = helm.run(*args(str(path)), namespace=ns or None)
+    _echo(out)
 
 
 @app.command()
@@ -158,7 +161,7 @@ def list_(
     """List the backups of RELEASE (read from the destination by this machine)."""
     helm = _helm()
     info = _release(helm, release)
-    store = destination_store(destination or _companion_destination(helm, info))
+    store = destination_store(destination or companion.companion_destination(helm, info))
     store.check()
     rows = [e.as_dict() for e in catalog.scan(store)]
     Reporter("json" if as_json else "human").result(rows, backups_table(rows))
@@ -170,59 +173,60 @@ def restore(
     backup: str = typer.Option(..., "--backup", help="Backup id, or 'latest'."),
     mongodb_url: Optional[str] = typer.Option(
         None, "--mongodb-url", envvar="MENDER_BACKUP_RESTORE_MONGODB_URL", show_envvar=True,
-        help="MongoDB to restore into, as Mender will reach it (global.mongodb.URL). "
-             "Prefer the env var: arguments are visible to other users."),
+        help="A new MongoDB for Mender, as its pods will reach it (global.mongodb.URL). Default: restore into "
+             "the release's own MongoDB. Prefer the env var: arguments are visible to other users."),
     connect_url: Optional[str] = typer.Option(
-        None, "--connect-url", envvar="MENDER_BACKUP_CONNECT_MONGODB_URL",
-        help="How this machine reaches that MongoDB (e.g. a port-forward), if not by --mongodb-url."),
-    bucket: Optional[str] = typer.Option(None, "--bucket", help="Bucket to restore artifacts into (global.s3.AWS_BUCKET)."),
-    chart: Optional[str] = typer.Option(None, "--chart", help="Chart reference for the upgrade (default: found in local repos)."),
+        None, "--connect-url", envvar="MENDER_BACKUP_CONNECT_MONGODB_URL", show_envvar=True,
+        help="How this machine reaches the target MongoDB (e.g. through kubectl port-forward), if not by "
+             "the URL Mender uses."),
+    bucket: Optional[str] = typer.Option(None, "--bucket", help="A new bucket for the artifacts (global.s3.AWS_BUCKET). "
+                                                                  "Default: the release's bucket."),
+    chart: Optional[str] = typer.Option(None, "--chart", help="Chart reference for the upgrade (default: the deployed "
+                                                                "chart and version, found in local helm repos)."),
     destination: Optional[str] = typer.Option(None, help="Where the backups are (default: the backup release's)."),
-    drop: bool = typer.Option(False, "--drop", help="Drop data in the target first."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan and the diff; change nothing."),
+    drop: bool = typer.Option(False, "--drop", help="Replace the collections the backup holds in the target."),
+    force: bool = typer.Option(False, "--force", help="Restore data from a newer Mender than the release runs."),
+    stop_timeout: int = typer.Option(300, "--stop-timeout", min=1, help="Seconds to wait for Mender's pods to stop."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show every step, the data plan and the values diff; "
+                                                           "change nothing."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
 ) -> None:
-    """Restore a backup, then point the Mender release at the restored stores."""
+    """Restore a backup into a live Mender release and move the release onto it.
+
+    Everything is checked first (chart 5.x-8.x, embedded MongoDB, existingSecrets, storage
+    backend, the backup's integrity and Mender version); then Mender is stopped, the data
+    restored and verified, the release upgraded (same chart version, signing keys kept,
+    migrations run) and every pod restarted. A failure says where the release is left
+    and how to go back."""
     register_url_secrets(mongodb_url)
     register_url_secrets(connect_url)
     helm = _helm()
-    info = _release(helm, release)
-    info.require_deployed()
-    ns = info.namespace or None
-    old = helm.get_values(release, namespace=ns)
-    changes = yamlvalues.plan_changes(mongodb_url, bucket)
-    yamlvalues.check_rewritable(yamlvalues.load_values(old), mongodb=bool(mongodb_url), bucket=bool(bucket))
-    new = yamlvalues.rewrite_values(old, changes) if changes else old
-    upgrade = new != old
-    chart_ref = resolve_chart(helm, info, chart) if upgrade else None
-    dest = destination or _companion_destination(helm, info)
-
-    target = redact_url(mongodb_url) if mongodb_url else "the release's MongoDB"
-    _say(f"Plan for release {info.name} (namespace {info.namespace}, chart {info.chart} {info.version}, "
-         f"revision {info.revision}):")
-    _say(f"  1. restore backup {backup} from {dest} into {target}"
-         f"{' and bucket ' + bucket if bucket else ''}{' (dropping existing data)' if drop else ''}")
-    if upgrade:
-        _say("  2. " + redacted_argv(upgrade_argv(helm, info, chart_ref, "<values file>")))
-        typer.echo(yamlvalues.values_diff(old, new), nl=False)
-    else:
-        _say("  2. no change to the release: it already points at these stores")
-    opts = engine_restore.RestoreOptions(
-        mongodb_url=connect_url or mongodb_url or os.environ.get("MONGODB_URL", ""), backup_id=backup,
-        source=dest, artifacts_bucket=bucket, drop=drop, dry_run=dry_run)
+    kube = Kube.from_env()
+    req = restore_plan.Request(release=release, backup=backup, destination=destination, mongodb_url=mongodb_url,
+                               connect_url=connect_url, bucket=bucket, chart=chart, drop=drop, force=force)
+    p = restore_plan.build(helm, kube, req)
+    runbook.show(p, helm, _say, _echo)
     reporter = Reporter("human")
     if dry_run:
-        engine_restore.run(opts, reporter)
+        runbook.dry_run(p, reporter, _echo)
         _say("dry run: nothing was changed")
         return
-    _confirm(f"Restore {backup} and upgrade {info.name}?", yes)
-    engine_restore.run(opts, reporter)
-    if not upgrade:
-        return
-    with yamlvalues.private_file(new) as path:
-        helm.run(*upgrade_args(info, chart_ref, path), namespace=ns)
-    _say(f"upgraded {info.name}; the previous revision is {info.revision}. To go back:")
-    typer.echo(rollback_hint(helm, info))
+    _confirm(f"Stop Mender, restore {p.manifest.id} and upgrade {p.info.name}?", yes)
+    result = runbook.run(p, helm, kube, reporter, _say, stop_timeout)
+    _say(f"done: {p.info.name} runs on the restored data (revision {result['revision']}). To go back:")
+    _echo(" ".join(helm.argv("rollback", p.info.name, str(p.info.revision), namespace=p.namespace or None)))
+
+
+@app.command()
+def resume(
+    release: str = typer.Argument(..., help="The Mender release whose workloads a restore left stopped."),
+) -> None:
+    """Start what a failed restore left stopped, as it was (replicas, CronJob suspension),
+    and restart the pods so they read the Secrets as they are now."""
+    helm = _helm()
+    info = _release(helm, release)
+    n = runbook.resume_release(Kube.from_env(), info.namespace, _say)
+    _say(f"started {n} workload(s) again" if n else "nothing to start: no workload was left stopped by a restore")
 
 
 def main() -> None:

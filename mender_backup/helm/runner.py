@@ -117,6 +117,8 @@ class Helm:
     def search_repo(self, chart: str, version: str) -> list[dict]:
         # repo search reads local repo indexes only: no cluster flags needed
         out = self.runner([self.env.bin, "search", "repo", chart, "--version", version, "-o", "json"])
+        if out.returncode != 0 and "no repositories configured" in (out.stderr or ""):
+            return []
         if out.returncode != 0:
             raise _helm_error([self.env.bin, "search", "repo"], out)
         return json.loads(out.stdout or "[]") or []
@@ -132,13 +134,16 @@ class ReleaseInfo:
     version: str
     revision: int
     status: str
+    app_version: str = ""
+    apply_method: str = ""      # Helm 4: "ssa" (server-side apply) or "csa"; Helm 3: empty
 
     @classmethod
     def from_metadata(cls, meta: Mapping) -> ReleaseInfo:
         try:
             return cls(name=meta["name"], namespace=meta.get("namespace", ""), chart=meta["chart"],
                        version=str(meta["version"]), revision=int(meta["revision"]),
-                       status=str(meta.get("status", "")))
+                       status=str(meta.get("status", "")), app_version=str(meta.get("appVersion") or ""),
+                       apply_method=str(meta.get("applyMethod") or ""))
         except (KeyError, TypeError, ValueError) as exc:
             raise MenderBackupError(f"unexpected `helm get metadata` output: missing {exc}") from None
 
@@ -172,9 +177,14 @@ def upgrade_args(info: ReleaseInfo, chart_ref: str, values_file: Path | str) -> 
     Same chart version as deployed, the full user values from a file and
     --reset-values: the release ends up with exactly the values we showed in the
     diff. (--reuse-values would merge in stale values from older revisions.)
+    A release Helm 4 applies server-side gets --force-conflicts: the restore scaled its
+    workloads (spec.replicas now has another field manager), helm takes the field back
+    and the restore then sets the replicas that were recorded.
     """
-    return ["upgrade", info.name, chart_ref, "--version", info.version,
-            "-f", str(values_file), "--reset-values"]
+    args = ["upgrade", info.name, chart_ref, "--version", info.version, "-f", str(values_file), "--reset-values"]
+    if info.apply_method == "ssa":
+        args.append("--force-conflicts")
+    return args
 
 
 def upgrade_argv(helm: Helm, info: ReleaseInfo, chart_ref: str, values_file: Path | str) -> list[str]:

@@ -17,12 +17,8 @@ from pathlib import Path
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 
-from ..errors import ConflictError, MenderBackupError, UsageError
-from ..redact import register_url_secrets, scrub
-
-# Where the Mender chart keeps the two things a restore moves (mender-helm's values.yaml).
-MONGODB_URL_PATH = ("global", "mongodb", "URL")
-BUCKET_PATH = ("global", "s3", "AWS_BUCKET")
+from ..errors import MenderBackupError, UsageError
+from ..redact import scrub
 
 
 @contextlib.contextmanager
@@ -67,19 +63,7 @@ def get_path(data: Mapping, path: Sequence[str]):
     return node
 
 
-def check_rewritable(data: Mapping, *, mongodb: bool, bucket: bool) -> None:
-    """Refuse when the Mender chart would ignore the key we set: with
-    global.mongodb.existingSecret / global.s3.existingSecret it reads the URL
-    and bucket from those Secrets, not from values."""
-    if mongodb and get_path(data, ("global", "mongodb", "existingSecret")):
-        raise ConflictError("the release takes its MongoDB URL from global.mongodb.existingSecret: "
-                            "update MONGO_URL in that Secret instead of passing --mongodb-url")
-    if bucket and get_path(data, ("global", "s3", "existingSecret")):
-        raise ConflictError("the release takes its bucket from global.s3.existingSecret: "
-                            "update AWS_BUCKET in that Secret instead of passing --bucket")
-
-
-def rewrite_values(text: str, changes: Mapping[tuple[str, ...], str]) -> str:
+def rewrite_values(text: str, changes: Mapping[tuple[str, ...], str | bool]) -> str:
     """Set scalar keys (e.g. global.mongodb.URL) in a values document, changing
     nothing else: every other byte (comments, order, quoting, anchors, blank
     lines, indentation) stays as it was.
@@ -99,7 +83,7 @@ def rewrite_values(text: str, changes: Mapping[tuple[str, ...], str]) -> str:
     return text
 
 
-def _set_one(text: str, path: Sequence[str], value: str) -> str:
+def _set_one(text: str, path: Sequence[str], value: str | bool) -> str:
     data = load_values(text)
     lines = text.splitlines(keepends=True)
     node: CommentedMap = data
@@ -213,7 +197,9 @@ def _plain_ok(value: str) -> bool:
         return False
 
 
-def _scalar(value: str, style: str = "") -> str:
+def _scalar(value: str | bool, style: str = "") -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if style == "'" or (not style and not _plain_ok(value) and "\n" not in value and "'" not in value):
         return "'" + value.replace("'", "''") + "'"
     if style == '"' or not _plain_ok(value):
@@ -284,21 +270,24 @@ def _closing_quote(s: str, q: str) -> int:
     return -1
 
 
+# keys whose values are credentials in Mender's values (and most charts'): masked in diffs
+_SECRET_KEY = re.compile(r"^(\s*[-\s]*)([\"']?[\w.-]*(?:password|passwd|secret|token|key|auth|credential|"
+                         r"connection_string)[\w.-]*[\"']?\s*:\s*)(\S.*)$", re.IGNORECASE)
+
+
+def _mask(line: str) -> str:
+    prefix, body = line[:1], line[1:]
+    m = _SECRET_KEY.match(body.rstrip("\n"))
+    if prefix in "+- " and m and not m.group(3).startswith(("|", ">", "#")):
+        return f"{prefix}{m.group(1)}{m.group(2)}***" + ("\n" if line.endswith("\n") else "")
+    return line
+
+
 def values_diff(old: str, new: str, name: str = "values.yaml") -> str:
-    """Unified diff with every URL password and registered secret masked."""
+    """Unified diff with every URL password, registered secret and credential-named key masked."""
     diff = difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
                                 fromfile=f"{name} (deployed)", tofile=f"{name} (after restore)")
-    return "".join(scrub(line) for line in diff)
-
-
-def plan_changes(mongodb_url: str | None, bucket: str | None) -> dict[tuple[str, ...], str]:
-    register_url_secrets(mongodb_url)
-    changes: dict[tuple[str, ...], str] = {}
-    if mongodb_url:
-        changes[MONGODB_URL_PATH] = mongodb_url
-    if bucket:
-        changes[BUCKET_PATH] = bucket
-    return changes
+    return "".join(scrub(_mask(line)) for line in diff)
 
 
 def dump_yaml(data) -> str:

@@ -1,0 +1,240 @@
+"""The restore plan for a live Mender release: everything is read and checked here,
+before any data or object is touched; every refusal is one line saying what to do.
+
+The plan holds what `runbook.py` will do, in order: which workloads stop, what data
+is restored where, which Secrets and values change (the release's signing keys
+carried over, so the upgrade rotates nothing), the upgrade, and the restarts.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from ..engine import catalog
+from ..engine import mender as mender_info
+from ..errors import ConflictError, NotFoundError, UnreachableError, UsageError
+from ..format.manifest import Manifest
+from ..kube import secrets as kube_secrets
+from ..kube.connection import Kube
+from ..kube import workloads
+from ..kube.workloads import Workload
+from ..mongo import client as mongo_client
+from ..redact import redact_url, register_secret, register_url_secrets
+from ..stores import bucket_store, destination_store
+from . import mender
+from .companion import companion_destination, companion_name, cronjob_from_manifest
+from .runner import Helm, ReleaseInfo, resolve_chart
+from .values import load_values, rewrite_values
+
+MANAGED_KINDS = ("Deployment", "StatefulSet", "CronJob")
+
+
+@dataclass
+class Request:
+    """What the operator asked for (secrets come by environment, never by argument)."""
+    release: str
+    backup: str
+    destination: str | None = None
+    mongodb_url: str | None = None       # a new MongoDB for Mender (global.mongodb.URL)
+    connect_url: str | None = None       # how this machine reaches the target MongoDB
+    bucket: str | None = None            # a new bucket for Mender (global.s3.AWS_BUCKET)
+    chart: str | None = None
+    drop: bool = False
+    force: bool = False
+
+
+@dataclass
+class SecretChange:
+    name: str
+    values: dict[str, str]               # key -> new value (secret: never printed)
+    why: str
+
+
+@dataclass
+class Plan:
+    request: Request
+    info: ReleaseInfo
+    mender: mender.MenderValues
+    manifest: Manifest
+    destination: str
+    connect_url: str                     # where the data goes, as this machine reaches it
+    target_bucket: str | None            # where the artifacts go (None: no artifacts to restore)
+    repoints_mongodb: bool               # Mender moves to another MongoDB
+    user_values: str
+    new_values: str
+    chart_ref: str
+    workloads: list[Workload] = field(default_factory=list)
+    value_changes: dict[tuple[str, ...], object] = field(default_factory=dict)
+    secret_changes: list[SecretChange] = field(default_factory=list)
+    kept_keys: dict[str, str] = field(default_factory=dict)      # service -> Secret its key came from
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def namespace(self) -> str:
+        return self.info.namespace
+
+
+def _manifest_workloads(text: str, namespace: str) -> list[tuple[str, str, dict]]:
+    from ruamel.yaml import YAML
+    out = []
+    for doc in YAML(typ="safe").load_all(text):
+        if isinstance(doc, dict) and doc.get("kind") in MANAGED_KINDS:
+            out.append((doc["kind"], doc["metadata"]["name"], doc["metadata"].get("labels") or {}))
+    return out
+
+
+def _workloads(helm: Helm, kube: Kube, info: ReleaseInfo) -> list[Workload]:
+    """The release's Deployments, StatefulSets and CronJobs (from its manifest: exactly what
+    helm manages), but the data stores a restore writes to; and our companion's CronJob,
+    so no backup runs against a half-restored database."""
+    ns = info.namespace
+    found = []
+    for kind, name, labels in _manifest_workloads(helm.get_manifest(info.name, namespace=ns), ns):
+        component = labels.get("app.kubernetes.io/component") or labels.get("app.kubernetes.io/name") or ""
+        if component in mender.DATA_COMPONENTS:
+            continue
+        found.append(workloads.read(kube, kind, name, ns)[0])
+    try:
+        companion = helm.get_manifest(companion_name(info.name), namespace=ns)
+    except NotFoundError:
+        companion = ""
+    if companion:
+        name = cronjob_from_manifest(companion)["metadata"]["name"]
+        found.append(workloads.read(kube, "CronJob", name, ns)[0])
+    return found
+
+
+def _live(kube: Kube, ns: str, name: str, keys: tuple[str, ...]) -> dict[str, str]:
+    data = kube_secrets.read(kube, ns, name)
+    return {k: data[k].decode() for k in keys if k in data}
+
+
+def build(helm: Helm, kube: Kube, req: Request) -> Plan:
+    info = ReleaseInfo.from_metadata(helm.get_metadata(req.release))
+    mender.check_supported(info)
+    info.require_deployed()
+    chart_ref = resolve_chart(helm, info, req.chart)      # the same chart version, or nothing happens
+    ns = info.namespace
+    user_text = helm.get_values(info.name, namespace=ns)
+    mv = mender.MenderValues(helm.get_all_values(info.name, namespace=ns), mender.major(info))
+    if mv.storage != "aws":
+        raise UsageError(f"release {info.name} keeps artifacts in {mv.storage!r} (global.storage): only S3 is "
+                         f"supported; nothing was changed")
+    register_url_secrets(req.mongodb_url)
+    register_url_secrets(req.connect_url)
+    changes: dict[tuple[str, ...], object] = {}
+    secret_changes: list[SecretChange] = []
+    notes: list[str] = []
+
+    # --- MongoDB: where Mender reads it now, and where it will
+    current = _live(kube, ns, mv.mongodb_secret, mender.MONGODB_KEYS)
+    current_url = current.get("MONGO_URL") or current.get("MONGO") or ""
+    register_url_secrets(current_url)
+    if req.mongodb_url:
+        if mv.user_mongodb_secret:
+            secret_changes.append(SecretChange(mv.mongodb_secret, {k: req.mongodb_url for k in current},
+                                               "global.mongodb.existingSecret: Mender reads the URL from it"))
+        else:
+            changes[mender.MONGODB_URL] = req.mongodb_url
+            if mv.embedded_mongodb:
+                changes[mender.EMBEDDED_MONGODB] = False
+                notes.append("the release runs the chart's embedded MongoDB; Mender moves to the given URL, so "
+                             "the plan turns it off (mongodb.enabled: false): the upgrade removes its workload, "
+                             "its volume is kept")
+        for svc, secret in mv.service_mongodb_secrets.items():
+            keys = _live(kube, ns, secret, mender.MONGODB_KEYS)
+            if not keys:
+                raise UsageError(f"{svc}.mongodbExistingSecret {secret} holds neither MONGO nor MONGO_URL: update "
+                                 f"it yourself or unset it; nothing was changed")
+            secret_changes.append(SecretChange(secret, {k: req.mongodb_url for k in keys},
+                                               f"{svc}.mongodbExistingSecret: the {svc} service reads its URL from it"))
+    elif mv.service_mongodb_secrets:
+        notes.append("services with their own MongoDB Secret (" + ", ".join(
+            f"{s}: {n}" for s, n in mv.service_mongodb_secrets.items()) + ") keep it: the data goes to the "
+            "release's MongoDB only")
+    connect = req.connect_url or req.mongodb_url or current_url
+    if not connect:
+        raise NotFoundError(f"no MongoDB URL in Secret {mv.mongodb_secret}: pass --mongodb-url or --connect-url")
+
+    # --- the bucket
+    s3 = _live(kube, ns, mv.s3_secret, mender.BUCKET_KEYS)
+    old_bucket = s3.get("AWS_BUCKET") or s3.get("STORAGE_BUCKET") or mv.get(mender.BUCKET) or ""
+    if req.bucket and req.bucket != old_bucket:
+        if mv.user_s3_secret:
+            if not s3:
+                raise UsageError(f"global.s3.existingSecret {mv.s3_secret} holds neither AWS_BUCKET nor "
+                                 f"STORAGE_BUCKET: nothing was changed")
+            secret_changes.append(SecretChange(mv.s3_secret, {k: req.bucket for k in s3},
+                                               "global.s3.existingSecret: Mender reads the bucket from it"))
+        else:
+            changes[mender.BUCKET] = req.bucket
+        rule = mv.proxy_rule
+        if rule:
+            moved = mender.proxy_rule_for(rule, old_bucket, req.bucket)
+            if moved:
+                changes[mender.PROXY_RULE] = moved
+            else:
+                notes.append(f"the storage proxy route {rule!r} does not name the bucket: left as it is")
+
+    # --- the signing keys: carried over, so the upgrade generates none
+    kept: dict[str, str] = {}
+    for svc, secret in mv.signing_keys_to_keep().items():
+        try:
+            pem = kube_secrets.read(kube, ns, secret).get("private.pem")
+        except NotFoundError:
+            pem = None
+        if not pem:
+            notes.append(f"{secret} has no private.pem: the upgrade generates a new {svc} key (sessions and "
+                         f"tokens it signed become invalid)")
+            continue
+        key = pem.decode()
+        register_secret(key)
+        register_secret(json.dumps(key)[1:-1])      # as it stands in the values file
+        changes[(svc, "certs", "key")] = key
+        kept[svc] = secret
+
+    target_bucket = (req.bucket or old_bucket or None)
+    if target_bucket:
+        bucket_store(target_bucket).check()      # before anything stops
+
+    # --- the backup, and the Mender that wrote it
+    destination = req.destination or companion_destination(helm, info)
+    store = destination_store(destination)
+    store.check()
+    manifest = catalog.resolve(store, req.backup)
+    client = _reach(connect)
+    live = mender_info.migration_versions(client, sorted(manifest.databases))
+    newer = mender_info.newer_than(manifest.mender, info.app_version, live)
+    if newer and not req.force:
+        raise ConflictError(f"backup {manifest.id} is from a newer Mender ({'; '.join(newer)}): the release "
+                            f"cannot run it; upgrade the release first, or pass --force")
+    if newer:
+        notes.append(f"--force: restoring data from a newer Mender ({'; '.join(newer)})")
+    if not mv.migrations:
+        notes.append("dbmigration.enable is false in the release: the upgrade runs no migrations")
+
+    new_text = rewrite_values(user_text, changes) if changes else user_text
+    load_values(new_text)
+    return Plan(
+        request=req, info=info, mender=mv, manifest=manifest, destination=destination, connect_url=connect,
+        target_bucket=target_bucket if manifest.artifacts else None,
+        repoints_mongodb=bool(req.mongodb_url) and req.mongodb_url != current_url,
+        user_values=user_text, new_values=new_text, chart_ref=chart_ref,
+        workloads=_workloads(helm, kube, info), value_changes=changes, secret_changes=secret_changes,
+        kept_keys=kept, notes=notes)
+
+
+def _reach(url: str):
+    """The target MongoDB, from this machine; before anything is touched."""
+    try:
+        return mongo_client.connect(url)
+    except UnreachableError as exc:
+        raise UnreachableError(f"{exc} (from this machine): pass --connect-url with a URL this machine reaches, "
+                               f"e.g. through `kubectl port-forward`; nothing was changed") from None
+
+
+def describe_target(plan: Plan) -> str:
+    where = redact_url(plan.request.mongodb_url) if plan.repoints_mongodb else "the release's MongoDB"
+    return where + (f" (reached here as {redact_url(plan.connect_url)})"
+                    if plan.request.connect_url else "")

@@ -1,0 +1,182 @@
+"""The real Mender charts (../shared/mender-helm: 5.13.1, 6.9.0, 7.9.4, 8.2.1) in a chart
+repository on 127.0.0.1, installed through the real helm v3 / v4 (with our plugin) into
+the real Kubernetes API of testenv/kube.py, against real MongoDB and MinIO servers.
+
+No kubelet runs here: Mender's images are never pulled, objects are stored and validated
+by the API server. The charts' migration hooks (Jobs) would never complete, so test
+releases are installed with `dbmigration.enable: false` and the plugin's upgrade is
+checked to keep whatever the release has.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import http.server
+import json
+import os
+import re
+import shutil
+import subprocess
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from ruamel.yaml import YAML
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("MENDER_BACKUP_SHARED") or ROOT.parent / "shared")
+if not (SHARED / "mender-helm").exists():
+    SHARED = Path("/work/shared")
+CHARTS = SHARED / "mender-helm"
+VERSIONS = ["5.13.1", "6.9.0", "7.9.4", "8.2.1"]
+
+
+def chart_file(version: str) -> Path:
+    return CHARTS / f"mender-{version}.tgz"
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@dataclass
+class ChartRepo:
+    url: str
+    server: http.server.ThreadingHTTPServer
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def serve_charts(helm: Path, root: Path) -> ChartRepo:
+    """The real chart packages behind `helm repo index`, served over HTTP, so `helm search
+    repo` finds the deployed version and `helm upgrade` downloads it, as for a user."""
+    for v in VERSIONS:
+        shutil.copy(chart_file(v), root)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root)))
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    subprocess.run([str(helm), "repo", "index", str(root), "--url", url], check=True, capture_output=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return ChartRepo(url, server)
+
+
+@dataclass
+class Helm:
+    """helm (with the plugin installed) pointed at the test API server."""
+    name: str
+    bin: Path
+    env: dict
+    cluster: object
+
+    def __call__(self, *args: str, check: bool = True, env: dict | None = None,
+                 input: str | None = None) -> subprocess.CompletedProcess:
+        proc = subprocess.run([str(self.bin), *args], capture_output=True, text=True, input=input,
+                              env={**self.env, **(env or {})}, stdin=None if input else subprocess.DEVNULL,
+                              timeout=600)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"helm {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def values(self, release: str, ns: str, revision: int | None = None, all_values: bool = False) -> dict:
+        args = ["get", "values", release, "-n", ns, "-o", "json"]
+        if revision:
+            args += ["--revision", str(revision)]
+        if all_values:
+            args.append("--all")
+        return json.loads(self(*args).stdout or "{}") or {}
+
+    def status(self, release: str, ns: str) -> dict:
+        return json.loads(self("status", release, "-n", ns, "-o", "json").stdout)
+
+    def new_namespace(self) -> str:
+        name = f"{self.name}-{uuid.uuid4().hex[:8]}"
+        self.cluster.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                                            "metadata": {"name": name}})
+        return name
+
+
+def helm_with_plugin(name: str, inst: dict, cluster, repo_url: str, home: Path) -> Helm:
+    env = dict(inst["env"], KUBECONFIG=str(cluster.kubeconfig),
+               HELM_REPOSITORY_CONFIG=str(home / "repositories.yaml"),
+               HELM_REPOSITORY_CACHE=str(home / "repository-cache"))
+    for key in ("HELM_NAMESPACE", "HELM_KUBECONTEXT", "HELM_DEBUG"):
+        env.pop(key, None)
+    h = Helm(name, inst["helm"], env, cluster)
+    h("repo", "add", "mender", repo_url)
+    return h
+
+
+def signing_key() -> str:
+    """A private key for the 5.x chart, which takes useradm's and device-auth's from values."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                             serialization.NoEncryption()).decode()
+
+
+def mender_values(version: str, *, mongodb_url: str | None, minio, bucket: str, embedded: bool = False,
+                  **extra) -> dict:
+    """Values of a Mender installation with external MongoDB and S3 (MinIO), as an operator
+    writes them; `embedded` keeps the chart's own MongoDB (the default from 6.x on)."""
+    s3 = {"AWS_URI": minio.endpoint, "AWS_BUCKET": bucket, "AWS_REGION": "us-east-1",
+          "AWS_ACCESS_KEY_ID": minio.access_key, "AWS_SECRET_ACCESS_KEY": minio.secret_key,
+          "AWS_FORCE_PATH_STYLE": "true"}
+    values: dict = {"global": {"url": "https://mender.example.com", "enterprise": False, "s3": s3},
+                    "dbmigration": {"enable": False}}
+    if not embedded:
+        values["global"]["mongodb"] = {"URL": mongodb_url}
+        values["mongodb"] = {"enabled": False}
+    if version.startswith("5."):
+        values["useradm"] = {"certs": {"key": signing_key()}}
+        values["device_auth"] = {"certs": {"key": signing_key()}}
+    for path, value in extra.items():
+        node = values
+        *parents, last = path.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+    return values
+
+
+def install_mender(hx: Helm, ns: str, version: str, values: dict, tmp: Path, from_repo: bool = True,
+                   check: bool = True) -> subprocess.CompletedProcess:
+    f = tmp / f"mender-values-{uuid.uuid4().hex[:6]}.yaml"
+    f.write_text(json.dumps(values))
+    chart = ["mender/mender", "--version", version] if from_repo else [str(chart_file(version))]
+    return hx("install", "mender", *chart, "-n", ns, "-f", str(f), check=check)
+
+
+def secret(hx: Helm, ns: str, name: str) -> dict[str, bytes]:
+    data = hx.cluster.get(f"/api/v1/namespaces/{ns}/secrets/{name}").get("data") or {}
+    return {k: base64.b64decode(v) for k, v in data.items()}
+
+
+def workloads(hx: Helm, ns: str) -> dict[str, dict]:
+    """kind/name -> the object, for the release's Deployments, StatefulSets and CronJobs."""
+    out = {}
+    for kind, path in (("deployment", "/apis/apps/v1/namespaces/{ns}/deployments"),
+                       ("statefulset", "/apis/apps/v1/namespaces/{ns}/statefulsets"),
+                       ("cronjob", "/apis/batch/v1/namespaces/{ns}/cronjobs")):
+        for item in hx.cluster.get(path.format(ns=ns))["items"]:
+            out[f"{kind}/{item['metadata']['name']}"] = item
+    return out
+
+
+def plugin_error(proc: subprocess.CompletedProcess) -> str:
+    """The plugin's one error line. Helm adds its own line about the plugin's exit
+    status; `state:` lines (where a failed restore left things) may precede ours."""
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    ours = [ln for ln in lines if not re.match(r'^Error: plugin "mender-backup" exited with error', ln)]
+    errors = [ln for ln in ours if ln.startswith("Error: ")]
+    assert len(errors) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    return errors[0]
+
+
+def read_yaml(text: str) -> list[dict]:
+    return [d for d in YAML(typ="safe").load_all(text) if d]
