@@ -281,3 +281,19 @@ def test_failed_data_step_on_a_new_database_starts_mender_again(mender_release, 
         {k: v["spec"].get("replicas") for k, v in before.items()}
     assert not any(QUIESCED in (v["metadata"].get("annotations") or {}) for v in after.values())
     assert hx.status("mender", ns)["version"] == 1
+
+
+def test_in_place_restore_still_upgrades_so_migrations_run(mender_release, minio):
+    """Back into the release's own database and bucket (`--drop`), with no value to change
+    (5.x keeps its keys in values): the upgrade runs anyway, so a real cluster's migration
+    Jobs (pre-upgrade hooks) bring an older backup's data up to the running Mender."""
+    hx, ns, source, bucket, _, backup_id = mender_release("helm3", "5.13.1")
+    want = collections(source.client())
+    source.client()["deviceauth"]["devices"].delete_many({})          # damage after the backup
+    source.client()["useradm"]["users"].insert_one({"_id": "intruder"})
+    proc = hx("-n", ns, "mender-backup", "restore", "mender", "--backup", backup_id, "--drop", "--yes",
+              env=minio.env())
+    assert collections(source.client()) == want
+    assert "values: unchanged (the upgrade still runs" in proc.stderr
+    assert hx.status("mender", ns)["version"] == 2
+    assert hx.values("mender", ns, 2) == hx.values("mender", ns, 1)
