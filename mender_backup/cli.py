@@ -2,7 +2,8 @@
 
 Secrets (the MongoDB URL's password, S3 keys) are best passed by environment
 (MONGODB_URL, AWS_*), not as arguments: process arguments are visible to every
-user of the machine.
+user of the machine. Encryption keys are read from the environment only
+(MENDER_BACKUP_ENCRYPTION_KEY or MENDER_BACKUP_ENCRYPTION_KEY_FILE): no option takes one.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ app = typer.Typer(
          "as one consistent, verifiable backup.\n\n"
          "Destinations: s3://bucket/prefix (S3 settings from AWS_* variables; "
          "MENDER_BACKUP_DEST_AWS_* override them for the destination) or file:///path.\n\n"
+         "Encryption: with MENDER_BACKUP_ENCRYPTION_KEY (base64 of 32 random bytes; several, comma-separated, "
+         "for rotation: the first encrypts) or MENDER_BACKUP_ENCRYPTION_KEY_FILE set, backups are encrypted "
+         "and encrypted backups can be read.\n\n"
          + EXIT_CODES_HELP,
     no_args_is_help=True,
     add_completion=False,
@@ -49,6 +53,21 @@ LockStaleAfter = Annotated[int, typer.Option(
          "(holders refresh every minute; a dead process on this host is stale at once).")]
 Databases = Annotated[Optional[list[str]], typer.Option(
     "--db", help="Only this database (repeat for more). Default: every database but admin, local, config.")]
+
+
+MenderSecrets = Annotated[str, typer.Option(
+    "--mender-secrets", envvar="MENDER_BACKUP_MENDER_SECRETS", show_envvar=True, show_default=False,
+    help="Also store these Kubernetes Secrets holding Mender's keys (comma-separated names; a trailing ? "
+         "marks one that may be absent; `default` = rsa-useradm,rsa-device-auth,rsa-tenantadm?,api-gateway?). "
+         "Only with encryption.")]
+MenderNamespace = Annotated[str, typer.Option(
+    "--mender-namespace", envvar="MENDER_BACKUP_MENDER_NAMESPACE", show_envvar=True, show_default=False,
+    help="Namespace of Mender's Secrets. Default: the kubeconfig context's (in a pod: its own).")]
+
+
+def _keyring():
+    from .engine import keys
+    return keys.from_env()
 
 
 def _keep(name: str, help_: str):
@@ -97,6 +116,7 @@ def backup(
     keep_monthly: KeepMonthly = 0,
     break_lock: BreakLock = False,
     lock_stale_after: LockStaleAfter = int(STALE_AFTER_SECONDS),
+    mender_secrets: MenderSecrets = "", mender_namespace: MenderNamespace = "",
     json_out: JsonOut = False, quiet: Quiet = False,
 ) -> None:
     """Back up every Mender database and the artifact bucket to a destination.
@@ -115,7 +135,8 @@ def backup(
     opts = engine_backup.BackupOptions(
         mongodb_url=mongodb_url, destination=destination, artifacts_bucket=artifacts_bucket,
         databases=list(db or []), compression=compression, parallel=parallel, break_lock=break_lock,
-        lock_stale_after=lock_stale_after)
+        lock_stale_after=lock_stale_after, keyring=_run(rep, _keyring), mender_secrets=mender_secrets,
+        mender_namespace=mender_namespace)
     m = _run(rep, lambda: engine_backup.run(opts, rep))
 
     def retention() -> None:   # after a successful backup, under a lock of its own
@@ -128,10 +149,14 @@ def backup(
 
     if not policy.empty:
         _run(rep, retention)
+    fp = m.encryption.key_fingerprint if m.encryption else None
     rep.result({"id": m.id, "databases": sorted(m.databases), "documents": m.document_count,
-                "archive_size": m.archive.size, "artifacts": len(m.artifacts)},
+                "archive_size": m.archive.size, "artifacts": len(m.artifacts), "key_fingerprint": fp,
+                "mender_secrets": m.mender_secrets.secrets if m.mender_secrets else None},
                f"backup {m.id} complete: {m.document_count} documents in {len(m.databases)} databases, "
-               f"archive {human_bytes(m.archive.size)}, {len(m.artifacts)} artifacts")
+               f"archive {human_bytes(m.archive.size)}, {len(m.artifacts)} artifacts"
+               + (f", encrypted with key {fp}" if fp else "")
+               + (f", Secrets {', '.join(m.mender_secrets.secrets)}" if m.mender_secrets else ""))
 
 
 @app.command()
@@ -155,6 +180,14 @@ def restore(
         "--drop", help="Replace the collections this backup holds if they exist. Nothing else is dropped.")] = False,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Print what would be dropped, created and copied; change nothing.")] = False,
+    secrets: Annotated[bool, typer.Option(
+        "--secrets", help="Also put the backup's Mender key Secrets back (Kubernetes API, kubeconfig as "
+                          "kubectl's). Live Secrets holding other keys are refused unless --overwrite-secrets.")] = False,
+    overwrite_secrets: Annotated[bool, typer.Option(
+        "--overwrite-secrets", help="With --secrets: replace live Secrets that hold other keys.")] = False,
+    secrets_namespace: Annotated[str, typer.Option(
+        "--secrets-namespace", envvar="MENDER_BACKUP_MENDER_NAMESPACE", show_envvar=True, show_default=False,
+        help="With --secrets: the namespace to write them to. Default: the one they were read from.")] = "",
     json_out: JsonOut = False, quiet: Quiet = False,
 ) -> None:
     """Restore a backup into MongoDB and an artifact bucket, then verify it.
@@ -169,7 +202,9 @@ def restore(
     register_url_secrets(mongodb_url)
     opts = engine_restore.RestoreOptions(
         mongodb_url=mongodb_url, backup_id=backup_id, source=source, archive=archive,
-        artifacts_bucket=artifacts_bucket, databases=list(db or []), drop=drop, dry_run=dry_run)
+        artifacts_bucket=artifacts_bucket, databases=list(db or []), drop=drop, dry_run=dry_run,
+        keyring=_run(rep, _keyring), secrets=secrets, overwrite_secrets=overwrite_secrets,
+        secrets_namespace=secrets_namespace)
     summary = _run(rep, lambda: engine_restore.run(opts, rep))
     rep.result(summary, describe_restore(summary))
 
@@ -186,6 +221,8 @@ def describe_restore(s: dict) -> str:
     a = s["artifacts"]
     if a is not None:
         lines.append(f"  artifacts: copy {a['copy']} ({a['bytes']} bytes), {a['already_present']} already present")
+    for name, action in (s.get("secrets") or {}).get("actions", {}).items():
+        lines.append(f"  secret  {s['secrets']['namespace']}/{name}: {action}")
     if s["dry_run"]:
         lines.append("dry run: nothing was changed")
     else:
@@ -207,6 +244,10 @@ def list_(destination: Destination = "", json_out: JsonOut = False) -> None:
         return [e.as_dict() for e in catalog.scan(store)]
 
     rows = _run(rep, body)
+    keyring = _run(rep, _keyring)
+    for r in rows:      # which backups the key(s) given can read (manifests are never encrypted)
+        if r.get("encryption"):
+            r["encryption"]["key_available"] = keyring.find(r["encryption"]["key_fingerprint"]) is not None
     rep.result(rows, backups_table(rows))
 
 
@@ -223,10 +264,41 @@ def verify(
     from .stores import destination_store
 
     rep = _reporter(json_out, quiet)
-    result = _run(rep, lambda: engine_verify.run(destination_store(destination), backup_id, deep, rep))
+    keyring = _run(rep, _keyring)
+    result = _run(rep, lambda: engine_verify.run(destination_store(destination), backup_id, deep, rep, keyring))
+    enc = result.get("encryption")
     rep.result(result, f"backup {result['id']} is intact"
                + (f": {result['documents']} documents in {result['collections']} collections re-read"
-                  if deep else " (checksums; --deep re-reads the contents)"))
+                  if deep else " (checksums; --deep re-reads the contents)")
+               + (f"\nencrypted with key {enc['key_fingerprint']} ({enc['algorithm']}); every segment authenticated"
+                  if enc else "")
+               + (f"\nMender secrets: {', '.join(result['mender_secrets'])}" if result.get("mender_secrets") else ""))
+
+
+key_app = typer.Typer(help="Encryption keys: make one, or show which keys are configured (fingerprints only).",
+                      no_args_is_help=True)
+app.add_typer(key_app, name="key")
+
+
+@key_app.command("generate")
+def key_generate() -> None:
+    """Print a new random key (base64 of 32 bytes) on stdout, its fingerprint on stderr.
+    Store it in a Kubernetes Secret or a 0600 file; it is never needed on a command line."""
+    from .format.encryption import Key
+    k = Key.generate()
+    typer.echo(k.to_base64())
+    typer.echo(f"fingerprint {k.fingerprint}", err=True)
+
+
+@key_app.command("show")
+def key_show(json_out: JsonOut = False) -> None:
+    """The fingerprints of the keys in MENDER_BACKUP_ENCRYPTION_KEY(_FILE), the first being the
+    one new backups are encrypted with. `verify` and `list` print the fingerprint a backup needs."""
+    rep = _reporter(json_out, False)
+    keyring = _run(rep, _keyring)
+    fps = keyring.fingerprints
+    rep.result({"keys": fps}, "\n".join(f"{fp}  {'encrypts new backups, reads' if i == 0 else 'reads'}"
+                                        for i, fp in enumerate(fps)) or "no encryption key configured")
 
 
 @app.command()

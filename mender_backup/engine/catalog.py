@@ -36,6 +36,9 @@ class BackupEntry:
             "documents": m.document_count if m else None,
             "artifacts": len(m.artifacts) if m else None,
             "complete": self.complete,
+            "encryption": ({"algorithm": m.encryption.algorithm, "key_fingerprint": m.encryption.key_fingerprint}
+                           if m and m.encryption else None),
+            "mender_secrets": m.mender_secrets.secrets if m and m.mender_secrets else None,
             **({"problem": self.problem} if self.problem else {}),
         }
 

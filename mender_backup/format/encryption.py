@@ -244,6 +244,11 @@ class _Opener(io.RawIOBase):
         self._counter += 1
         self._done = final
 
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._in.close()
+        super().close()
+
     def readinto(self, b) -> int:
         while self._pos >= len(self._plain):
             if self._done:
