@@ -90,15 +90,23 @@ def _fail(rep: Reporter, msg: str, code: int) -> None:
     raise typer.Exit(code)
 
 
-def _run(rep: Reporter, fn):
-    """Run a command body: our errors and the libraries' become one line and an exit code."""
+def _run(rep: Reporter, fn, obs=None):
+    """Run a command body: our errors and the libraries' become one line and an exit code
+    (after the observer, if any, pushed the failure's metrics and notified)."""
     try:
         return fn()
     except KeyboardInterrupt:
         _fail(rep, "interrupted", 130)
     except Exception as exc:
         err = translate(exc)
+        if obs is not None:
+            obs.finish(err.exit_code, " ".join(scrub(str(err)).split()))
         _fail(rep, str(err), err.exit_code)
+
+
+def _observer(operation: str, destination: str, rep: Reporter):
+    from .engine.observe import Observer
+    return Observer(operation, destination, rep)
 
 
 @app.command()
@@ -131,13 +139,17 @@ def backup(
 
     rep = _reporter(json_out, quiet)
     register_url_secrets(mongodb_url)
-    policy = _run(rep, lambda: Policy(keep_last, keep_daily, keep_weekly, keep_monthly))
+    obs = _observer("backup", destination, rep)
+    policy = _run(rep, lambda: Policy(keep_last, keep_daily, keep_weekly, keep_monthly), obs)
     opts = engine_backup.BackupOptions(
         mongodb_url=mongodb_url, destination=destination, artifacts_bucket=artifacts_bucket,
         databases=list(db or []), compression=compression, parallel=parallel, break_lock=break_lock,
-        lock_stale_after=lock_stale_after, keyring=_run(rep, _keyring), mender_secrets=mender_secrets,
+        lock_stale_after=lock_stale_after, keyring=_run(rep, _keyring, obs), mender_secrets=mender_secrets,
         mender_namespace=mender_namespace)
-    m = _run(rep, lambda: engine_backup.run(opts, rep))
+    m = _run(rep, lambda: engine_backup.run(opts, rep), obs)
+    obs.succeeded(archive_bytes=m.archive.size, documents=m.document_count, artifacts=len(m.artifacts),
+                  artifacts_copied=opts.stats.get("artifacts_copied", 0),
+                  artifact_bytes_copied=opts.stats.get("artifact_bytes_copied", 0))
 
     def retention() -> None:   # after a successful backup, under a lock of its own
         try:
@@ -148,11 +160,13 @@ def backup(
                                     f"{err}", exit_code=err.exit_code) from None
 
     if not policy.empty:
-        _run(rep, retention)
+        _run(rep, retention, obs)
     fp = m.encryption.key_fingerprint if m.encryption else None
+    pushed = obs.finish(0)
     rep.result({"id": m.id, "databases": sorted(m.databases), "documents": m.document_count,
                 "archive_size": m.archive.size, "artifacts": len(m.artifacts), "key_fingerprint": fp,
-                "mender_secrets": m.mender_secrets.secrets if m.mender_secrets else None},
+                "mender_secrets": m.mender_secrets.secrets if m.mender_secrets else None,
+                "metrics_pushed": pushed},
                f"backup {m.id} complete: {m.document_count} documents in {len(m.databases)} databases, "
                f"archive {human_bytes(m.archive.size)}, {len(m.artifacts)} artifacts"
                + (f", encrypted with key {fp}" if fp else "")

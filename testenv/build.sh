@@ -147,4 +147,16 @@ mongo_tools() {
   done
 }
 mongo_tools
+
+# Prometheus Pushgateway, for the metrics tests (issue 13). Like FerretDB, `go install
+# pkg@version` is refused (the proxy will not list its versions): built in a wrapper
+# module, the version stamped in as its release build does.
+PUSHGATEWAY_VERSION="v1.11.1"
+pushgateway_in_wrapper() {
+  local out="$1" ver="$2" pkg=github.com/prometheus/pushgateway
+  go get -tool "$pkg@$ver"
+  go build -trimpath -ldflags="-s -w -X github.com/prometheus/common/version.Version=${ver#v}" -o "$BIN/$out" "$pkg"
+  "$BIN/$out" --version 2>&1 | grep -q "version ${ver#v}"
+}
+in_wrapper pushgateway "github.com/prometheus/pushgateway@$PUSHGATEWAY_VERSION" pushgateway_in_wrapper pushgateway "$PUSHGATEWAY_VERSION" || status=1
 exit $status

@@ -36,6 +36,7 @@ class BackupOptions:
     keyring: encryption.Keyring | None = None      # its first key encrypts the backup; none: plain
     mender_secrets: str = ""                       # Secret names to store (format/secrets_bundle.py)
     mender_namespace: str = ""                     # where they are; default: the kube context's
+    stats: dict = field(default_factory=dict)      # filled in: what the run did (for metrics)
 
 
 def _dump(client, infos: list[CollectionSpec], writer: ArchiveWriter, parallel: int,
@@ -175,6 +176,7 @@ def _backup(opts: BackupOptions, reporter: Reporter, dest: Store, source_bucket:
                       f"copying {len(p.to_copy)} ({p.bytes} bytes)",
                       artifacts=len(source), artifacts_copied=len(p.to_copy), artifact_bytes_copied=p.bytes)
         artifacts.copy(source_bucket, "", dest, ARTIFACTS, p.to_copy, reporter, "copying artifacts")
+        opts.stats.update(artifacts_copied=len(p.to_copy), artifact_bytes_copied=p.bytes)
         artifact_entries = artifacts.entries(source)
 
     manifest = Manifest(
