@@ -271,15 +271,43 @@ def verify(
     destination: Destination = "",
     deep: Annotated[bool, typer.Option(
         "--deep", help="Also read the whole archive: structure, CRCs, counts and content digests.")] = False,
+    restore_into: Annotated[str, typer.Option(
+        "--restore-into", envvar="MENDER_BACKUP_VERIFY_MONGODB_URL", show_envvar=True, show_default=False,
+        help="Test restore: restore the backup into this scratch MongoDB (databases mbv_<random>_<name>), "
+             "verify it, drop what it made, record the verdict next to the backup. Prefer the environment "
+             "variable: arguments are visible to other users.")] = "",
+    restore_artifacts_into: Annotated[str, typer.Option(
+        "--restore-artifacts-into", envvar="MENDER_BACKUP_VERIFY_ARTIFACTS_BUCKET", show_envvar=True,
+        show_default=False, help="With --restore-into: also copy every artifact into this scratch bucket "
+                                 "(under the same unique prefix, removed after) and check it.")] = "",
     json_out: JsonOut = False, quiet: Quiet = False,
 ) -> None:
-    """Check a backup's archive checksum and artifacts (and, with --deep, its contents)."""
+    """Check a backup's archive checksum and artifacts (and, with --deep, its contents;
+    with --restore-into, restore it into a scratch MongoDB and verify that)."""
+    from .engine import trial_restore
     from .engine import verify as engine_verify
     from .stores import destination_store
 
     rep = _reporter(json_out, quiet)
-    keyring = _run(rep, _keyring)
-    result = _run(rep, lambda: engine_verify.run(destination_store(destination), backup_id, deep, rep, keyring))
+    register_url_secrets(restore_into)
+    obs = _observer("verify", destination, rep)
+    keyring = _run(rep, _keyring, obs)
+    if restore_into:
+        result = _run(rep, lambda: trial_restore.run(destination, backup_id, restore_into, rep, keyring,
+                                                     restore_artifacts_into or None), obs)
+        obs.succeeded(documents=result["documents"], collections=result["collections"])
+        result["metrics_pushed"] = obs.finish(0)
+        rep.result(result, f"test restore of backup {result['id']} passed: {result['documents']} documents in "
+                           f"{result['collections']} collections restored into {result['scratch_prefix']}*, "
+                           f"verified against the manifest"
+                   + (f", {result['artifacts_checked']} artifacts copied and checked"
+                      if "artifacts_checked" in result else "")
+                   + "; scratch databases dropped" + ("; verdict recorded" if result.get("recorded") else ""))
+        return
+    result = _run(rep, lambda: engine_verify.run(destination_store(destination), backup_id, deep, rep, keyring),
+                  obs)
+    obs.succeeded(documents=result.get("documents"), collections=result.get("collections"))
+    result["metrics_pushed"] = obs.finish(0)
     enc = result.get("encryption")
     rep.result(result, f"backup {result['id']} is intact"
                + (f": {result['documents']} documents in {result['collections']} collections re-read"

@@ -50,6 +50,7 @@ class RestoreOptions:
     overwrite_secrets: bool = False        # replace live Secrets that hold other keys
     secrets_namespace: str = ""            # default: the namespace they were read from
     db_prefix: str = ""                    # restore database X as <prefix>X (verify --restore-into)
+    skip_artifacts: bool = False           # databases only, on purpose (no warning)
 
 
 @dataclass
@@ -205,7 +206,7 @@ def run(opts: RestoreOptions, reporter: Reporter) -> dict:
     if target_bucket and manifest:
         target = artifacts.inventory(target_bucket)
         plan.artifacts = artifacts.restore_plan(manifest.artifacts, target, opts.drop)
-    elif manifest and manifest.artifacts and not target_bucket:
+    elif manifest and manifest.artifacts and not target_bucket and not opts.skip_artifacts:
         reporter.warn(f"backup holds {len(manifest.artifacts)} artifact(s) but no --artifacts-bucket was "
                       f"given: restoring the databases only")
 
