@@ -222,7 +222,7 @@ argument list (the image's ENTRYPOINT is `mender-backup`), .extraEnv extra env.
 {{- $ := .root }}
 {{- $v := $.Values }}
 serviceAccountName: {{ include "mender-backup.serviceAccountName" $ }}
-automountServiceAccountToken: {{ or $v.automountServiceAccountToken .kubeApi }}
+automountServiceAccountToken: {{ or $v.automountServiceAccountToken .kubeApi false }}
 restartPolicy: Never
 {{- with $v.imagePullSecrets }}
 imagePullSecrets:
