@@ -19,6 +19,9 @@ from . import artifacts, catalog, integrity, mender_secrets
 
 
 def run(store: Store, backup_id: str, deep: bool, reporter: Reporter, keyring: Keyring | None = None) -> dict:
+    if keyring is None:
+        from .keys import from_env
+        keyring = from_env()
     manifest = catalog.resolve(store, backup_id)
     integrity.check_sha256(store, manifest, reporter, keyring)   # an encrypted one: key first, then all of it
     present = artifacts.inventory(store, ARTIFACTS)
