@@ -1,4 +1,4 @@
-"""Mender's key Secrets in an encrypted backup, against the REAL Mender chart (8.2.1 from
+"""Mender's key Secrets in an encrypted backup, against the REAL Mender charts (8.2.1 and 5.13.1 from
 ../shared/mender-helm, installed with helm into the test kube-apiserver) and the RBAC our
 chart renders, applied to that API server:
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from mender_backup.format.encryption import Key
+from mender_backup.format.encryption import Key, Keyring
 from testenv.kube import ApiError
 from tests.cli import assert_one_line_error, result_of, run
 from tests.helmutil import by_kind, helm_run, render
@@ -208,3 +208,77 @@ def test_a_missing_required_secret_fails_the_backup_before_the_dump(kube_cluster
     r = run("backup", env=env, check=False)
     assert_one_line_error(r, 3, f"Secret {mender_ns}/no-such-secret does not exist")
     assert not (tmp_path / "backups").exists()
+
+
+def _mender5_values(path: Path) -> Path:
+    """What mender 5.x requires: the signing keys (RSA) and, SSL being on by default, the
+    gateway's certificate and key, in values; enterprise for tenantadm."""
+    import datetime
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.x509.oid import NameOID
+
+    def pem(k) -> str:
+        return k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                               serialization.NoEncryption()).decode()
+    tls = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mender.example.com")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(tls.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .sign(tls, hashes.SHA256()))
+    values = {"global": {"enterprise": True},
+              **{s: {"certs": {"key": pem(rsa.generate_private_key(public_exponent=65537, key_size=2048))}}
+                 for s in ("useradm", "device_auth", "tenantadm")},
+              "api_gateway": {"certs": {"cert": cert.public_bytes(serialization.Encoding.PEM).decode(),
+                                        "key": pem(tls)}}}
+    path.write_text(json.dumps(values))
+    return path
+
+
+def test_mender_5_enterprise_all_four_through_the_engine_api(kube_cluster, helm3, ferretdb, tmp_path):
+    """mender 5.13.1 enterprise creates all four key Secrets (api-gateway holding TLS); a
+    backup with `default` stores them all, and the engine functions the helm plugin's restore
+    calls (mender_secrets.load / restore) put them back, byte for byte, in a new namespace."""
+    from mender_backup.engine import mender_secrets
+    from mender_backup.format.manifest import Manifest
+    from mender_backup.kube.connection import Kube
+    from mender_backup.output import Reporter
+    from mender_backup.stores import open_store
+
+    ns, new_ns = (f"m5-{uuid.uuid4().hex[:6]}" for _ in range(2))
+    for n in (ns, new_ns):
+        kube_cluster.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                                            "metadata": {"name": n}})
+    env = {"KUBECONFIG": str(kube_cluster.kubeconfig), "HELM_CONFIG_HOME": str(tmp_path / "h"),
+           "HELM_CACHE_HOME": str(tmp_path / "h"), "HELM_DATA_HOME": str(tmp_path / "h"), "PATH": "/usr/bin:/bin",
+           "HOME": str(tmp_path)}
+    helm_run(helm3, "install", "mender", str(_chart("5.13.1")), "-n", ns, "--no-hooks",
+             "-f", str(_mender5_values(tmp_path / "values.json")), env=env)
+    names = ["rsa-useradm", "rsa-device-auth", "rsa-tenantadm", "api-gateway"]
+    originals = {n: secret(kube_cluster, ns, n) for n in names}
+    assert originals["api-gateway"]["data"].keys() == {"cert.crt", "private.key"}
+
+    db = f"m5_{uuid.uuid4().hex[:6]}"
+    ferretdb.client()[db].c.insert_one({"_id": 1})
+    dest = tmp_path / "dest"
+    r = run("backup", "--db", db, "--json", env={
+        "MONGODB_URL": ferretdb.url, "MENDER_BACKUP_DESTINATION": f"file://{dest}",
+        "MENDER_BACKUP_ENCRYPTION_KEY": KEY.to_base64(), "KUBECONFIG": str(kube_cluster.kubeconfig),
+        "MENDER_BACKUP_MENDER_NAMESPACE": ns, "MENDER_BACKUP_MENDER_SECRETS": "default"})
+    bid = result_of(r)["id"]
+    assert result_of(r)["mender_secrets"] == names
+
+    store = open_store(f"file://{dest}")
+    manifest = Manifest.from_json((dest / "backups" / bid / "manifest.json").read_bytes(), "t")
+    bundle = mender_secrets.load(store, manifest, Keyring([KEY]))
+    kube = Kube.from_env({"KUBECONFIG": str(kube_cluster.kubeconfig)})
+    out = mender_secrets.restore(bundle, bid, Reporter("quiet"), namespace=new_ns, kube=kube)
+    assert out["secrets"] == {n: "create" for n in names} and out["namespace"] == new_ns
+    for n in names:
+        back = secret(kube_cluster, new_ns, n)
+        assert back["data"] == originals[n]["data"] and back["type"] == originals[n]["type"], n
+    with pytest.raises(Exception) as exc:            # the wrong key: one of our errors, exit 6
+        mender_secrets.load(store, manifest, Keyring([Key.generate()]))
+    assert getattr(exc.value, "exit_code", None) == 6
