@@ -2,7 +2,8 @@
 
 Secrets (the MongoDB URL's password, S3 keys) are best passed by environment
 (MONGODB_URL, AWS_*), not as arguments: process arguments are visible to every
-user of the machine.
+user of the machine. Encryption keys are read from the environment only
+(MENDER_BACKUP_ENCRYPTION_KEY or MENDER_BACKUP_ENCRYPTION_KEY_FILE): no option takes one.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ app = typer.Typer(
          "as one consistent, verifiable backup.\n\n"
          "Destinations: s3://bucket/prefix (S3 settings from AWS_* variables; "
          "MENDER_BACKUP_DEST_AWS_* override them for the destination) or file:///path.\n\n"
+         "Encryption: with MENDER_BACKUP_ENCRYPTION_KEY (base64 of 32 random bytes; several, comma-separated, "
+         "for rotation: the first encrypts) or MENDER_BACKUP_ENCRYPTION_KEY_FILE set, backups are encrypted "
+         "and encrypted backups can be read.\n\n"
          + EXIT_CODES_HELP,
     no_args_is_help=True,
     add_completion=False,
@@ -51,6 +55,21 @@ Databases = Annotated[Optional[list[str]], typer.Option(
     "--db", help="Only this database (repeat for more). Default: every database but admin, local, config.")]
 
 
+MenderSecrets = Annotated[str, typer.Option(
+    "--mender-secrets", envvar="MENDER_BACKUP_MENDER_SECRETS", show_envvar=True, show_default=False,
+    help="Also store these Kubernetes Secrets holding Mender's keys (comma-separated names; a trailing ? "
+         "marks one that may be absent; `default` = rsa-useradm,rsa-device-auth,rsa-tenantadm?,api-gateway?). "
+         "Only with encryption.")]
+MenderNamespace = Annotated[str, typer.Option(
+    "--mender-namespace", envvar="MENDER_BACKUP_MENDER_NAMESPACE", show_envvar=True, show_default=False,
+    help="Namespace of Mender's Secrets. Default: the kubeconfig context's (in a pod: its own).")]
+
+
+def _keyring():
+    from .engine import keys
+    return keys.from_env()
+
+
 def _keep(name: str, help_: str):
     return Annotated[int, typer.Option(f"--keep-{name}", envvar=f"MENDER_BACKUP_KEEP_{name.upper()}",
                                        show_envvar=True, min=0, help=help_)]
@@ -71,15 +90,23 @@ def _fail(rep: Reporter, msg: str, code: int) -> None:
     raise typer.Exit(code)
 
 
-def _run(rep: Reporter, fn):
-    """Run a command body: our errors and the libraries' become one line and an exit code."""
+def _run(rep: Reporter, fn, obs=None):
+    """Run a command body: our errors and the libraries' become one line and an exit code
+    (after the observer, if any, pushed the failure's metrics and notified)."""
     try:
         return fn()
     except KeyboardInterrupt:
         _fail(rep, "interrupted", 130)
     except Exception as exc:
         err = translate(exc)
+        if obs is not None:
+            obs.finish(err.exit_code, " ".join(scrub(str(err)).split()))
         _fail(rep, str(err), err.exit_code)
+
+
+def _observer(operation: str, destination: str, rep: Reporter):
+    from .engine.observe import Observer
+    return Observer(operation, destination, rep)
 
 
 @app.command()
@@ -97,6 +124,7 @@ def backup(
     keep_monthly: KeepMonthly = 0,
     break_lock: BreakLock = False,
     lock_stale_after: LockStaleAfter = int(STALE_AFTER_SECONDS),
+    mender_secrets: MenderSecrets = "", mender_namespace: MenderNamespace = "",
     json_out: JsonOut = False, quiet: Quiet = False,
 ) -> None:
     """Back up every Mender database and the artifact bucket to a destination.
@@ -111,12 +139,17 @@ def backup(
 
     rep = _reporter(json_out, quiet)
     register_url_secrets(mongodb_url)
-    policy = _run(rep, lambda: Policy(keep_last, keep_daily, keep_weekly, keep_monthly))
+    obs = _observer("backup", destination, rep)
+    policy = _run(rep, lambda: Policy(keep_last, keep_daily, keep_weekly, keep_monthly), obs)
     opts = engine_backup.BackupOptions(
         mongodb_url=mongodb_url, destination=destination, artifacts_bucket=artifacts_bucket,
         databases=list(db or []), compression=compression, parallel=parallel, break_lock=break_lock,
-        lock_stale_after=lock_stale_after)
-    m = _run(rep, lambda: engine_backup.run(opts, rep))
+        lock_stale_after=lock_stale_after, keyring=_run(rep, _keyring, obs), mender_secrets=mender_secrets,
+        mender_namespace=mender_namespace)
+    m = _run(rep, lambda: engine_backup.run(opts, rep), obs)
+    obs.succeeded(archive_bytes=m.archive.size, documents=m.document_count, artifacts=len(m.artifacts),
+                  artifacts_copied=opts.stats.get("artifacts_copied", 0),
+                  artifact_bytes_copied=opts.stats.get("artifact_bytes_copied", 0))
 
     def retention() -> None:   # after a successful backup, under a lock of its own
         try:
@@ -127,11 +160,17 @@ def backup(
                                     f"{err}", exit_code=err.exit_code) from None
 
     if not policy.empty:
-        _run(rep, retention)
+        _run(rep, retention, obs)
+    fp = m.encryption.key_fingerprint if m.encryption else None
+    pushed = obs.finish(0)
     rep.result({"id": m.id, "databases": sorted(m.databases), "documents": m.document_count,
-                "archive_size": m.archive.size, "artifacts": len(m.artifacts)},
+                "archive_size": m.archive.size, "artifacts": len(m.artifacts), "key_fingerprint": fp,
+                "mender_secrets": m.mender_secrets.secrets if m.mender_secrets else None,
+                "metrics_pushed": pushed},
                f"backup {m.id} complete: {m.document_count} documents in {len(m.databases)} databases, "
-               f"archive {human_bytes(m.archive.size)}, {len(m.artifacts)} artifacts")
+               f"archive {human_bytes(m.archive.size)}, {len(m.artifacts)} artifacts"
+               + (f", encrypted with key {fp}" if fp else "")
+               + (f", Secrets {', '.join(m.mender_secrets.secrets)}" if m.mender_secrets else ""))
 
 
 @app.command()
@@ -155,6 +194,14 @@ def restore(
         "--drop", help="Replace the collections this backup holds if they exist. Nothing else is dropped.")] = False,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Print what would be dropped, created and copied; change nothing.")] = False,
+    secrets: Annotated[bool, typer.Option(
+        "--secrets", help="Also put the backup's Mender key Secrets back (Kubernetes API, kubeconfig as "
+                          "kubectl's). Live Secrets holding other keys are refused unless --overwrite-secrets.")] = False,
+    overwrite_secrets: Annotated[bool, typer.Option(
+        "--overwrite-secrets", help="With --secrets: replace live Secrets that hold other keys.")] = False,
+    secrets_namespace: Annotated[str, typer.Option(
+        "--secrets-namespace", envvar="MENDER_BACKUP_MENDER_NAMESPACE", show_envvar=True, show_default=False,
+        help="With --secrets: the namespace to write them to. Default: the one they were read from.")] = "",
     json_out: JsonOut = False, quiet: Quiet = False,
 ) -> None:
     """Restore a backup into MongoDB and an artifact bucket, then verify it.
@@ -169,7 +216,9 @@ def restore(
     register_url_secrets(mongodb_url)
     opts = engine_restore.RestoreOptions(
         mongodb_url=mongodb_url, backup_id=backup_id, source=source, archive=archive,
-        artifacts_bucket=artifacts_bucket, databases=list(db or []), drop=drop, dry_run=dry_run)
+        artifacts_bucket=artifacts_bucket, databases=list(db or []), drop=drop, dry_run=dry_run,
+        keyring=_run(rep, _keyring), secrets=secrets, overwrite_secrets=overwrite_secrets,
+        secrets_namespace=secrets_namespace)
     summary = _run(rep, lambda: engine_restore.run(opts, rep))
     rep.result(summary, engine_restore.describe(summary))
 
@@ -188,6 +237,10 @@ def list_(destination: Destination = "", json_out: JsonOut = False) -> None:
         return [e.as_dict() for e in catalog.scan(store)]
 
     rows = _run(rep, body)
+    keyring = _run(rep, _keyring)
+    for r in rows:      # which backups the key(s) given can read (manifests are never encrypted)
+        if r.get("encryption"):
+            r["encryption"]["key_available"] = keyring.find(r["encryption"]["key_fingerprint"]) is not None
     rep.result(rows, backups_table(rows))
 
 
@@ -197,17 +250,76 @@ def verify(
     destination: Destination = "",
     deep: Annotated[bool, typer.Option(
         "--deep", help="Also read the whole archive: structure, CRCs, counts and content digests.")] = False,
+    restore_into: Annotated[str, typer.Option(
+        "--restore-into", envvar="MENDER_BACKUP_VERIFY_MONGODB_URL", show_envvar=True, show_default=False,
+        help="Test restore: restore the backup into this scratch MongoDB (databases mbv_<random>_<name>), "
+             "verify it, drop what it made, record the verdict next to the backup. Prefer the environment "
+             "variable: arguments are visible to other users.")] = "",
+    restore_artifacts_into: Annotated[str, typer.Option(
+        "--restore-artifacts-into", envvar="MENDER_BACKUP_VERIFY_ARTIFACTS_BUCKET", show_envvar=True,
+        show_default=False, help="With --restore-into: also copy every artifact into this scratch bucket "
+                                 "(under the same unique prefix, removed after) and check it.")] = "",
     json_out: JsonOut = False, quiet: Quiet = False,
 ) -> None:
-    """Check a backup's archive checksum and artifacts (and, with --deep, its contents)."""
+    """Check a backup's archive checksum and artifacts (and, with --deep, its contents;
+    with --restore-into, restore it into a scratch MongoDB and verify that)."""
+    from .engine import trial_restore
     from .engine import verify as engine_verify
     from .stores import destination_store
 
     rep = _reporter(json_out, quiet)
-    result = _run(rep, lambda: engine_verify.run(destination_store(destination), backup_id, deep, rep))
+    register_url_secrets(restore_into)
+    obs = _observer("verify", destination, rep)
+    keyring = _run(rep, _keyring, obs)
+    if restore_into:
+        result = _run(rep, lambda: trial_restore.run(destination, backup_id, restore_into, rep, keyring,
+                                                     restore_artifacts_into or None), obs)
+        obs.succeeded(documents=result["documents"], collections=result["collections"])
+        result["metrics_pushed"] = obs.finish(0)
+        rep.result(result, f"test restore of backup {result['id']} passed: {result['documents']} documents in "
+                           f"{result['collections']} collections restored into {result['scratch_prefix']}*, "
+                           f"verified against the manifest"
+                   + (f", {result['artifacts_checked']} artifacts copied and checked"
+                      if "artifacts_checked" in result else "")
+                   + "; scratch databases dropped" + ("; verdict recorded" if result.get("recorded") else ""))
+        return
+    result = _run(rep, lambda: engine_verify.run(destination_store(destination), backup_id, deep, rep, keyring),
+                  obs)
+    obs.succeeded(documents=result.get("documents"), collections=result.get("collections"))
+    result["metrics_pushed"] = obs.finish(0)
+    enc = result.get("encryption")
     rep.result(result, f"backup {result['id']} is intact"
                + (f": {result['documents']} documents in {result['collections']} collections re-read"
-                  if deep else " (checksums; --deep re-reads the contents)"))
+                  if deep else " (checksums; --deep re-reads the contents)")
+               + (f"\nencrypted with key {enc['key_fingerprint']} ({enc['algorithm']}); every segment authenticated"
+                  if enc else "")
+               + (f"\nMender secrets: {', '.join(result['mender_secrets'])}" if result.get("mender_secrets") else ""))
+
+
+key_app = typer.Typer(help="Encryption keys: make one, or show which keys are configured (fingerprints only).",
+                      no_args_is_help=True)
+app.add_typer(key_app, name="key")
+
+
+@key_app.command("generate")
+def key_generate() -> None:
+    """Print a new random key (base64 of 32 bytes) on stdout, its fingerprint on stderr.
+    Store it in a Kubernetes Secret or a 0600 file; it is never needed on a command line."""
+    from .format.encryption import Key
+    k = Key.generate()
+    typer.echo(k.to_base64())
+    typer.echo(f"fingerprint {k.fingerprint}", err=True)
+
+
+@key_app.command("show")
+def key_show(json_out: JsonOut = False) -> None:
+    """The fingerprints of the keys in MENDER_BACKUP_ENCRYPTION_KEY(_FILE), the first being the
+    one new backups are encrypted with. `verify` and `list` print the fingerprint a backup needs."""
+    rep = _reporter(json_out, False)
+    keyring = _run(rep, _keyring)
+    fps = keyring.fingerprints
+    rep.result({"keys": fps}, "\n".join(f"{fp}  {'encrypts new backups, reads' if i == 0 else 'reads'}"
+                                        for i, fp in enumerate(fps)) or "no encryption key configured")
 
 
 @app.command()

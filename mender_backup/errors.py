@@ -9,12 +9,12 @@ EXIT_USAGE = 2         # bad input: flags, URLs, values files
 EXIT_NOT_FOUND = 3     # unknown backup id, missing manifest, unknown release
 EXIT_CONFLICT = 4      # lock held, non-empty target without --drop
 EXIT_INTEGRITY = 5     # checksum, count or digest mismatch; corrupt archive
-EXIT_UNREACHABLE = 6   # cannot connect or authenticate
+EXIT_UNREACHABLE = 6   # cannot connect or authenticate; encryption key missing or wrong
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok; 1 failed; 2 bad input; 3 not found; 4 conflict "
     "(lock held, target not empty); 5 integrity check failed; 6 cannot connect "
-    "or authenticate; 143 terminated by SIGTERM (cleaned up)."
+    "or authenticate, or the encryption key is missing or wrong; 143 terminated by SIGTERM (cleaned up)."
 )
 
 
@@ -45,3 +45,7 @@ class IntegrityError(MenderBackupError):
 
 class UnreachableError(MenderBackupError):
     exit_code = EXIT_UNREACHABLE
+
+
+class EncryptionKeyError(UnreachableError):
+    """An encrypted backup and no key for it (none given, or not the one it needs)."""

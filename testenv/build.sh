@@ -147,4 +147,74 @@ mongo_tools() {
   done
 }
 mongo_tools
+
+# Prometheus Pushgateway, for the metrics tests (issue 13). Like FerretDB, `go install
+# pkg@version` is refused (the proxy will not list its versions): built in a wrapper
+# module, the version stamped in as its release build does.
+PUSHGATEWAY_VERSION="v1.11.1"
+pushgateway_in_wrapper() {
+  local out="$1" ver="$2" pkg=github.com/prometheus/pushgateway
+  go get -tool "$pkg@$ver"
+  go build -trimpath -ldflags="-s -w -X github.com/prometheus/common/version.Version=${ver#v}" -o "$BIN/$out" "$pkg"
+  "$BIN/$out" --version 2>&1 | grep -q "version ${ver#v}"
+}
+in_wrapper pushgateway "github.com/prometheus/pushgateway@$PUSHGATEWAY_VERSION" pushgateway_in_wrapper pushgateway "$PUSHGATEWAY_VERSION" || status=1
+
+# The alerts of the chart's PrometheusRule (issue 13): Prometheus's own rule parser
+# (model/rulefmt: structure, PromQL, templates, as `promtool check rules` runs it, without
+# promtool's service-discovery dependencies), and prometheus-operator's PrometheusRule CRD,
+# which the tests install into the kube-apiserver so that it validates the rendered object.
+PROMETHEUS_VERSION="v0.316.0"              # the Go module version of Prometheus v3.16
+PROMETHEUS_OPERATOR_VERSION="v0.89.0"
+rules_check_in_wrapper() {
+  local out="$1" ver="$2"
+  cat >main.go <<'GO'
+// rules-check FILE...: Prometheus's rule-file parser, as `promtool check rules` runs it.
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/rulefmt"
+	"github.com/prometheus/prometheus/promql/parser"
+)
+
+func main() {
+	status := 0
+	for _, f := range os.Args[1:] {
+		groups, errs := rulefmt.ParseFile(f, false, model.UTF8Validation, parser.NewParser(parser.Options{}),
+			slog.New(slog.NewTextHandler(os.Stderr, nil)))
+		for _, err := range errs {
+			fmt.Fprintln(os.Stderr, err)
+			status = 1
+		}
+		if len(errs) == 0 {
+			n := 0
+			for _, g := range groups.Groups {
+				n += len(g.Rules)
+			}
+			fmt.Printf("%s: SUCCESS: %d rules found\n", f, n)
+		}
+	}
+	os.Exit(status)
+}
+GO
+  go get "github.com/prometheus/prometheus@$ver"
+  go mod tidy
+  go build -trimpath -ldflags="-s -w" -o "$BIN/$out" .
+}
+in_wrapper rules-check "github.com/prometheus/prometheus/model/rulefmt@$PROMETHEUS_VERSION" \
+  rules_check_in_wrapper rules-check "$PROMETHEUS_VERSION" || status=1
+prometheusrule_crd() {
+  local out="$BIN/prometheusrules.crd.yaml" dir
+  if [[ -f "$out" ]]; then echo "ok     prometheusrules.crd.yaml (cached)"; return 0; fi
+  dir="$(go mod download -json "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION" \
+         | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$/\1/p')"
+  cp "$dir/example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml" "$out" && chmod 644 "$out" \
+    && echo "copied prometheusrules.crd.yaml (prometheus-operator $PROMETHEUS_OPERATOR_VERSION)"
+}
+prometheusrule_crd || status=1
 exit $status

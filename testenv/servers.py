@@ -198,3 +198,29 @@ def start_ferretdb(workdir: Path, port: int | None = None, user: str | None = No
 
 def remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
+
+
+@dataclass
+class Pushgateway(_Restartable):
+    """The Prometheus Pushgateway the tool pushes its metrics to (issue 13)."""
+    server: Server
+    url: str
+
+    def ready(self) -> bool:
+        with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as r:
+            return r.status == 200
+
+    def groups(self) -> list[dict]:
+        """Every pushed group, read back over its HTTP API (/api/v1/metrics)."""
+        import json
+        with urllib.request.urlopen(f"{self.url}/api/v1/metrics", timeout=5) as r:
+            return json.loads(r.read())["data"]
+
+
+def start_pushgateway(workdir: Path) -> Pushgateway:
+    port = free_port()
+    cmd = [str(tool("pushgateway")), f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"]
+    server = _spawn("pushgateway", cmd, workdir, port)
+    pg = Pushgateway(server, f"http://127.0.0.1:{port}")
+    _wait(pg.ready, "pushgateway", server.proc, server.log)
+    return pg

@@ -62,6 +62,14 @@ def ferretdb2(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def pushgateway(tmp_path_factory):
+    _need("pushgateway")
+    server = servers.start_pushgateway(tmp_path_factory.mktemp("pushgateway"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def helm3() -> Path:
     return _need("helm3")
 

@@ -237,6 +237,10 @@ CROSS_FIELD = {
     "half-s3-credentials": (["--set", "s3.existingSecret=", "--set", "s3.accessKeyId=AK"],
                             "s3.accessKeyId and s3.secretAccessKey go together"),
     "restore-without-id": (["--set", "restore.enabled=true"], "restore.enabled needs restore.backupId"),
+    "secrets-without-encryption": (["--set", "menderSecrets.enabled=true"],
+                                   "menderSecrets.enabled needs encryption.existingSecret"),
+    "verify-without-scratch-db": (["--set", "verifyRestore.enabled=true"],
+                                  "verifyRestore.enabled needs verifyRestore.mongodb.existingSecret"),
 }
 
 
@@ -280,3 +284,42 @@ def test_schema_is_draft07_and_closed():
     assert schema["additionalProperties"] is False
     values = YAML(typ="safe").load((CHART / "values.yaml").read_text())
     assert set(values) <= set(schema["properties"])
+
+
+def test_trust_features_reach_the_workloads(helm):
+    """Encryption key, Pushgateway and webhook by reference in every workload; the Mender
+    Secrets list and an API token only in the backup CronJob; the test-restore CronJob."""
+    docs = render(helm, "-f", str(FIXTURES / "chart-values" / "values-trust.yaml"))
+    backup, verify = sorted(by_kind(docs, "CronJob"), key=lambda d: d["metadata"]["name"])
+    assert verify["metadata"]["name"] == "mender-backup-verify"
+    for doc in (backup, verify):
+        env = _env(doc)
+        assert env["MENDER_BACKUP_ENCRYPTION_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "mender-backup-key",
+                                                                                    "key": "key"}
+        assert env["MENDER_BACKUP_WEBHOOK_URL"]["valueFrom"]["secretKeyRef"] == {"name": "slack-webhook", "key": "url"}
+        assert env["MENDER_BACKUP_PUSHGATEWAY_URL"]["value"] == "http://prometheus-pushgateway.monitoring:9091"
+    b_env, v_env = _env(backup), _env(verify)
+    assert b_env["MENDER_BACKUP_MENDER_SECRETS"]["value"] == \
+        "rsa-useradm,rsa-device-auth,rsa-tenantadm?,api-gateway?,iot-manager-aes-key?"
+    assert b_env["MENDER_BACKUP_MENDER_NAMESPACE"]["value"] == "mender-prod"
+    assert _pod(backup)["automountServiceAccountToken"] is True
+    assert "MENDER_BACKUP_MENDER_SECRETS" not in v_env and _pod(verify)["automountServiceAccountToken"] is False
+    assert _pod(verify)["containers"][0]["args"] == ["verify", "latest", "--json"]
+    assert verify["spec"]["schedule"] == "30 5 * * 0" and verify["spec"]["concurrencyPolicy"] == "Forbid"
+    assert v_env["MENDER_BACKUP_VERIFY_MONGODB_URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": "scratch-mongodb", "key": "MONGO_URL"}
+    assert v_env["MENDER_BACKUP_VERIFY_ARTIFACTS_BUCKET"]["value"] == "mender-backup-scratch"
+    role = by_kind(docs, "Role")[0]
+    assert role["metadata"]["namespace"] == "mender-prod"
+    assert role["rules"][0]["resourceNames"] == ["api-gateway", "iot-manager-aes-key", "rsa-device-auth",
+                                                 "rsa-tenantadm", "rsa-useradm"]
+    assert by_kind(docs, "RoleBinding")[0]["subjects"][0]["namespace"] == "mender"
+
+
+def test_trust_features_are_off_by_default(helm):
+    docs = render(helm)
+    assert len(by_kind(docs, "CronJob")) == 1
+    assert not by_kind(docs, "Role") and not by_kind(docs, "RoleBinding") and not by_kind(docs, "PrometheusRule")
+    env = _env(by_kind(docs, "CronJob")[0])
+    assert not any(k in env for k in ("MENDER_BACKUP_ENCRYPTION_KEY", "MENDER_BACKUP_MENDER_SECRETS",
+                                      "MENDER_BACKUP_PUSHGATEWAY_URL", "MENDER_BACKUP_WEBHOOK_URL"))

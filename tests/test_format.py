@@ -8,7 +8,7 @@ import json
 import pytest
 
 from mender_backup.errors import IntegrityError
-from mender_backup.format.manifest import FORMAT_VERSION, Manifest
+from mender_backup.format.manifest import FORMAT_VERSION, PLAIN_FORMAT_VERSION, Manifest
 from tests import manifests
 from tests.cli import assert_one_line_error, result_of, run
 
@@ -27,7 +27,8 @@ def written(tmp_path_factory, ferretdb) -> dict:
 
 def test_a_written_manifest_follows_the_schema(written):
     assert manifests.problems(written["manifest"]) == []
-    assert written["manifest"]["format_version"] == FORMAT_VERSION
+    assert written["manifest"]["format_version"] == PLAIN_FORMAT_VERSION    # older readers read it
+    assert "encryption" not in written["manifest"] and "mender_secrets" not in written["manifest"]
     assert manifests.audit_tree(written["dest"]) == 1
 
 
@@ -82,3 +83,44 @@ def test_format_md_names_every_manifest_field():
     assert set(s["properties"]["artifacts"]["items"]["properties"]) == {f.name for f in fields(ArtifactEntry)}
     coll = s["properties"]["databases"]["additionalProperties"]["additionalProperties"]["properties"]
     assert set(coll) == {f.name for f in fields(CollectionEntry)}
+    from mender_backup.format.manifest import EncryptionEntry, SecretsEntry
+    assert set(s["properties"]["encryption"]["properties"]) == {f.name for f in fields(EncryptionEntry)}
+    assert set(s["properties"]["mender_secrets"]["properties"]) == {f.name for f in fields(SecretsEntry)}
+
+
+@pytest.fixture(scope="module")
+def encrypted(tmp_path_factory, ferretdb, written) -> dict:
+    """A real manifest of an encrypted backup (format 2)."""
+    from mender_backup.format.encryption import Key
+    dest = tmp_path_factory.mktemp("format-enc")
+    env = {"MONGODB_URL": ferretdb.url, "MENDER_BACKUP_DESTINATION": f"file://{dest}",
+           "MENDER_BACKUP_ENCRYPTION_KEY": Key(b"k" * 32).to_base64()}
+    bid = result_of(run("backup", "--db", "format_check", "--json", env=env))["id"]
+    return json.loads((dest / "backups" / bid / "manifest.json").read_bytes())
+
+
+def test_an_encrypted_manifest_is_format_2_and_follows_the_schema(encrypted):
+    assert manifests.problems(encrypted) == []
+    assert encrypted["format_version"] == FORMAT_VERSION == 2
+    assert encrypted["archive"]["key"].endswith(".enc")
+    assert Manifest.from_json(json.dumps(encrypted).encode(), "t").encryption.key_fingerprint == \
+        encrypted["encryption"]["key_fingerprint"]
+
+
+@pytest.mark.parametrize("breakage", [
+    lambda m: m.update(format_version=1),                               # an old reader would misread it
+    lambda m: m["archive"].update(key="mongodb.archive.zst"),
+    lambda m: m["encryption"].update(key_fingerprint="the key itself"),
+    lambda m: m["encryption"].update(algorithm="rot13"),
+    lambda m: m.pop("encryption"),
+])
+def test_the_schema_rejects_a_broken_encrypted_manifest(encrypted, breakage):
+    m = json.loads(json.dumps(encrypted))
+    breakage(m)
+    assert manifests.problems(m)
+
+
+def test_a_reader_refuses_encryption_in_a_format_1_manifest(encrypted):
+    m = dict(encrypted, format_version=1)
+    with pytest.raises(IntegrityError, match="encrypted parts in format_version 1"):
+        Manifest.from_json(json.dumps(m).encode(), "t")

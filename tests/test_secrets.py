@@ -12,6 +12,8 @@ from testenv import mender_data
 from tests.cli import run
 
 MONGO_PASSWORD = "Mongo-Pa55word-zq9"
+ENCRYPTION_KEY = "c2VjcmV0LWtleS1vZi0zMi1ieXRlcy1leGFjdGx5ISE="      # base64 of 32 bytes
+WEBHOOK_TOKEN = "T0SECRET/B0SECRET/webhook-Token-4411"
 
 
 def test_redact_url_and_scrub():
@@ -29,9 +31,11 @@ def test_no_secret_in_output_manifest_or_process_arguments(new_ferretdb, minio, 
     mender_data.seed_bucket(minio.client(), bucket, count=5)
     url = mongo.url
     assert MONGO_PASSWORD in url
-    secrets = [MONGO_PASSWORD, minio.secret_key]
+    secrets = [MONGO_PASSWORD, minio.secret_key, ENCRYPTION_KEY, WEBHOOK_TOKEN]
     e = {**minio.env(), "MONGODB_URL": url, "MENDER_BACKUP_DESTINATION": f"file://{tmp_path}/dest",
-         "MENDER_BACKUP_ARTIFACTS_BUCKET": bucket}
+         "MENDER_BACKUP_ARTIFACTS_BUCKET": bucket, "MENDER_BACKUP_ENCRYPTION_KEY": ENCRYPTION_KEY,
+         # nothing listens there: the failures below warn about it, never naming it
+         "MENDER_BACKUP_WEBHOOK_URL": f"http://127.0.0.1:9/services/{WEBHOOK_TOKEN}"}
 
     seen_args: list[str] = []
     stop = threading.Event()

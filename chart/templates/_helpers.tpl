@@ -74,6 +74,15 @@ source per credential, so a typo cannot silently run a backup without one.
 {{- if and $v.restore.mongodb.url $v.restore.mongodb.existingSecret }}
 {{- fail "restore.mongodb: set either url or existingSecret, not both" }}
 {{- end }}
+{{- if and $v.menderSecrets.enabled (not $v.encryption.existingSecret) }}
+{{- fail "menderSecrets.enabled needs encryption.existingSecret: Mender's keys are only stored encrypted" }}
+{{- end }}
+{{- if and $v.menderSecrets.enabled (not (concat $v.menderSecrets.required $v.menderSecrets.optional)) }}
+{{- fail "menderSecrets.enabled needs at least one Secret name in menderSecrets.required or .optional" }}
+{{- end }}
+{{- if and $v.verifyRestore.enabled (not $v.verifyRestore.mongodb.existingSecret) }}
+{{- fail "verifyRestore.enabled needs verifyRestore.mongodb.existingSecret (a Secret with the scratch MongoDB URL)" }}
+{{- end }}
 {{- with $v.mongodb.url }}
 MONGODB_URL: {{ . | b64enc | quote }}
 {{- end }}
@@ -189,9 +198,31 @@ any run can live, the next scheduled run breaks it instead of failing until some
   value: {{ . | toString | quote }}
 {{- end }}
 {{- end }}
+{{- with $v.encryption.existingSecret }}
+{{ include "mender-backup.secretEnv" (dict "name" "MENDER_BACKUP_ENCRYPTION_KEY" "secret" . "key" $v.encryption.existingSecretKey) }}
+{{- end }}
+{{- with $v.metrics.pushgateway.url }}
+- name: MENDER_BACKUP_PUSHGATEWAY_URL
+  value: {{ . | quote }}
+{{- end }}
+{{- with $v.notifications.webhook.existingSecret }}
+{{ include "mender-backup.secretEnv" (dict "name" "MENDER_BACKUP_WEBHOOK_URL" "secret" . "key" $v.notifications.webhook.existingSecretKey) }}
+{{- end }}
 {{- with $v.extraEnv }}
 {{ toYaml . }}
 {{- end }}
+{{- end }}
+
+{{/* The Secret names the backup stores ("name" required, "name?" optional) and the namespace. */}}
+{{- define "mender-backup.menderSecretsNamespace" -}}
+{{- .Values.menderSecrets.namespace | default .Release.Namespace }}
+{{- end }}
+
+{{- define "mender-backup.menderSecretNames" -}}
+{{- $names := list }}
+{{- range .Values.menderSecrets.required }}{{ $names = append $names . }}{{ end }}
+{{- range .Values.menderSecrets.optional }}{{ $names = append $names (printf "%s?" .) }}{{ end }}
+{{- join "," $names }}
 {{- end }}
 
 {{/*
@@ -202,7 +233,7 @@ argument list (the image's ENTRYPOINT is `mender-backup`), .extraEnv extra env.
 {{- $ := .root }}
 {{- $v := $.Values }}
 serviceAccountName: {{ include "mender-backup.serviceAccountName" $ }}
-automountServiceAccountToken: {{ $v.automountServiceAccountToken }}
+automountServiceAccountToken: {{ or $v.automountServiceAccountToken .kubeApi false }}
 restartPolicy: Never
 {{- with $v.imagePullSecrets }}
 imagePullSecrets:

@@ -9,17 +9,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from .. import __version__
-from ..format import compression
+from ..format import compression, encryption
 from ..format.archive import ArchiveWriter, CollectionMetadata, Header
 from ..format.digest import CollectionDigest, HashingWriter
 from ..format.layout import ARCHIVE, ARTIFACTS, MANIFEST, backup_key, backup_prefix, new_id
-from ..format.manifest import ArchiveEntry, CollectionEntry, Manifest
+from ..format.manifest import FORMAT_VERSION, ArchiveEntry, CollectionEntry, EncryptionEntry, Manifest
 from ..format.metadata import CollectionSpec
 from ..mongo import client as mongo_client
 from ..mongo import collections as mongo
 from ..output import Reporter
 from ..stores import Store, bucket_store, destination_store
-from . import artifacts, mender
+from . import artifacts, mender, mender_secrets
 from .lock import STALE_AFTER_SECONDS, Lock
 
 
@@ -33,6 +33,10 @@ class BackupOptions:
     parallel: int = 4
     break_lock: bool = False
     lock_stale_after: float = STALE_AFTER_SECONDS
+    keyring: encryption.Keyring | None = None      # its first key encrypts the backup; none: plain
+    mender_secrets: str = ""                       # Secret names to store (format/secrets_bundle.py)
+    mender_namespace: str = ""                     # where they are; default: the kube context's
+    stats: dict = field(default_factory=dict)      # filled in: what the run did (for metrics)
 
 
 def _dump(client, infos: list[CollectionSpec], writer: ArchiveWriter, parallel: int,
@@ -99,6 +103,7 @@ def run(opts: BackupOptions, reporter: Reporter) -> Manifest:
     dest.check()
     if source_bucket:
         source_bucket.check()
+    bundle = _collect_secrets(opts, reporter)     # before the long dump: a missing key Secret fails fast
 
     backup_id = new_id()
     started = datetime.now(timezone.utc)
@@ -108,7 +113,7 @@ def run(opts: BackupOptions, reporter: Reporter) -> Manifest:
         if n:
             reporter.info(f"aborted {n} unfinished upload(s) left by an earlier run")
         try:
-            return _backup(opts, reporter, dest, source_bucket, client, backup_id, started, comp, lock)
+            return _backup(opts, reporter, dest, source_bucket, client, backup_id, started, comp, lock, bundle)
         except BaseException:
             # nothing half-written: the archive of a failed backup goes (best effort)
             with contextlib.suppress(Exception):
@@ -116,20 +121,37 @@ def run(opts: BackupOptions, reporter: Reporter) -> Manifest:
             raise
 
 
+def _collect_secrets(opts: BackupOptions, reporter: Reporter):
+    from ..format.secrets_bundle import parse_names
+    from ..kube.connection import Kube
+    required, optional = parse_names(opts.mender_secrets)
+    if not required + optional:
+        return None
+    mender_secrets.require_encryption(required + optional, opts.keyring)
+    kube = Kube.from_env()
+    return mender_secrets.collect(kube, opts.mender_namespace or kube.namespace, required, optional, reporter)
+
+
+def _sealed(out, key: encryption.Key | None, context: str):
+    return encryption.encryptor(out, key, context) if key else contextlib.nullcontext(out)
+
+
 def _backup(opts: BackupOptions, reporter: Reporter, dest: Store, source_bucket: Store | None, client,
-            backup_id: str, started: datetime, comp: str, lock: Lock) -> Manifest:
+            backup_id: str, started: datetime, comp: str, lock: Lock, bundle=None) -> Manifest:
     dbs = mongo_client.list_databases(client, opts.databases or None)
     infos = [i for db in dbs for i in mongo.specs(client, db)]
     server_version = mongo_client.server_version(client)
     reporter.info(f"backup {backup_id}: {len(dbs)} database(s), {len(infos)} collection(s) from MongoDB "
                   f"{server_version} to {dest}", backup_id=backup_id, databases=dbs)
 
-    archive_key = backup_key(backup_id, ARCHIVE + compression.EXTENSIONS[comp])
+    key = opts.keyring.current if opts.keyring else None
+    archive_key = backup_key(backup_id, ARCHIVE + compression.EXTENSIONS[comp] + (encryption.EXTENSION if key else ""))
     with dest.open_write(archive_key) as raw_out:
         hashing = HashingWriter(raw_out)
         # one thread: our CPU is a few % of a dump (the server sets the pace), and zstd's
-        # worker threads each buffer whole jobs: ~40 MiB more peak memory for nothing
-        with compression.compressor(hashing, comp) as z:
+        # worker threads each buffer whole jobs: ~40 MiB more peak memory for nothing;
+        # compressed, then encrypted (ciphertext does not compress)
+        with _sealed(hashing, key, f"archive:{backup_id}") as sealed, compression.compressor(sealed, comp) as z:
             writer = ArchiveWriter(z)
             writer.write_prelude(
                 Header(concurrent_collections=opts.parallel, server_version=server_version,
@@ -154,6 +176,7 @@ def _backup(opts: BackupOptions, reporter: Reporter, dest: Store, source_bucket:
                       f"copying {len(p.to_copy)} ({p.bytes} bytes)",
                       artifacts=len(source), artifacts_copied=len(p.to_copy), artifact_bytes_copied=p.bytes)
         artifacts.copy(source_bucket, "", dest, ARTIFACTS, p.to_copy, reporter, "copying artifacts")
+        opts.stats.update(artifacts_copied=len(p.to_copy), artifact_bytes_copied=p.bytes)
         artifact_entries = artifacts.entries(source)
 
     manifest = Manifest(
@@ -164,6 +187,11 @@ def _backup(opts: BackupOptions, reporter: Reporter, dest: Store, source_bucket:
         artifacts=artifact_entries,
         mender={**mender.release_from_env(), "migrations": mender.migration_versions(client, dbs)},
     )
+    if key:
+        manifest.format_version = FORMAT_VERSION
+        manifest.encryption = EncryptionEntry(encryption.ALGORITHM, key.fingerprint)
+        if bundle is not None:
+            manifest.mender_secrets = mender_secrets.store_bundle(dest, backup_id, bundle, key)
     # the manifest is the commit point: written last, in one piece, after all else is durable,
     # and only while we still hold the lock
     dest.sync()

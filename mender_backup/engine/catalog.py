@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ..errors import NotFoundError, UsageError
-from ..format.layout import BACKUPS, MANIFEST, backup_key, backup_prefix, id_time
+from ..format.layout import BACKUPS, MANIFEST, VERIFIED, backup_key, backup_prefix, id_time
 from ..format.manifest import Manifest
 from ..stores import Store
 
@@ -20,6 +20,11 @@ class BackupEntry:
     size: int                          # bytes stored under backups/<id>/
     manifest: Manifest | None          # None: incomplete (no manifest) or unreadable
     problem: str = ""
+    verified: dict | None = None       # the last test restore's verdict (verified.json)
+
+    @property
+    def passed_verification(self) -> bool:
+        return self.complete and bool(self.verified) and self.verified.get("result") == "passed"
 
     @property
     def complete(self) -> bool:
@@ -36,6 +41,11 @@ class BackupEntry:
             "documents": m.document_count if m else None,
             "artifacts": len(m.artifacts) if m else None,
             "complete": self.complete,
+            "encryption": ({"algorithm": m.encryption.algorithm, "key_fingerprint": m.encryption.key_fingerprint}
+                           if m and m.encryption else None),
+            "mender_secrets": m.mender_secrets.secrets if m and m.mender_secrets else None,
+            "verified": ({k: self.verified.get(k) for k in ("result", "verified_at", "method")}
+                         if self.verified else None),
             **({"problem": self.problem} if self.problem else {}),
         }
 
@@ -44,6 +54,7 @@ def scan(store: Store) -> list[BackupEntry]:
     """Every backup folder at the destination, oldest first, complete or not."""
     sizes: dict[str, int] = {}
     has_manifest: set[str] = set()
+    has_verdict: set[str] = set()
     for obj in store.list(BACKUPS):
         parts = obj.key[len(BACKUPS):].split("/", 1)
         if len(parts) != 2:
@@ -52,6 +63,8 @@ def scan(store: Store) -> list[BackupEntry]:
         sizes[bid] = sizes.get(bid, 0) + obj.size
         if name == MANIFEST:
             has_manifest.add(bid)
+        elif name == VERIFIED:
+            has_verdict.add(bid)
     out = []
     for bid in sorted(sizes):
         manifest, problem = None, ""
@@ -65,8 +78,18 @@ def scan(store: Store) -> list[BackupEntry]:
         # the manifest's start time is exact; the id's is to the second (two backups in one
         # second would otherwise sort by their random suffix)
         when = _started(manifest) or id_time(bid)
-        out.append(BackupEntry(bid, when, sizes[bid], manifest, problem))
+        out.append(BackupEntry(bid, when, sizes[bid], manifest, problem,
+                               _verdict(store, bid) if manifest and bid in has_verdict else None))
     return sorted(out, key=lambda e: (e.time is None, e.time or datetime.min, e.id))
+
+
+def _verdict(store: Store, bid: str) -> dict | None:
+    import json
+    try:
+        v = json.loads(store.get_bytes(backup_key(bid, VERIFIED)))
+        return v if isinstance(v, dict) else None
+    except Exception:       # an unreadable verdict is no verdict
+        return None
 
 
 def _started(manifest: Manifest | None) -> datetime | None:

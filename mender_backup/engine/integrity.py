@@ -12,6 +12,7 @@ from ..errors import IntegrityError
 from ..format import compression
 from ..format.archive import ArchiveReader, Prelude
 from ..format.digest import CollectionDigest, HashingReader
+from ..format.encryption import Keyring, decryptor
 from ..format.layout import backup_key
 from ..format.manifest import Manifest
 from ..output import Reporter
@@ -20,14 +21,65 @@ from ..stores import Store
 Namespace = tuple[str, str]
 
 
-def check_sha256(store: Store, manifest: Manifest, reporter: Reporter) -> None:
+def require_key(manifest: Manifest, keyring: Keyring | None) -> None:
+    """An encrypted backup and no key for it: one line naming the key it needs (exit 6),
+    before a byte is read."""
+    if manifest.encryption:
+        (keyring or Keyring([])).require(manifest.encryption.key_fingerprint, f"backup {manifest.id}")
+
+
+def check_sha256(store: Store, manifest: Manifest, reporter: Reporter, keyring: Keyring | None = None) -> None:
+    """The stored archive against the manifest's sha256 and size; an encrypted one is
+    also decrypted in the same read, so every segment is authenticated (the key is
+    right and nothing was changed) before a restore writes anything."""
+    require_key(manifest, keyring)
     key = backup_key(manifest.id, manifest.archive.key)
+    auth_error: IntegrityError | None = None
     with contextlib.closing(store.open_read(key)) as f, \
             reporter.progress(f"checking archive of {manifest.id}", total=manifest.archive.size) as prog:
         h = HashingReader(f)
-        while chunk := h.read(1 << 20):
-            prog.advance(len(chunk))
-    check_digest(manifest, h)
+        counted = _Counting(h, prog)
+        if manifest.encryption:
+            try:
+                plain = decryptor(counted, keyring, archive_context(manifest), f"archive of backup {manifest.id}",
+                                  manifest.encryption.key_fingerprint)
+                while plain.read(1 << 20):
+                    pass
+            except IntegrityError as exc:
+                auth_error = exc
+        while counted.read(1 << 20):
+            pass
+    check_digest(manifest, h)          # a changed byte is reported as a checksum mismatch first
+    if auth_error is not None:
+        raise auth_error
+
+
+class _Counting:
+    def __init__(self, inner, prog):
+        self._inner, self._prog = inner, prog
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._inner.read(n)
+        self._prog.advance(len(data))
+        return data
+
+    def close(self) -> None:
+        pass
+
+
+def archive_context(manifest: Manifest) -> str:
+    """What an encrypted archive is bound to (docs/FORMAT.md, "Encryption")."""
+    return f"archive:{manifest.id}"
+
+
+def open_archive(store: Store, manifest: Manifest, keyring: Keyring | None) -> BinaryIO:
+    """The archive's compressed bytes: decrypted (and authenticated) when it is encrypted."""
+    f = store.open_read(backup_key(manifest.id, manifest.archive.key))
+    if not manifest.encryption:
+        return f
+    require_key(manifest, keyring)
+    return decryptor(f, keyring, archive_context(manifest), f"archive of backup {manifest.id}",
+                     manifest.encryption.key_fingerprint)
 
 
 def check_digest(manifest: Manifest, h: HashingReader) -> None:

@@ -26,6 +26,10 @@ def _plan(store: Store, policy: Policy, dry_run: bool) -> tuple[dict, list[str],
     entries = catalog.scan(store)
     complete = {e.id: e.time or datetime.fromtimestamp(0, timezone.utc) for e in entries if e.complete}
     reasons = keep(complete, policy)
+    # the newest backup a test restore passed is never deleted, whatever the policy says
+    verified = [e for e in entries if e.passed_verification]
+    if verified:
+        reasons.setdefault(verified[-1].id, []).append("newest verified")
     now = datetime.now(timezone.utc)
     doomed = [e.id for e in entries if e.complete and e.id not in reasons]
     stale = [e.id for e in entries if not e.complete and e.time is not None

@@ -14,6 +14,7 @@ Order of work, each step only when the one before succeeded:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from datetime import datetime, timezone
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from ..errors import ConflictError, IntegrityError, UsageError
 from ..format import compression
 from ..format.archive import ArchiveReader
+from ..format.encryption import Keyring
 from ..format.digest import CollectionDigest
 from ..format.layout import ARTIFACTS, backup_key
 from ..format.metadata import CollectionSpec
@@ -28,7 +30,7 @@ from ..mongo import client as mongo_client
 from ..mongo import collections as mongo
 from ..output import Reporter, human_bytes
 from ..stores import bucket_store, destination_store, split_object_url
-from . import artifacts, catalog, integrity
+from . import artifacts, catalog, integrity, mender_secrets
 
 INSERT_WORKERS = 4
 SEGMENT_BYTES = 4 * 1024 * 1024
@@ -44,6 +46,12 @@ class RestoreOptions:
     databases: list[str] = field(default_factory=list)
     drop: bool = False
     dry_run: bool = False
+    keyring: Keyring | None = None         # for encrypted backups
+    secrets: bool = False                  # also put Mender's key Secrets back (Kubernetes API)
+    overwrite_secrets: bool = False        # replace live Secrets that hold other keys
+    secrets_namespace: str = ""            # default: the namespace they were read from
+    db_prefix: str = ""                    # restore database X as <prefix>X (verify --restore-into)
+    skip_artifacts: bool = False           # databases only, on purpose (no warning)
 
 
 @dataclass
@@ -80,8 +88,23 @@ def _open_archive(opts: RestoreOptions, reporter: Reporter):
         raise UsageError("no backup id given (an id from `mender-backup list`, `latest`, or --archive URL)")
     store = destination_store(opts.source or "")
     manifest = catalog.resolve(store, opts.backup_id)
-    integrity.check_sha256(store, manifest, reporter)
+    integrity.check_sha256(store, manifest, reporter, opts.keyring)
     return store, backup_key(manifest.id, manifest.archive.key), manifest, None
+
+
+def _read(store, key: str, manifest, keyring: Keyring | None):
+    """The archive's compressed bytes (decrypted when the backup is encrypted)."""
+    return integrity.open_archive(store, manifest, keyring) if manifest else store.open_read(key)
+
+
+def _renamed(prefix: str, infos: list[CollectionSpec], *keyed: dict) -> list[CollectionSpec]:
+    """Databases X as <prefix>X: the specs, and (in place) every dict keyed by (db, name)."""
+    if not prefix:
+        return infos
+    for d in keyed:
+        for (db, c) in list(d):
+            d[(prefix + db, c)] = d.pop((db, c))
+    return [dataclasses.replace(i, db=prefix + i.db) for i in infos]
 
 
 def _plan(client, prelude_infos: list[CollectionSpec], counts, opts: RestoreOptions) -> Plan:
@@ -112,20 +135,22 @@ def _plan(client, prelude_infos: list[CollectionSpec], counts, opts: RestoreOpti
     return Plan(wanted, {k: counts.get(k, 0) for k in ours}, to_drop, kept)
 
 
-def _insert_all(client, stream, wanted: set[tuple[str, str]], reporter: Reporter, total: int) -> None:
+def _insert_all(client, stream, wanted: set[tuple[str, str]], reporter: Reporter, total: int,
+                prefix: str = "") -> None:
     kind, plain = compression.decompressor(stream)
     reader = ArchiveReader(plain)
     with ThreadPoolExecutor(INSERT_WORKERS) as pool, \
             reporter.progress("restoring documents", total=total or None, unit="documents") as prog:
         pending = set()
         for seg in reader.segments(SEGMENT_BYTES):
-            if (seg.db, seg.collection) not in wanted:
+            db = prefix + seg.db
+            if (db, seg.collection) not in wanted:
                 continue
             if len(pending) >= 2 * INSERT_WORKERS:          # bounded memory: wait for a slot
                 done, pending = wait(pending, return_when=FIRST_EXCEPTION)
                 for f in done:
                     prog.advance(f.result())
-            pending.add(pool.submit(mongo.insert_raw, client, seg.db, seg.collection, seg.data))
+            pending.add(pool.submit(mongo.insert_raw, client, db, seg.collection, seg.data))
         done, _ = wait(pending, return_when=FIRST_EXCEPTION)
         for f in done:
             prog.advance(f.result())
@@ -159,6 +184,9 @@ def _verify_target(client, plan: Plan, expected: dict[tuple[str, str], integrity
 
 
 def run(opts: RestoreOptions, reporter: Reporter) -> dict:
+    if opts.keyring is None:        # front ends that do not pass keys (the helm plugin): the environment's
+        from .keys import from_env
+        opts.keyring = from_env()
     client = mongo_client.connect(opts.mongodb_url)
     target_bucket = bucket_store(opts.artifacts_bucket) if opts.artifacts_bucket else None
     if target_bucket:
@@ -166,7 +194,7 @@ def run(opts: RestoreOptions, reporter: Reporter) -> dict:
     store, key, manifest, scanned = _open_archive(opts, reporter)
 
     # the prelude: cheap to read again, and the only source for vendor archives
-    with contextlib.closing(store.open_read(key)) as f:
+    with contextlib.closing(_read(store, key, manifest, opts.keyring)) as f:
         _, plain = compression.decompressor(f)
         prelude = ArchiveReader(plain).prelude
     infos = [CollectionSpec.from_json(cm.db, cm.collection, cm.metadata, cm.type) for cm in prelude.collections]
@@ -174,16 +202,23 @@ def run(opts: RestoreOptions, reporter: Reporter) -> dict:
         counts = {(db, c): e.count for db, colls in manifest.databases.items() for c, e in colls.items()}
     else:
         counts = {k: d.count for k, d in scanned.digests.items()}
-    plan = _plan(client, infos, counts, opts)
+    expected = (integrity.expected_from_manifest(manifest) if manifest
+                else integrity.expected_from_digests(scanned.digests))
+    infos = _renamed(opts.db_prefix, infos, counts, expected)
+    plan = _plan(client, infos, counts, dataclasses.replace(
+        opts, databases=[opts.db_prefix + d for d in opts.databases]))
+    secrets = _plan_secrets(opts, store, manifest)   # proven and checked before anything is written
 
     if target_bucket and manifest:
         target = artifacts.inventory(target_bucket)
         plan.artifacts = artifacts.restore_plan(manifest.artifacts, target, opts.drop)
-    elif manifest and manifest.artifacts and not target_bucket:
+    elif manifest and manifest.artifacts and not target_bucket and not opts.skip_artifacts:
         reporter.warn(f"backup holds {len(manifest.artifacts)} artifact(s) but no --artifacts-bucket was "
                       f"given: restoring the databases only")
 
     summary = {"backup": manifest.id if manifest else key, "dry_run": opts.dry_run, **plan.describe()}
+    if secrets:
+        summary["secrets"] = {"namespace": secrets[2], "actions": secrets[1]}
     if opts.dry_run:
         return summary
 
@@ -195,8 +230,8 @@ def run(opts: RestoreOptions, reporter: Reporter) -> dict:
         if (info.db, info.name) not in existing:
             mongo.create(client, info)
     wanted = {(i.db, i.name) for i in plan.namespaces if i.type == "collection"}
-    with contextlib.closing(store.open_read(key)) as f:
-        _insert_all(client, f, wanted, reporter, sum(plan.counts.values()))
+    with contextlib.closing(_read(store, key, manifest, opts.keyring)) as f:
+        _insert_all(client, f, wanted, reporter, sum(plan.counts.values()), opts.db_prefix)
     colls = [i for i in plan.namespaces if i.type == "collection"]
     for info in colls:
         mongo.create_indexes(client, info, ttl=False)
@@ -205,8 +240,6 @@ def run(opts: RestoreOptions, reporter: Reporter) -> dict:
         artifacts.copy(store, ARTIFACTS, target_bucket, "", plan.artifacts.to_copy, reporter,
                        "restoring artifacts")
 
-    expected = (integrity.expected_from_manifest(manifest) if manifest
-                else integrity.expected_from_digests(scanned.digests))
     # TTL indexes only after the comparison: the server's TTL monitor deletes expired
     # documents within a minute of their build, and would race the count
     _verify_target(client, plan, expected, reporter, ttl=False)
@@ -215,9 +248,26 @@ def run(opts: RestoreOptions, reporter: Reporter) -> dict:
         if bad:
             raise IntegrityError(f"restore verification failed: {len(bad)} artifact(s) missing or of the "
                                  f"wrong size in {target_bucket} (e.g. {bad[0]})")
+    if secrets:
+        bundle, actions, ns, kube = secrets
+        mender_secrets.apply(kube, ns, bundle, actions, manifest.id)
+        reporter.info(f"Mender secrets: {', '.join(f'{n} {a}' for n, a in actions.items())} (namespace {ns})")
     summary["expired"] = _build_ttl_indexes(client, colls, reporter)
     summary["verified"] = True
     return summary
+
+
+def _plan_secrets(opts: RestoreOptions, store, manifest):
+    """-> (bundle, name -> action, namespace, kube) or None when not asked for."""
+    if not opts.secrets:
+        return None
+    if manifest is None:
+        raise UsageError("--secrets needs a backup (a plain mongodump archive holds no Secrets)")
+    from ..kube.connection import Kube
+    bundle = mender_secrets.load(store, manifest, opts.keyring)
+    kube = Kube.from_env()
+    ns = opts.secrets_namespace or bundle.namespace
+    return bundle, mender_secrets.plan(kube, ns, bundle, opts.overwrite_secrets), ns, kube
 
 
 def _build_ttl_indexes(client, colls: list[CollectionSpec], reporter: Reporter) -> dict[str, int]:
@@ -254,6 +304,8 @@ def describe(s: dict) -> str:
     a = s["artifacts"]
     if a is not None:
         lines.append(f"  artifacts: copy {a['copy']} ({human_bytes(a['bytes'])}), {a['already_present']} already present")
+    for name, action in (s.get("secrets") or {}).get("actions", {}).items():
+        lines.append(f"  secret  {s['secrets']['namespace']}/{name}: {action}")
     if s["dry_run"]:
         lines.append("dry run: nothing was changed")
     else:

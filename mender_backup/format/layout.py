@@ -2,6 +2,7 @@
 
     backups/<id>/mongodb.archive<.ext>   the archive (mongodump format, compressed)
     backups/<id>/manifest.json           written last: without it the backup is incomplete
+    backups/<id>/verified.json           the last test restore's verdict (after the manifest)
     artifacts/<key>                      shared by all backups (incremental)
     locks/mender-backup.lock             held by a running backup or prune
 """
@@ -15,6 +16,7 @@ BACKUPS = "backups/"
 ARTIFACTS = "artifacts/"
 LOCK = "locks/mender-backup.lock"
 MANIFEST = "manifest.json"
+VERIFIED = "verified.json"
 ARCHIVE = "mongodb.archive"
 ID_FORMAT = "%Y%m%dT%H%M%SZ"
 

@@ -4,6 +4,8 @@ Restore and verify trust nothing that is not in here: the archive's sha256 and
 size, each collection's count and content digest, and the artifact inventory.
 docs/FORMAT.md has its JSON Schema and the compatibility rule readers follow:
 a manifest of a newer format_version is refused, unknown fields are ignored.
+A writer writes the lowest format_version that describes its backup: 1 for a
+plain one, 2 once anything in it is encrypted (an older reader would misread it).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from typing import Any
 
 from ..errors import IntegrityError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2          # the newest this version reads (and writes, for encrypted backups)
+PLAIN_FORMAT_VERSION = 1    # what a backup without encryption is written as: older readers read it
 
 
 @dataclass
@@ -41,6 +44,23 @@ class ArtifactEntry:
 
 
 @dataclass
+class EncryptionEntry:
+    algorithm: str           # format/encryption.py ALGORITHM
+    key_fingerprint: str     # which key the encrypted objects need (never the key)
+
+
+@dataclass
+class SecretsEntry:
+    """Mender's key Secrets, read from the Kubernetes API: an encrypted bundle."""
+    key: str                 # relative to the backup's folder
+    size: int
+    sha256: str
+    namespace: str
+    secrets: list[str] = field(default_factory=list)   # the Secrets the bundle holds
+    absent: list[str] = field(default_factory=list)    # optional names that did not exist
+
+
+@dataclass
 class Manifest:
     id: str
     created_at: str                      # ISO 8601 UTC, when the backup started
@@ -53,7 +73,9 @@ class Manifest:
     artifacts: list[ArtifactEntry] = field(default_factory=list)
     # the Mender that wrote the data: {"migrations": {db: "1.3.2"}, "chart", "chart_version", "app_version"}
     mender: dict[str, Any] = field(default_factory=dict)
-    format_version: int = FORMAT_VERSION
+    format_version: int = PLAIN_FORMAT_VERSION
+    encryption: EncryptionEntry | None = None          # format 2: the archive (and bundle) encrypted
+    mender_secrets: SecretsEntry | None = None         # format 2: always encrypted
 
     @property
     def document_count(self) -> int:
@@ -64,7 +86,11 @@ class Manifest:
         return sum(a.size for a in self.artifacts)
 
     def to_json(self) -> bytes:
-        return (json.dumps(asdict(self), indent=2, sort_keys=False) + "\n").encode()
+        d = asdict(self)
+        for name in ("encryption", "mender_secrets"):     # format 2 fields: absent from a plain backup
+            if d[name] is None:
+                del d[name]
+        return (json.dumps(d, indent=2, sort_keys=False) + "\n").encode()
 
     @classmethod
     def from_json(cls, raw: bytes, where: str) -> "Manifest":
@@ -76,6 +102,8 @@ class Manifest:
             if version > FORMAT_VERSION:
                 raise IntegrityError(f"{where}: written by a newer mender-backup (manifest format {version}; "
                                      f"this one reads up to {FORMAT_VERSION}): upgrade mender-backup")
+            if version < 2 and (d.get("encryption") or d.get("mender_secrets")):
+                raise IntegrityError(f"{where}: corrupt manifest (encrypted parts in format_version {version})")
             return cls(
                 id=d["id"], created_at=d["created_at"], finished_at=d["finished_at"],
                 tool_version=d["tool_version"], server_version=d["server_version"],
@@ -86,6 +114,8 @@ class Manifest:
                 artifacts=[_known(ArtifactEntry, a) for a in d.get("artifacts", [])],
                 mender=dict(d.get("mender") or {}),
                 format_version=version,
+                encryption=_known(EncryptionEntry, d["encryption"]) if d.get("encryption") else None,
+                mender_secrets=_known(SecretsEntry, d["mender_secrets"]) if d.get("mender_secrets") else None,
             )
         except IntegrityError:
             raise

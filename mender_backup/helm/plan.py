@@ -106,7 +106,7 @@ def _workloads(helm: Helm, kube: Kube, info: ReleaseInfo) -> list[Workload]:
 
 
 def _live(kube: Kube, ns: str, name: str, keys: tuple[str, ...]) -> dict[str, str]:
-    data = kube_secrets.read(kube, ns, name)
+    data = kube_secrets.decoded(kube, ns, name)
     return {k: data[k].decode() for k in keys if k in data}
 
 
@@ -181,7 +181,7 @@ def build(helm: Helm, kube: Kube, req: Request) -> Plan:
     kept: dict[str, str] = {}
     for svc, secret in mv.signing_keys_to_keep().items():
         try:
-            pem = kube_secrets.read(kube, ns, secret).get("private.pem")
+            pem = kube_secrets.decoded(kube, ns, secret).get("private.pem")
         except NotFoundError:
             pem = None
         if not pem:

@@ -185,7 +185,7 @@ def _save_secrets(kube: Kube, plan: Plan) -> Path:
     """The Secrets about to change, as a manifest `kubectl apply -f` restores (0600)."""
     docs = []
     for c in plan.secret_changes:
-        data = kube_secrets.read(kube, plan.namespace, c.name)
+        data = kube_secrets.decoded(kube, plan.namespace, c.name)
         docs.append(dump_yaml({"apiVersion": "v1", "kind": "Secret",
                                "metadata": {"name": c.name, "namespace": plan.namespace},
                                "data": {k: base64.b64encode(v).decode() for k, v in data.items()}}))

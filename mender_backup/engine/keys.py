@@ -1,0 +1,47 @@
+"""The encryption keys an operator gave, read from the environment (never from the
+command line: arguments are visible to every user of the machine).
+
+    MENDER_BACKUP_ENCRYPTION_KEY        one or more base64 keys, comma- or space-separated
+    MENDER_BACKUP_ENCRYPTION_KEY_FILE   a file of base64 keys, one a line (a mounted Secret)
+
+The first key encrypts new backups; every key is tried, by fingerprint, to read
+old ones: rotating is putting the new key first and keeping the old ones after it
+until the last backup made with them is pruned.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+
+from ..errors import UsageError
+from ..format.encryption import Key, Keyring
+from ..redact import register_secret
+
+ENV_KEY = "MENDER_BACKUP_ENCRYPTION_KEY"
+ENV_KEY_FILE = "MENDER_BACKUP_ENCRYPTION_KEY_FILE"
+
+
+def _parse(text: str, where: str) -> list[Key]:
+    words = [w for w in re.split(r"[\s,]+", text) if w and not w.startswith("#")]
+    for w in words:
+        register_secret(w)
+    return [Key.from_base64(w, f"{where} (key {i + 1})" if len(words) > 1 else where) for i, w in enumerate(words)]
+
+
+def from_env(env: Mapping[str, str] | None = None) -> Keyring:
+    env = os.environ if env is None else env
+    value, path = env.get(ENV_KEY, "").strip(), env.get(ENV_KEY_FILE, "").strip()
+    if value and path:
+        raise UsageError(f"set {ENV_KEY} or {ENV_KEY_FILE}, not both")
+    if path:
+        try:
+            text = open(path, encoding="utf-8").read()
+        except OSError as exc:
+            raise UsageError(f"{ENV_KEY_FILE}: cannot read {path}: {exc.strerror}") from None
+        keys = _parse(text, ENV_KEY_FILE)
+        if not keys:
+            raise UsageError(f"{ENV_KEY_FILE}: {path} holds no key")
+        return Keyring(keys)
+    return Keyring(_parse(value, ENV_KEY) if value else [])
