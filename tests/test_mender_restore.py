@@ -297,3 +297,41 @@ def test_in_place_restore_still_upgrades_so_migrations_run(mender_release, minio
     assert "values: unchanged (the upgrade still runs" in proc.stderr
     assert hx.status("mender", ns)["version"] == 2
     assert hx.values("mender", ns, 2) == hx.values("mender", ns, 1)
+
+
+def test_new_cluster_gets_the_backups_signing_keys(mender_release, helm_e2e, new_ferretdb, minio, tmp_path,
+                                                    kube_cluster):
+    """An encrypted backup holds Mender's key Secrets. Restored into a fresh installation (its
+    chart generated other keys), the release ends up with the backup's keys, so tokens
+    signed before the backup still verify."""
+    from mender_backup.format.encryption import Key
+    hx, old_ns, source, bucket, dest, _ = mender_release("helm3", "8.2.1")
+    key = Key.generate().to_base64()
+    old_keys = {n: secret(hx, old_ns, n)["private.pem"] for n in ("rsa-useradm", "rsa-device-auth")}
+    r = cli.run("backup", "--artifacts-bucket", bucket, "--json",
+                env={**minio.env(), "MONGODB_URL": source.url, "MENDER_BACKUP_DESTINATION": dest,
+                     "MENDER_BACKUP_ENCRYPTION_KEY": key, "MENDER_BACKUP_MENDER_SECRETS": "rsa-useradm,rsa-device-auth",
+                     "MENDER_BACKUP_MENDER_NAMESPACE": old_ns, "KUBECONFIG": str(kube_cluster.kubeconfig)})
+    backup_id = cli.result_of(r)["id"]
+
+    # the new cluster: a fresh install (new keys), its own backup release on the same destination
+    ns = hx.new_namespace()
+    install_mender(hx, ns, "8.2.1", mender_values("8.2.1", mongodb_url=new_ferretdb().url, minio=minio,
+                                                  bucket=bucket), tmp_path)
+    hx("-n", ns, "mender-backup", "install", "mender", "--destination", dest)
+    assert secret(hx, ns, "rsa-useradm")["private.pem"] != old_keys["rsa-useradm"]
+    target = new_ferretdb()
+    proc = hx("-n", ns, "mender-backup", "restore", "mender", "--backup", backup_id, "--mongodb-url", target.url,
+              "--yes", env={**minio.env(), "MENDER_BACKUP_ENCRYPTION_KEY": key})
+    assert "useradm.certs.key from the backup's rsa-useradm" in proc.stderr
+    for name, pem in old_keys.items():
+        assert secret(hx, ns, name)["private.pem"] == pem, name
+    assert collections(target.client()) == collections(source.client())
+    assert key not in proc.stdout + proc.stderr and "PRIVATE KEY" not in proc.stdout + proc.stderr
+
+    # without the key, the encrypted backup is refused before anything stops
+    before = workloads(hx, ns)
+    proc = hx("-n", ns, "mender-backup", "restore", "mender", "--backup", backup_id, "--mongodb-url", target.url,
+              "--drop", "--yes", env=minio.env(), check=False)
+    assert proc.returncode == 6 and "key" in plugin_error(proc)
+    assert workloads(hx, ns) == before

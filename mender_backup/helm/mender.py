@@ -112,20 +112,25 @@ class MenderValues:
             return None
         return self.get(PROXY_RULE)
 
-    def signing_keys_to_keep(self) -> dict[str, str]:
-        """service -> Secret, for each service whose key `helm upgrade` would generate anew."""
-        if self.major < 6:      # 5.x takes the keys from values only (the chart refuses without)
-            return {}
+    def signing_key_services(self) -> dict[str, str]:
+        """service -> the Secret the chart writes its signing key to, for the services the
+        release runs that take their key from values (not from a Secret of the user's)."""
         out = {}
         for svc, secret in SIGNING_KEYS.items():
             if svc == "tenantadm" and not (self.get(("global", "enterprise"), False) and self.get(("tenantadm", "enabled"), False)):
                 continue
             if svc != "tenantadm" and not self.get((svc, "enabled"), True):
                 continue
-            if self.get((svc, "certs", "key")) or self.get((svc, "certs", "existingSecret")):
-                continue
-            out[svc] = secret
+            if not self.get((svc, "certs", "existingSecret")):
+                out[svc] = secret
         return out
+
+    def signing_keys_to_keep(self) -> dict[str, str]:
+        """service -> Secret, for each service whose key `helm upgrade` would generate anew."""
+        if self.major < 6:      # 5.x takes the keys from values only (the chart refuses without)
+            return {}
+        return {svc: secret for svc, secret in self.signing_key_services().items()
+                if not self.get((svc, "certs", "key"))}
 
 
 def proxy_rule_for(rule: str, old_bucket: str, new_bucket: str) -> str | None:

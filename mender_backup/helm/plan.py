@@ -8,6 +8,7 @@ carried over, so the upgrade rotates nothing), the upgrade, and the restarts.
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass, field
 
@@ -67,7 +68,7 @@ class Plan:
     workloads: list[Workload] = field(default_factory=list)
     value_changes: dict[tuple[str, ...], object] = field(default_factory=dict)
     secret_changes: list[SecretChange] = field(default_factory=list)
-    kept_keys: dict[str, str] = field(default_factory=dict)      # service -> Secret its key came from
+    kept_keys: dict[str, str] = field(default_factory=dict)      # service -> where its signing key comes from
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -177,23 +178,6 @@ def build(helm: Helm, kube: Kube, req: Request) -> Plan:
             else:
                 notes.append(f"the storage proxy route {rule!r} does not name the bucket: left as it is")
 
-    # --- the signing keys: carried over, so the upgrade generates none
-    kept: dict[str, str] = {}
-    for svc, secret in mv.signing_keys_to_keep().items():
-        try:
-            pem = kube_secrets.decoded(kube, ns, secret).get("private.pem")
-        except NotFoundError:
-            pem = None
-        if not pem:
-            notes.append(f"{secret} has no private.pem: the upgrade generates a new {svc} key (sessions and "
-                         f"tokens it signed become invalid)")
-            continue
-        key = pem.decode()
-        register_secret(key)
-        register_secret(json.dumps(key)[1:-1])      # as it stands in the values file
-        changes[(svc, "certs", "key")] = key
-        kept[svc] = secret
-
     target_bucket = (req.bucket or old_bucket or None)
     if target_bucket:
         bucket_store(target_bucket).check()      # before anything stops
@@ -203,6 +187,9 @@ def build(helm: Helm, kube: Kube, req: Request) -> Plan:
     store = destination_store(destination)
     store.check()
     manifest = catalog.resolve(store, req.backup)
+    if manifest.encryption:      # the key it needs, here, before anything stops (exit 6 without)
+        from ..engine import keys
+        keys.from_env().require(manifest.encryption.key_fingerprint, f"backup {manifest.id}")
     client = _reach(connect)
     live = mender_info.migration_versions(client, sorted(manifest.databases))
     newer = mender_info.newer_than(manifest.mender, info.app_version, live)
@@ -214,6 +201,30 @@ def build(helm: Helm, kube: Kube, req: Request) -> Plan:
     if not mv.migrations:
         notes.append("dbmigration.enable is false in the release: the upgrade runs no migrations")
 
+    # --- the signing keys: the backup's, when it holds them (tokens signed before the backup
+    # verify after it, also on a new cluster); else the live ones, so the upgrade generates none
+    from_backup = _backup_signing_keys(store, manifest, notes)
+    regenerated = mv.signing_keys_to_keep()
+    kept: dict[str, str] = {}
+    for svc, secret in mv.signing_key_services().items():
+        key, source = from_backup.get(secret), f"the backup's {secret}"
+        if key is None and svc in regenerated:
+            try:
+                pem = kube_secrets.decoded(kube, ns, secret).get("private.pem")
+            except NotFoundError:
+                pem = None
+            if not pem:
+                notes.append(f"{secret} has no private.pem: the upgrade generates a new {svc} key (sessions and "
+                             f"tokens it signed become invalid)")
+                continue
+            key, source = pem.decode(), f"Secret {secret}"
+        if key is None:
+            continue
+        register_secret(key)
+        register_secret(json.dumps(key)[1:-1])      # as it stands in the values file
+        changes[(svc, "certs", "key")] = key
+        kept[svc] = source
+
     new_text = rewrite_values(user_text, changes) if changes else user_text
     load_values(new_text)
     return Plan(
@@ -223,6 +234,20 @@ def build(helm: Helm, kube: Kube, req: Request) -> Plan:
         user_values=user_text, new_values=new_text, chart_ref=chart_ref,
         workloads=_workloads(helm, kube, info), value_changes=changes, secret_changes=secret_changes,
         kept_keys=kept, notes=notes)
+
+
+def _backup_signing_keys(store, manifest: Manifest, notes: list[str]) -> dict[str, str]:
+    """Secret name -> private key, from the backup's (encrypted) Mender secrets bundle."""
+    from ..engine import keys, mender_secrets
+    if manifest.mender_secrets is None:
+        return {}
+    bundle = mender_secrets.load(store, manifest, keys.from_env())
+    out = {}
+    for s in bundle.secrets:
+        pem = s.data.get("private.pem")
+        if pem and s.name in mender.SIGNING_KEYS.values():
+            out[s.name] = base64.b64decode(pem).decode()
+    return out
 
 
 def _reach(url: str):

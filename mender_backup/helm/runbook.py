@@ -77,8 +77,8 @@ def show(plan: Plan, helm: Helm, say: Say, echo: Say) -> None:
     say("  4. " + " ".join(scrub(a) for a in upgrade_argv(helm, info, plan.chart_ref, "<values file>"))
         + f"  (chart {info.version} as deployed; migration Jobs "
         + ("run" if plan.mender.migrations else "disabled in the release") + ")")
-    for svc, secret in plan.kept_keys.items():
-        say(f"     {svc}.certs.key from Secret {secret}: the signing key is kept, not regenerated")
+    for svc, source in plan.kept_keys.items():
+        say(f"     {svc}.certs.key from {source}: the signing key is kept, not regenerated")
     starts = ", ".join(str(w) for w in plan.workloads)
     say(f"  5. start again as before and restart: {starts or 'nothing'}")
     for note in plan.notes:
