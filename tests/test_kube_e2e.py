@@ -3,7 +3,7 @@ and v4, against a real Kubernetes API (etcd + kube-apiserver, tests/kube.py).
 
 No kubelet or controller runs: objects are created, validated and stored by the
 API server (so helm install/upgrade/rollback are real), but no pod starts. The
-data part of a restore runs on this machine against FerretDB and MinIO, as the
+data part of a restore runs on this machine against DocumentDB and MinIO, as the
 plugin runs it. Everything is read back through the API with the admin token,
 not through our code.
 """
@@ -228,10 +228,10 @@ def _objects(s3, bucket: str) -> dict[str, int]:
             for o in p.get("Contents", [])}
 
 
-def test_restore_repoints_the_release_and_rollback_restores_it(hx, ns, new_ferretdb, minio, bucket):
+def test_restore_repoints_the_release_and_rollback_restores_it(hx, ns, new_mongodb, minio, bucket):
     s3 = minio.client()
     # the Mender installation and its backup release
-    source = new_ferretdb()
+    source = new_mongodb()
     mender_data.seed_mongo(source.client(), scale=0.1)
     mender_data.seed_bucket(s3, bucket, count=6)
     backups = f"backups-{uuid.uuid4().hex[:8]}"
@@ -247,7 +247,7 @@ def test_restore_repoints_the_release_and_rollback_restores_it(hx, ns, new_ferre
     backup_id = cli.result_of(r)["id"]
 
     # restore into a new MongoDB and a new bucket, through helm
-    target = new_ferretdb()
+    target = new_mongodb()
     new_bucket = f"restored-{uuid.uuid4().hex[:8]}"
     s3.create_bucket(Bucket=new_bucket)
     proc = hx("-n", ns, "mender-backup", "restore", "mender", "--backup", backup_id,

@@ -15,8 +15,8 @@ from tests.cli import assert_one_line_error, result_of, run, start
 
 
 @pytest.fixture
-def seeded(new_ferretdb, minio, bucket):
-    mongo = new_ferretdb()
+def seeded(new_mongodb, minio, bucket):
+    mongo = new_mongodb()
     mender_data.seed_mongo(mongo.client(), scale=0.05)
     mender_data.seed_bucket(minio.client(), bucket, count=10)
     return mongo, bucket
@@ -138,11 +138,11 @@ def test_break_stale_lock_breaks_only_a_stale_one(seeded, tmp_path):
                for ev in map(json.loads, r.stdout.splitlines()))
 
 
-def test_sigterm_cleans_up_and_releases_the_lock(new_ferretdb, tmp_path):
+def test_sigterm_cleans_up_and_releases_the_lock(new_mongodb, tmp_path):
     """Kubernetes sends SIGTERM at activeDeadlineSeconds: the run unwinds, keeps nothing."""
     import signal
     import time
-    mongo = new_ferretdb()
+    mongo = new_mongodb()
     mender_data.seed_mongo(mongo.client(), scale=4)
     dest = tmp_path / "d"
     e = {"MONGODB_URL": mongo.url, "MENDER_BACKUP_DESTINATION": f"file://{dest}"}
