@@ -57,13 +57,14 @@ lint: test-env
 	$(HOME)/.cache/mender-backup-testenv/bin/helm4 lint --strict chart/
 
 # Inside the image build there is no TLS to PyPI (and no network at all in some
-# builders): the locked wheels, hashes checked, and our own wheel come from the host.
+# builders): the locked wheels, hashes checked, and our own wheel come from the host,
+# and the build runs without a network to prove it needs none.
 image: venv
 	rm -rf $(WHEELHOUSE) && mkdir -p $(WHEELHOUSE)
 	$(PY) -m pip download --quiet --disable-pip-version-check --require-hashes -r requirements/runtime.txt \
 	  --only-binary=:all: --python-version $(IMAGE_PYTHON) --implementation cp $(PLATFORMS) -d $(WHEELHOUSE)
 	$(PY) -m pip wheel --quiet --disable-pip-version-check --no-deps -w $(WHEELHOUSE) .
-	$(ENGINE) build --build-arg BASE=$(BASE) -t $(IMAGE) .
+	$(ENGINE) build --network=none --build-arg BASE=$(BASE) -t $(IMAGE) .
 
 # The hashed lock of the runtime dependencies (the image and the helm plugin install it).
 lock: venv
