@@ -280,3 +280,18 @@ def test_schema_is_draft07_and_closed():
     assert schema["additionalProperties"] is False
     values = YAML(typ="safe").load((CHART / "values.yaml").read_text())
     assert set(values) <= set(schema["properties"])
+
+
+def test_host_network_is_a_value(helm):
+    """Off by default; on, both pods share the node's network and still resolve cluster names."""
+    def pods(*args):
+        docs = render(helm, *args)
+        (cj,) = by_kind(docs, "CronJob")
+        (job,) = by_kind(docs, "Job")
+        return [cj["spec"]["jobTemplate"]["spec"]["template"]["spec"], job["spec"]["template"]["spec"]]
+
+    restore = ("--set", "restore.enabled=true", "--set", "restore.backupId=latest")
+    for pod in pods(*restore):
+        assert "hostNetwork" not in pod and "dnsPolicy" not in pod
+    for pod in pods(*restore, "--set", "hostNetwork=true"):
+        assert pod["hostNetwork"] is True and pod["dnsPolicy"] == "ClusterFirstWithHostNet"
