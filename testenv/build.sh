@@ -14,6 +14,7 @@ CACHE="${MENDER_BACKUP_TESTENV:-$HOME/.cache/mender-backup-testenv}"
 BIN="$CACHE/bin"
 LOG="$CACHE/logs"
 mkdir -p "$BIN" "$LOG"
+: >"$LOG/times.txt"    # this run's time per part
 DEMO=0
 [[ "${1:-}" == "--demo" ]] && DEMO=1
 
@@ -366,5 +367,6 @@ if [[ $DEMO == 0 && $status == 0 ]]; then
 fi
 # leftovers of earlier layouts of this cache
 rm -rf "$CACHE/src/kube-apiserver" "$BIN"/*.unavailable
+echo "times (s): $(tr '\n' ' ' <"$LOG/times.txt")"
 if [[ $status == 0 ]]; then echo "test environment ready in $CACHE ($((SECONDS - start))s)"; fi
 exit $status
