@@ -19,7 +19,6 @@ import shutil
 import subprocess
 import threading
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -27,7 +26,7 @@ from ruamel.yaml import YAML
 
 from testenv import mender_data
 from tests import cli
-from tests.helmutil import FIXTURES, helm_run
+from tests.helmutil import FIXTURES, Helm, helm_run
 
 STAND_IN = FIXTURES / "stand-in-mender"
 VALUES = FIXTURES / "mender-values.yaml"   # a production-like values file (comments, anchors, quoting)
@@ -58,28 +57,6 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 # --- helm (with the plugin installed) pointed at the API server -------------------------------
-
-@dataclass
-class Helm:
-    name: str
-    bin: Path
-    env: dict
-    cluster: object
-
-    def __call__(self, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
-        proc = subprocess.run([str(self.bin), *args], capture_output=True, text=True,
-                              env={**self.env, **(env or {})}, stdin=subprocess.DEVNULL, timeout=300)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"helm {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-        return proc
-
-    def values(self, release: str, ns: str, revision: int) -> dict:
-        out = self("get", "values", release, "-n", ns, "--revision", str(revision), "-o", "yaml").stdout
-        return YAML(typ="safe").load(out) or {}
-
-    def status(self, release: str, ns: str) -> dict:
-        return json.loads(self("status", release, "-n", ns, "-o", "json").stdout)
-
 
 @pytest.fixture(scope="module", params=["helm3", "helm4"])
 def hx(request, kube_cluster, plugin_installs, chart_repo, tmp_path_factory) -> Helm:

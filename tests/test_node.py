@@ -10,7 +10,6 @@ through the API, objects in MinIO, the target database.
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 import urllib.parse
 import uuid
@@ -25,7 +24,7 @@ from testenv.kube import wait_for
 from testenv.node import NAME as NODE
 from tests.cli import tool_env
 from tests.faults import TcpProxy
-from tests.helmutil import CHART
+from tests.helmutil import CHART, Helm
 from tests.mender_chart import MENDER_CHART, mender_values, write_values
 
 # what our chart needs to run on this node: the image imported, never pulled; the
@@ -33,26 +32,11 @@ from tests.mender_chart import MENDER_CHART, mender_values, write_values
 NODE_VALUES = {"hostNetwork": True, "image": {"pullPolicy": "Never"}, "backoffLimit": 0}
 
 
-@dataclass
-class Helm:
-    bin: Path
-    env: dict
-    cluster: object
-    image: str      # our image, imported into the node's containerd
-
-    def __call__(self, *args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
-        r = subprocess.run([str(self.bin), *args], capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                           env={**self.env, **(env or {})}, timeout=300)
-        if check and r.returncode != 0:
-            raise AssertionError(f"helm {' '.join(args)} exited {r.returncode}:\n{r.stdout}\n{r.stderr}")
-        return r
-
-
 @pytest.fixture(scope="module")
-def hx(kube_node, image, plugin_installs) -> Helm:
+def hx(kube_node, plugin_installs) -> Helm:
     inst = plugin_installs("helm3")
     env = {k: v for k, v in tool_env(inst["env"]).items() if k not in ("HELM_NAMESPACE", "HELM_KUBECONTEXT")}
-    return Helm(inst["helm"], {**env, "KUBECONFIG": str(kube_node.kubeconfig)}, kube_node, image.ref)
+    return Helm("helm3", inst["helm"], {**env, "KUBECONFIG": str(kube_node.kubeconfig)}, kube_node)
 
 
 @dataclass
@@ -64,8 +48,8 @@ class Mender:
     mongodb: object
 
 
-def install(hx: Helm, tmp: Path, minio, mongodb, mongodb_url: str | None = None, secret_key: str | None = None,
-            **backup_values) -> Mender:
+def install(hx: Helm, image, tmp: Path, minio, mongodb, mongodb_url: str | None = None,
+            secret_key: str | None = None, **backup_values) -> Mender:
     ns = f"n-{uuid.uuid4().hex[:8]}"
     hx.cluster.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
                                                       "metadata": {"name": ns}})
@@ -77,7 +61,7 @@ def install(hx: Helm, tmp: Path, minio, mongodb, mongodb_url: str | None = None,
     hx("install", "mender", str(MENDER_CHART), "-n", ns, "-f", str(write_values(values, tmp / f"{ns}-mender.yaml")))
     ours = write_values({**NODE_VALUES, **backup_values}, tmp / f"{ns}-backup.yaml")
     hx("-n", ns, "mender-backup", "install", "mender", "--destination", f"s3://{backups}/prod",
-       "--image", hx.image, "-f", str(ours))
+       "--image", image.ref, "-f", str(ours))
     return Mender(ns, bucket, backups, mongodb)
 
 
@@ -117,26 +101,26 @@ def manifests(minio, bucket: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def backed_up(hx, minio, tmp_path_factory):
+def backed_up(hx, image, minio, tmp_path_factory):
     """A Mender installation whose backup Job has run on the node."""
     tmp = tmp_path_factory.mktemp("node-backup")
     mongo = servers.start_documentdb(tmp / "source")
     mender_data.seed_mongo(mongo.client(), scale=0.05, full_mongodb=True)
-    m = install(hx, tmp, minio, mongo)
+    m = install(hx, image, tmp, minio, mongo)
     job = run_job(hx, m.ns)
     outcome = wait_job(hx.cluster, m.ns, job)
     yield m, job, outcome
     mongo.stop()
 
 
-def test_backup_job_runs_our_image_on_the_node_and_list_shows_it(hx, backed_up, minio):
+def test_backup_job_runs_our_image_on_the_node_and_list_shows_it(hx, image, backed_up, minio):
     m, job, outcome = backed_up
     (pod,) = job_pods(hx.cluster, m.ns, job)
     log = pod_log(hx.cluster, m.ns, pod)
     assert outcome["type"] == "Complete", f"{outcome}\n{log}"
     assert pod["spec"]["nodeName"] == NODE and pod["status"]["phase"] == "Succeeded"
     (status,) = pod["status"]["containerStatuses"]
-    assert status["image"].endswith(hx.image.split("/", 1)[1])
+    assert status["image"].endswith(image.ref.split("/", 1)[1])
     assert status["state"]["terminated"]["exitCode"] == 0
     result = json.loads(log.splitlines()[-1])["result"]
     assert manifests(minio, m.backups) == [f"prod/backups/{result['id']}/manifest.json"]
@@ -164,10 +148,10 @@ def test_restore_job_of_the_chart_runs_to_completion(hx, backed_up, minio, new_m
     assert keys(new_bucket) == keys(m.bucket) != []
 
 
-def test_wrong_s3_key_is_a_failed_job_whose_log_is_one_line(hx, minio, new_mongodb, tmp_path):
+def test_wrong_s3_key_is_a_failed_job_whose_log_is_one_line(hx, image, minio, new_mongodb, tmp_path):
     mongo = new_mongodb()
     mender_data.seed_mongo(mongo.client(), scale=0.02)
-    m = install(hx, tmp_path, minio, mongo, secret_key="not-the-secret-key")
+    m = install(hx, image, tmp_path, minio, mongo, secret_key="not-the-secret-key")
     job = run_job(hx, m.ns)
     outcome = wait_job(hx.cluster, m.ns, job)
     (pod,) = job_pods(hx.cluster, m.ns, job)
@@ -181,12 +165,12 @@ def test_wrong_s3_key_is_a_failed_job_whose_log_is_one_line(hx, minio, new_mongo
 
 
 def test_run_killed_at_its_deadline_leaves_no_manifest_nor_lock_and_the_next_scheduled_run_succeeds(
-        hx, minio, new_mongodb, tmp_path):
+        hx, image, minio, new_mongodb, tmp_path):
     mongo = new_mongodb()
     mender_data.seed_mongo(mongo.client(), scale=1)
     proxy = TcpProxy(mongo.port)        # MongoDB as the pods reach it
     try:
-        m = install(hx, tmp_path, minio, mongo, mongodb_url=f"mongodb://127.0.0.1:{proxy.port}/",
+        m = install(hx, image, tmp_path, minio, mongo, mongodb_url=f"mongodb://127.0.0.1:{proxy.port}/",
                     schedule="* * * * *", activeDeadlineSeconds=30)
         proxy.stall_after = 256 << 10       # MongoDB stops answering in the middle of a collection
         killed = run_job(hx, m.ns)
