@@ -23,6 +23,7 @@ BASE = "localhost/mender-backup-base:bookworm"
 BASE_PYTHON = "3.11"                 # Debian bookworm's python3
 IMAGES = CACHE / "images"
 UID = 10001
+KEEP = 4                             # test images kept in the cache
 # what the image is built from (.dockerignore lets in only the lock and the wheels,
 # which `make image` makes from these)
 SOURCES = ("Dockerfile", ".dockerignore", "Makefile", "pyproject.toml", "README.md", "requirements/runtime.txt")
@@ -59,7 +60,7 @@ class Image:
 
 def build(log: Path) -> Image:
     """`make image` with podman on the Debian base (about 30 s), unless this checkout's
-    image is already built; older test images are removed."""
+    image is already built; only the newest test images are kept."""
     tag = f"t-{source_hash()}"
     ref, archive = f"localhost/mender-backup:{tag}", IMAGES / f"mender-backup-{tag}-oci.tar"
     if archive.exists() and podman("image", "exists", ref, check=False).returncode == 0:
@@ -72,10 +73,11 @@ def build(log: Path) -> Image:
         raise RuntimeError(f"make image exited {r.returncode}: {last[0] if last else ''} (log: {log})")
     podman("save", "--format", "oci-archive", "-o", f"{archive}.tmp", ref)
     os.replace(f"{archive}.tmp", archive)
-    for old in IMAGES.glob("mender-backup-t-*-oci.tar"):
-        if old != archive:
-            podman("rmi", f"localhost/mender-backup:{old.name[len('mender-backup-'):-len('-oci.tar')]}", check=False)
-            old.unlink()
+    # keep the newest few: other checkouts sharing the cache may be using theirs
+    builds = sorted(IMAGES.glob("mender-backup-t-*-oci.tar"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in builds[KEEP:]:
+        podman("rmi", f"localhost/mender-backup:{old.name[len('mender-backup-'):-len('-oci.tar')]}", check=False)
+        old.unlink(missing_ok=True)
     return Image(ref, archive)
 
 
