@@ -1,27 +1,28 @@
 # mender-backup image: the `mender-backup` command the chart's CronJob runs.
-# Build: make image (podman or docker), or docker build -t mender-backup:$(VERSION) .
+# Build it with `make image` (podman or docker): it first puts the locked runtime wheels
+# and our own wheel into build/wheelhouse on the host, so the build itself needs no network.
+# BASE: any image with python3 (3.11+) and its venv module; the tests use a Debian base
+# made locally from Debian's packages (tests/ENVIRONMENT.md).
+ARG BASE=python:3.12-slim
 
-# --- builder: turns the source into a wheel (build tools stay in this stage) ---
-FROM python:3.12-slim AS builder
-WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY mender_backup ./mender_backup
-RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+# --- builder: a venv with exactly the locked dependencies (hashes checked) and our wheel ---
+FROM ${BASE} AS builder
+COPY requirements/runtime.txt /tmp/runtime.txt
+COPY build/wheelhouse /wheels
+RUN python3 -m venv /opt/mender-backup \
+ && /opt/mender-backup/bin/pip install --no-cache-dir --disable-pip-version-check --no-index \
+      --find-links /wheels --require-hashes -r /tmp/runtime.txt \
+ && /opt/mender-backup/bin/pip install --no-cache-dir --disable-pip-version-check --no-index --no-deps \
+      /wheels/mender_backup-*.whl
 
-# --- final: the locked runtime dependencies and the wheel, nothing else ---
-FROM python:3.12-slim
+# --- final: the venv and an unprivileged user, nothing else (no pip cache, no wheels) ---
+FROM ${BASE}
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    HOME=/tmp
-COPY requirements/runtime.txt /tmp/runtime.txt
-COPY --from=builder /wheels /wheels
-# One layer: exact dependencies (versions and hashes from the lock), our wheel without
-# resolving again, then the unprivileged user the chart runs as.
-RUN pip install --no-cache-dir --require-hashes -r /tmp/runtime.txt \
- && pip install --no-cache-dir --no-deps /wheels/*.whl \
- && rm -rf /wheels /tmp/runtime.txt \
- && useradd --uid 10001 --user-group --no-create-home --home-dir /tmp \
+    HOME=/tmp \
+    PATH=/opt/mender-backup/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+COPY --from=builder /opt/mender-backup /opt/mender-backup
+RUN useradd --uid 10001 --user-group --no-create-home --home-dir /tmp \
       --shell /usr/sbin/nologin mender-backup
 # Numeric, so Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.
 USER 10001:10001

@@ -5,12 +5,24 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help venv test-env test demo bench lint lock clean
+# The image: `make image` with podman, else docker. BASE is any image with python3 and
+# its venv module; IMAGE_PYTHON is its Python version (the wheels are fetched for it).
+VERSION      := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' mender_backup/__init__.py)
+ENGINE       ?= $(shell command -v podman >/dev/null 2>&1 && echo podman || echo docker)
+IMAGE        ?= mender-backup:$(VERSION)
+BASE         ?= python:3.12-slim
+IMAGE_PYTHON ?= 3.12
+WHEELHOUSE   := build/wheelhouse
+# pip matches platform tags exactly: every manylinux glibc level up to the base's (2.36)
+PLATFORMS    := $(foreach v,5 12 17 24 28 31 34 35 36,--platform manylinux_2_$(v)_$(shell uname -m))
+
+.PHONY: help venv test-env test-env-demo test demo bench lint lock image clean
 
 help:
-	@echo "make demo      seed a local MongoDB (FerretDB) + MinIO, back up, wipe, restore, verify"
+	@echo "make demo      seed a local MongoDB (DocumentDB) + MinIO, back up, wipe, restore, verify"
 	@echo "make test      build the test environment and run the whole test suite"
-	@echo "make test-env  build MinIO, FerretDB, helm v3/v4, etcd, kube-apiserver (pinned) into ~/.cache/mender-backup-testenv"
+	@echo "make test-env  build the test environment (tests/ENVIRONMENT.md) into ~/.cache/mender-backup-testenv"
+	@echo "make image     build the container image (podman or docker; IMAGE, BASE, IMAGE_PYTHON)"
 	@echo "make bench     side-by-side benchmarks (not part of make test)"
 	@echo "make lint      helm lint the chart with helm v3 and v4"
 
@@ -26,10 +38,14 @@ venv: $(VENV)/.installed
 test-env:
 	bash testenv/build.sh
 
+# only what `make demo` runs: MinIO and DocumentDB
+test-env-demo:
+	bash testenv/build.sh --demo
+
 test: venv test-env
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-demo: venv test-env
+demo: venv test-env-demo
 	$(PY) -m scripts.demo
 
 bench: venv test-env
@@ -39,6 +55,16 @@ bench: venv test-env
 lint: test-env
 	$(HOME)/.cache/mender-backup-testenv/bin/helm3 lint --strict chart/
 	$(HOME)/.cache/mender-backup-testenv/bin/helm4 lint --strict chart/
+
+# Inside the image build there is no TLS to PyPI (and no network at all in some
+# builders): the locked wheels, hashes checked, and our own wheel come from the host,
+# and the build runs without a network to prove it needs none.
+image: venv
+	rm -rf $(WHEELHOUSE) && mkdir -p $(WHEELHOUSE)
+	$(PY) -m pip download --quiet --disable-pip-version-check --require-hashes -r requirements/runtime.txt \
+	  --only-binary=:all: --python-version $(IMAGE_PYTHON) --implementation cp $(PLATFORMS) -d $(WHEELHOUSE)
+	$(PY) -m pip wheel --quiet --disable-pip-version-check --no-deps -w $(WHEELHOUSE) .
+	$(ENGINE) build --network=none --build-arg BASE=$(BASE) -t $(IMAGE) .
 
 # The hashed lock of the runtime dependencies (the image and the helm plugin install it).
 lock: venv

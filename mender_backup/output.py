@@ -41,8 +41,8 @@ class Reporter:
             sys.stderr.write(scrub(f"warning: {msg}") + "\n")
 
     def error(self, msg: str, code: int) -> None:
-        if self.mode == "json":
-            self._emit_json("error", msg=msg, exit_code=code)
+        # One line in every mode: a pod's log is stdout and stderr together, so a JSON
+        # copy of the error on stdout made a failed CronJob run log it twice.
         sys.stderr.write(scrub(f"error: {msg}") + "\n")
 
     def result(self, data: Any, human: str | None = None) -> None:

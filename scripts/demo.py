@@ -1,6 +1,6 @@
 """`make demo`: a local Mender-like installation and the main job against it.
 
-Seeds MongoDB (FerretDB) and an artifact bucket (MinIO), runs `mender-backup backup`,
+Seeds MongoDB (DocumentDB: MongoDB's index and type semantics) and an artifact bucket (MinIO), runs `mender-backup backup`,
 wipes both, restores with `mender-backup restore`, verifies, and prints a summary.
 """
 
@@ -37,12 +37,12 @@ def mender_backup(*args: str, env: dict[str, str]) -> dict:
 
 def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="mender-backup-demo-"))
-    step(f"starting MongoDB (FerretDB) and S3 (MinIO) in {work}")
-    mongo = servers.start_ferretdb(work / "ferretdb")
+    step(f"starting MongoDB (DocumentDB) and S3 (MinIO) in {work}")
+    mongo = servers.start_documentdb(work / "documentdb")
     minio = servers.start_minio(work / "minio")
     try:
         client, s3 = mongo.client(), minio.client()
-        counts = mender_data.seed_mongo(client, scale=2.0)
+        counts = mender_data.seed_mongo(client, scale=2.0, full_mongodb=True)
         sizes = mender_data.seed_bucket(s3, "mender-artifacts", scale=2.0)
         s3.create_bucket(Bucket="mender-backups")
         print(f"   seeded {len({db for db, _ in counts})} Mender databases, {sum(counts.values())} documents, "

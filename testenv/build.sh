@@ -1,24 +1,58 @@
 #!/usr/bin/env bash
-# Builds the real servers and tools the tests run against, pinned, into a cache
-# folder outside git. Re-running only builds what is missing.
+# Builds the real servers and tools the tests run against, pinned, into a cache folder
+# outside git. Re-running only builds what is missing. tests/ENVIRONMENT.md says what
+# each part is, where it comes from and what it costs.
+#
+#   testenv/build.sh          everything `make test` needs
+#   testenv/build.sh --demo   only what `make demo` runs: MinIO and DocumentDB
+#
+# As root it installs the Debian packages it needs (skipped when they are there).
 set -euo pipefail
 
+REPO="$(cd "$(dirname "$0")/.." && pwd)"
 CACHE="${MENDER_BACKUP_TESTENV:-$HOME/.cache/mender-backup-testenv}"
 BIN="$CACHE/bin"
 LOG="$CACHE/logs"
 mkdir -p "$BIN" "$LOG"
+: >"$LOG/times.txt"    # this run's time per part
+DEMO=0
+[[ "${1:-}" == "--demo" ]] && DEMO=1
+
+# The project's shared folder (DocumentDB and mongo-tools sources): next to the clone,
+# wherever CI put it, or where the developers' machines have it.
+SHARED="${MENDER_BACKUP_SHARED:-$REPO/../shared}"
+[[ -d "$SHARED" || -n "${MENDER_BACKUP_SHARED:-}" ]] || SHARED=/work/shared
+if [[ ! -x "$SHARED/documentdb/build.sh" || ! -x "$SHARED/mongo-tools/build.sh" ]]; then
+  echo "FAILED the shared folder with documentdb/ and mongo-tools/ is not at $SHARED: set MENDER_BACKUP_SHARED"
+  exit 1
+fi
 
 # Pinned versions (see tests/ENVIRONMENT.md for why these).
 MINIO_VERSION="v0.0.0-20260212201848-7aac2a2c5b7c"   # MinIO master, 2026-02-12 (MinIO tags are not semver)
-FERRETDB_VERSION="v1.24.2"                          # last FerretDB v1 (SQLite backend)
+FERRETDB_VERSION="v1.24.2"                          # last FerretDB v1 (SQLite backend): the oplog
 HELM3_VERSION="v3.22.0"
 HELM4_VERSION="v4.3.1"
-MONGO_TOOLS_VERSION="100.13.0"                      # refused by the module proxy, see below
-KUBERNETES_VERSION="v1.37.2"                        # kube-apiserver (k8s.io/kubernetes), for the end-to-end tests
+KUBERNETES_VERSION="v1.37.2"                        # keep: the node runs on cgroup v1, deprecated upstream
+KUBE_CMDS="kube-apiserver kubelet kube-controller-manager kube-scheduler"
 ETCD_VERSION="v3.7.3"                               # etcd server (go.etcd.io/etcd/server/v3); k8s v1.37.2 uses etcd client v3.7.0
+DEBIAN_SUITE="bookworm"                             # the test image's base, made by mmdebstrap
+DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+DEBIAN_SECURITY="${DEBIAN_SECURITY:-http://deb.debian.org/debian-security}"
+NODE_PACKAGES=(podman mmdebstrap uidmap fuse-overlayfs slirp4netns runc containerd containernetworking-plugins iptables)
 
 export GOFLAGS="${GOFLAGS:--buildvcs=false}"
 export CGO_ENABLED=0
+
+# failed NAME LOG: the one line a failed part prints (its log's last line), after
+# which the part removes what it half made.
+failed() { echo "FAILED $1: $(grep -v '^[[:space:]]*$' "$2" | tail -1 | cut -c1-300) (log: $2)"; }
+
+# timed NAME COMMAND...: run a part, record its time in logs/times.txt (tests/ENVIRONMENT.md's table).
+timed() {
+  local name="$1" start=$SECONDS; shift
+  "$@" || return 1
+  echo "$name $((SECONDS - start))" >>"$LOG/times.txt"
+}
 
 # build NAME OUTPUT PACKAGE@VERSION: go install into a private GOBIN, then rename,
 # so two versions of one program (helm v3/v4) can live side by side.
@@ -32,27 +66,33 @@ build() {
     mv "$tmp/$name" "$BIN/$out"
     echo "built  $out in $((SECONDS - start))s"
   else
-    echo "FAILED $out: see $LOG/$out.log"; tail -5 "$LOG/$out.log"
-    rm -rf "$tmp"; return 1
+    failed "$out" "$LOG/$out.log"; rm -rf "$tmp"; return 1
   fi
   rm -rf "$tmp"
 }
 
-# in_wrapper OUTPUT WHAT COMMAND...: what every wrapper-module build shares: skip
-# when built, a fresh module folder, a log, timing, no binary left by a failure.
-# COMMAND runs inside the folder after `go mod init`; its last status decides.
+# in_wrapper NAME WHAT COMMAND...: what every wrapper-module build shares: skip when
+# built, a fresh module folder, a log, timing, no binary left by a failure. COMMAND
+# runs inside the folder after `go mod init` and writes its programs into $OUT; they
+# move to bin/ only when it succeeded. The programs of NAME: $OUTPUTS, else NAME.
+# (COMMAND runs where `set -e` is off: each of its steps ends in `|| return 1`.)
 in_wrapper() {
-  local out="$1" what="$2"; shift 2
-  if [[ -x "$BIN/$out" ]]; then echo "ok     $out (cached)"; return 0; fi
-  echo "build  $out  ($what via wrapper module)"
-  local dir="$CACHE/src/$out"; rm -rf "$dir"; mkdir -p "$dir"
+  local name="$1" what="$2"; shift 2
+  local outs="${OUTPUTS:-$name}" o missing=0
+  for o in $outs; do [[ -x "$BIN/$o" ]] || missing=1; done
+  if [[ $missing == 0 ]]; then echo "ok     $outs (cached)"; return 0; fi
+  echo "build  $outs  ($what via wrapper module)"
+  local dir="$CACHE/src/$name"; rm -rf "$dir"; mkdir -p "$dir/out"
   local start=$SECONDS
-  (
+  if ! (
     cd "$dir"
-    go mod init "testenv/$out" >/dev/null 2>&1
-    "$@"
-  ) >"$LOG/$out.log" 2>&1 || { echo "FAILED $out: see $LOG/$out.log"; tail -5 "$LOG/$out.log"; rm -f "$BIN/$out"; return 1; }
-  echo "built  $out in $((SECONDS - start))s"
+    go mod init "testenv/$name" >/dev/null 2>&1
+    OUT="$dir/out" "$@"
+  ) >"$LOG/$name.log" 2>&1; then
+    failed "$name" "$LOG/$name.log"; rm -rf "$dir/out"; return 1
+  fi
+  for o in $outs; do mv "$dir/out/$o" "$BIN/$o"; done
+  echo "built  $outs in $((SECONDS - start))s"
 }
 
 # FerretDB: `go install pkg@version` is refused (the proxy will not list its versions,
@@ -60,17 +100,16 @@ in_wrapper() {
 # generated build/version/version.txt that the binary embeds and panics without:
 # vendor the module and write that file.
 ferretdb_in_wrapper() {
-  local out="$1" ver="$2" mod=github.com/FerretDB/FerretDB pkg=github.com/FerretDB/FerretDB/cmd/ferretdb
-  go get -tool "$pkg@$ver"
-  go mod vendor
-  echo "$ver" >"vendor/$mod/build/version/version.txt"
-  go build -mod=vendor -trimpath -ldflags="-s -w" -o "$BIN/$out" "$pkg"
+  local mod=github.com/FerretDB/FerretDB pkg=github.com/FerretDB/FerretDB/cmd/ferretdb
+  go get -tool "$pkg@$FERRETDB_VERSION" || return 1
+  go mod vendor || return 1
+  echo "$FERRETDB_VERSION" >"vendor/$mod/build/version/version.txt" || return 1
+  go build -mod=vendor -trimpath -ldflags="-s -w" -o "$OUT/ferretdb" "$pkg" || return 1
 }
 
 # etcd: its main package lives in its root module, whose go.mod has replace lines;
 # the server module has etcdmain.Main, which that main just calls.
 etcd_in_wrapper() {
-  local out="$1" ver="$2"
   cat >main.go <<'GO'
 // etcd, as its own main.go builds it (go.etcd.io/etcd/v3 cannot be go-installed).
 package main
@@ -83,71 +122,211 @@ import (
 
 func main() { etcdmain.Main(os.Args) }
 GO
-  go get "go.etcd.io/etcd/server/v3@$ver"
-  go mod tidy
-  go build -trimpath -ldflags="-s -w" -o "$BIN/$out" .
-  local v; v="$("$BIN/$out" --version)"; echo "$v"
-  grep -qx "etcd Version: ${ver#v}" <<<"$v"
+  go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" || return 1
+  go mod tidy || return 1
+  go build -trimpath -ldflags="-s -w" -o "$OUT/etcd" . || return 1
+  local v; v="$("$OUT/etcd" --version)"; echo "$v"
+  grep -qx "etcd Version: ${ETCD_VERSION#v}" <<<"$v"
 }
 
-# A program of k8s.io/kubernetes. Its go.mod replaces every k8s.io staging module
-# with ./staging/src/..., which a module that requires it cannot follow: the wrapper
-# replaces each of them with the published module of the same release
+# The programs of k8s.io/kubernetes, in one module and one `go build` (they share
+# most packages: one compile of them). Its go.mod replaces every k8s.io staging
+# module with ./staging/src/..., which a module that requires it cannot follow: the
+# wrapper replaces each of them with the published module of the same release
 # (k8s.io/api => k8s.io/api v0.37.2, ...), the list read from k8s.io/kubernetes's go.mod.
 kube_in_wrapper() {
-  local out="$1" ver="$2" pkg="$3"
-  local gomod staging m
+  local ver="$KUBERNETES_VERSION" gomod staging m c
   gomod="$(go mod download -json "k8s.io/kubernetes@$ver" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",*$/\1/p')"
+  [[ -f "$gomod" ]] || return 1
   staging="v0.${ver#v1.}"
   for m in $(sed -n 's#^[[:space:]]*\(k8s.io/[^[:space:]]*\) => ./staging/src/.*#\1#p' "$gomod"); do
-    go mod edit -replace="$m=$m@$staging"
+    go mod edit -replace="$m=$m@$staging" || return 1
   done
   grep -c '=> k8s.io/' go.mod | sed 's/^/staging replace lines: /'
-  go get -tool "$pkg@$ver"
+  local pkgs=()
+  for c in $KUBE_CMDS; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
+  go get -tool "${pkgs[@]/%/@$ver}" || return 1
   # the version Kubernetes' own build stamps in (else the server reports v0.0.0-master,
-  # and helm checks charts' kubeVersion against it)
+  # helm checks charts' kubeVersion against it, and the kubelet's node shows it)
   local minor="${ver#v1.}" x="" p
   minor="${minor%%.*}"
   for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     x+=" -X $p.gitVersion=$ver -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
   done
-  go build -trimpath -ldflags="-s -w$x" -o "$BIN/$out" "$pkg"
-  local v; v="$("$BIN/$out" --version)"; echo "$v"
-  grep -qx "Kubernetes $ver" <<<"$v"
-}
-
-status=0
-build minio minio "github.com/minio/minio@$MINIO_VERSION" || status=1
-in_wrapper ferretdb "github.com/FerretDB/FerretDB/cmd/ferretdb@$FERRETDB_VERSION" \
-  ferretdb_in_wrapper ferretdb "$FERRETDB_VERSION" || status=1
-build helm helm3 "helm.sh/helm/v3/cmd/helm@$HELM3_VERSION" || status=1
-build helm helm4 "helm.sh/helm/v4/cmd/helm@$HELM4_VERSION" || status=1
-# A Kubernetes API for the end-to-end plugin tests (tests/kube.py): no kubelet,
-# no controllers, no kubectl (the plugin talks to the API itself).
-in_wrapper etcd "go.etcd.io/etcd/server/v3@$ETCD_VERSION" etcd_in_wrapper etcd "$ETCD_VERSION" || status=1
-in_wrapper kube-apiserver "k8s.io/kubernetes/cmd/kube-apiserver@$KUBERNETES_VERSION; 5-10 min on 2 cores" \
-  kube_in_wrapper kube-apiserver "$KUBERNETES_VERSION" k8s.io/kubernetes/cmd/kube-apiserver || status=1
-
-# mongodump/mongorestore: the module proxy reachable here refuses every version of
-# github.com/mongodb/mongo-tools (403). Try once per machine and record the exact
-# answer, so the interop tests can say precisely why they cannot run.
-mongo_tools() {
-  local t
-  for t in mongodump mongorestore; do
-    if [[ -x "$BIN/$t" ]]; then echo "ok     $t (cached)"; continue; fi
-    if [[ -f "$BIN/$t.unavailable" ]]; then echo "n/a    $t: $(head -c 200 "$BIN/$t.unavailable")"; continue; fi
-    local tmp; tmp="$(mktemp -d)"
-    if GOBIN="$tmp" go install -trimpath "github.com/mongodb/mongo-tools/$t@$MONGO_TOOLS_VERSION" >"$LOG/$t.log" 2>&1; then
-      mv "$tmp/$t" "$BIN/$t"; echo "built  $t"
-    else
-      { echo "go install github.com/mongodb/mongo-tools/$t@$MONGO_TOOLS_VERSION failed:"; grep -m1 -E "403|error|not available" "$LOG/$t.log" || tail -1 "$LOG/$t.log"; } >"$BIN/$t.unavailable"
-      echo "n/a    $t: $(tail -1 "$BIN/$t.unavailable")"
-    fi
-    rm -rf "$tmp"
+  go build -trimpath -ldflags="-s -w$x" -o "$OUT/" "${pkgs[@]}" || return 1
+  for c in $KUBE_CMDS; do
+    local v; v="$("$OUT/$c" --version)"; echo "$c: $v"
+    grep -qx "Kubernetes $ver" <<<"$v" || return 1
   done
 }
-mongo_tools
 
+# The sandbox ("pause") image containerd starts every pod with: registry.k8s.io is not
+# reachable, so a 1.4 MB one is built here (reaps children, exits on SIGTERM).
+pause_in_wrapper() {
+  cat >main.go <<'GO'
+// The pod sandbox process: holds the pod's namespaces, reaps zombies, exits on SIGINT/SIGTERM.
+package main
+
+import (
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	c := make(chan os.Signal, 4)
+	signal.Notify(c, syscall.SIGINT, syscall.SIGTERM, syscall.SIGCHLD)
+	for s := range c {
+		if s != syscall.SIGCHLD {
+			os.Exit(0)
+		}
+		for {
+			var ws syscall.WaitStatus
+			if pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil); pid <= 0 || err != nil {
+				break
+			}
+		}
+	}
+}
+GO
+  go build -trimpath -ldflags="-s -w" -o "$OUT/pause" . || return 1
+}
+
+# mongodump, mongorestore, bsondump: from the upstream source in the shared folder
+# (the module proxy refuses github.com/mongodb/mongo-tools), or from PATH when the
+# user has all three.
+mongo_tools() {
+  local t have=1 built=1
+  for t in mongodump mongorestore bsondump; do
+    [[ -x "$BIN/$t" ]] || built=0
+    command -v "$t" >/dev/null 2>&1 || have=0
+  done
+  if [[ $built == 1 ]]; then echo "ok     mongodump mongorestore bsondump (cached)"; return 0; fi
+  if [[ $have == 1 ]]; then
+    for t in mongodump mongorestore bsondump; do ln -sf "$(command -v "$t")" "$BIN/$t"; done
+    echo "ok     mongodump mongorestore bsondump (from PATH: $(command -v mongodump))"; return 0
+  fi
+  echo "build  mongodump mongorestore bsondump  ($SHARED/mongo-tools)"
+  local tmp="$CACHE/src/mongo-tools" start=$SECONDS
+  rm -rf "$tmp"; mkdir -p "$tmp"
+  if ! "$SHARED/mongo-tools/build.sh" "$tmp" >"$LOG/mongo-tools.log" 2>&1; then
+    failed mongo-tools "$LOG/mongo-tools.log"; rm -rf "$tmp"; return 1
+  fi
+  for t in mongodump mongorestore bsondump; do mv "$tmp/$t" "$BIN/$t"; done
+  rm -rf "$tmp"
+  echo "built  mongodump mongorestore bsondump in $((SECONDS - start))s"
+}
+
+# Debian packages: the node (containerd, runc), podman and mmdebstrap for the images.
+# DocumentDB's build.sh installs its own (PostgreSQL 15 and its build dependencies).
+apt_packages() {
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  if [[ ${#missing[@]} == 0 ]]; then echo "ok     Debian packages (installed)"; return 0; fi
+  if [[ $(id -u) != 0 ]]; then echo "FAILED Debian packages missing, install them as root: ${missing[*]}"; return 1; fi
+  echo "apt    ${missing[*]}"
+  local start=$SECONDS
+  if ! { apt-get -o DPkg::Lock::Timeout=600 update &&
+         DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends "${missing[@]}"
+       } >"$LOG/apt.log" 2>&1; then
+    failed apt-get "$LOG/apt.log"; return 1
+  fi
+  echo "done   apt in $((SECONDS - start))s"
+}
+
+# FerretDB v2 + PostgreSQL 15 + DocumentDB, from the shared sources. Its build.sh is
+# idempotent (a fraction of a second when built) and refreshes its copy of PostgreSQL
+# when Debian updates it, so it always runs.
+# Started by root, its servers run as `postgres`, which must reach the prefix: a cache in
+# a private home (/root is 0700) gets the prefix in /var/cache, linked from the cache.
+documentdb() {
+  local start=$SECONDS prefix="$CACHE/documentdb" p="$CACHE" mode
+  while [[ $(id -u) == 0 && $p != / && ! -L "$CACHE/documentdb" ]]; do
+    mode="$(stat -c %A "$p")"
+    if [[ ${mode:9:1} != [xt] ]]; then
+      prefix=/var/cache/mender-backup-testenv/documentdb
+      mkdir -p "$prefix" && rm -rf "$CACHE/documentdb" && ln -s "$prefix" "$CACHE/documentdb"
+      break
+    fi
+    p="$(dirname "$p")"
+  done
+  [[ -L "$CACHE/documentdb" ]] && prefix="$(readlink "$CACHE/documentdb")"
+  if ! "$SHARED/documentdb/build.sh" "$prefix" >"$LOG/documentdb.log" 2>&1; then
+    failed documentdb "$LOG/documentdb.log"; return 1
+  fi
+  echo "ok     documentdb: PostgreSQL 15 + DocumentDB + FerretDB v2 ($((SECONDS - start))s)"
+}
+
+# The test image's base: Debian with python3 from Debian's packages (the public Python
+# image is on a registry these machines cannot reach).
+rootfs() {
+  local out="$CACHE/images/debian-python-$DEBIAN_SUITE.tar"
+  if [[ -s "$out" ]]; then echo "ok     rootfs (cached)"; return 0; fi
+  echo "build  rootfs  (mmdebstrap $DEBIAN_SUITE minbase + python3, python3-venv, ca-certificates)"
+  mkdir -p "$CACHE/images"
+  local start=$SECONDS
+  if ! mmdebstrap --format=tar --variant=minbase --include=python3,python3-venv,ca-certificates "$DEBIAN_SUITE" "$out.tmp" \
+       "deb $DEBIAN_MIRROR $DEBIAN_SUITE main" "deb $DEBIAN_MIRROR $DEBIAN_SUITE-updates main" \
+       "deb $DEBIAN_SECURITY $DEBIAN_SUITE-security main" >"$LOG/rootfs.log" 2>&1; then
+    failed rootfs "$LOG/rootfs.log"; rm -f "$out.tmp"; return 1
+  fi
+  mv "$out.tmp" "$out"
+  echo "built  rootfs in $((SECONDS - start))s"
+}
+
+# podman with its own storage and settings under the cache (not /var/lib/containers).
+# These machines need runc (crun 1.8: "cgroups in hybrid mode not supported"), cgroupfs
+# (no systemd), and rlimits they may set (no CAP_SYS_RESOURCE: podman's default
+# nofile/nproc give "setrlimit ...: Operation not permitted").
+podman_config() {
+  mkdir -p "$CACHE/podman/tmp"
+  cat >"$CACHE/podman/storage.conf" <<EOF
+[storage]
+driver = "overlay"
+graphroot = "$CACHE/podman/storage"
+runroot = "$CACHE/podman/run"
+EOF
+  cat >"$CACHE/podman/containers.conf" <<EOF
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+tmp_dir = "$CACHE/podman/tmp"
+[containers]
+default_ulimits = ["nofile=4096:4096", "nproc=4096:4096"]
+EOF
+}
+
+# The base image and the pause image in podman, and the pause image's OCI archive
+# (what the node imports into containerd). Our own image is built by the tests, from
+# the checkout (testenv/image.py, `make image`).
+images() {
+  export CONTAINERS_STORAGE_CONF="$CACHE/podman/storage.conf" CONTAINERS_CONF="$CACHE/podman/containers.conf"
+  local start=$SECONDS ctx
+  ctx="$(mktemp -d)"
+  # (`set -e` does not apply inside a function called with ||: every step is chained)
+  if ! {
+    { podman image exists "localhost/mender-backup-base:$DEBIAN_SUITE" ||
+      podman import --change 'CMD ["/bin/bash"]' \
+        --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+        "$CACHE/images/debian-python-$DEBIAN_SUITE.tar" "localhost/mender-backup-base:$DEBIAN_SUITE"; } &&
+    { [[ -s "$CACHE/images/pause-oci.tar" ]] || {
+      cp "$BIN/pause" "$ctx/pause" &&
+      printf 'FROM scratch\nCOPY pause /pause\nUSER 65535:65535\nENTRYPOINT ["/pause"]\n' >"$ctx/Containerfile" &&
+      podman build -t localhost/pause:testenv "$ctx" &&
+      podman save --format oci-archive -o "$CACHE/images/pause-oci.tar.tmp" localhost/pause:testenv &&
+      mv "$CACHE/images/pause-oci.tar.tmp" "$CACHE/images/pause-oci.tar"; }; }
+  } >"$LOG/images.log" 2>&1; then
+    rm -rf "$ctx" "$CACHE/images/pause-oci.tar.tmp"; failed images "$LOG/images.log"; return 1
+  fi
+  rm -rf "$ctx"
+  echo "ok     images: localhost/mender-backup-base:$DEBIAN_SUITE, pause ($((SECONDS - start))s)"
+}
+
+# The Go builds (CPU) run in the background while apt, mmdebstrap and the DocumentDB
+# build (mostly waiting on the network and disk) run in the foreground.
 # Prometheus Pushgateway, for the metrics tests (issue 13). Like FerretDB, `go install
 # pkg@version` is refused (the proxy will not list its versions): built in a wrapper
 # module, the version stamped in as its release build does.
@@ -155,10 +334,9 @@ PUSHGATEWAY_VERSION="v1.11.1"
 pushgateway_in_wrapper() {
   local out="$1" ver="$2" pkg=github.com/prometheus/pushgateway
   go get -tool "$pkg@$ver"
-  go build -trimpath -ldflags="-s -w -X github.com/prometheus/common/version.Version=${ver#v}" -o "$BIN/$out" "$pkg"
-  "$BIN/$out" --version 2>&1 | grep -q "version ${ver#v}"
+  go build -trimpath -ldflags="-s -w -X github.com/prometheus/common/version.Version=${ver#v}" -o "$OUT/$out" "$pkg"
+  "$OUT/$out" --version 2>&1 | grep -q "version ${ver#v}"
 }
-in_wrapper pushgateway "github.com/prometheus/pushgateway@$PUSHGATEWAY_VERSION" pushgateway_in_wrapper pushgateway "$PUSHGATEWAY_VERSION" || status=1
 
 # The alerts of the chart's PrometheusRule (issue 13): Prometheus's own rule parser
 # (model/rulefmt: structure, PromQL, templates, as `promtool check rules` runs it, without
@@ -204,10 +382,8 @@ func main() {
 GO
   go get "github.com/prometheus/prometheus@$ver"
   go mod tidy
-  go build -trimpath -ldflags="-s -w" -o "$BIN/$out" .
+  go build -trimpath -ldflags="-s -w" -o "$OUT/$out" .
 }
-in_wrapper rules-check "github.com/prometheus/prometheus/model/rulefmt@$PROMETHEUS_VERSION" \
-  rules_check_in_wrapper rules-check "$PROMETHEUS_VERSION" || status=1
 prometheusrule_crd() {
   local out="$BIN/prometheusrules.crd.yaml" dir
   if [[ -f "$out" ]]; then echo "ok     prometheusrules.crd.yaml (cached)"; return 0; fi
@@ -216,5 +392,52 @@ prometheusrule_crd() {
   cp "$dir/example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml" "$out" && chmod 644 "$out" \
     && echo "copied prometheusrules.crd.yaml (prometheus-operator $PROMETHEUS_OPERATOR_VERSION)"
 }
-prometheusrule_crd || status=1
+
+go_builds() {
+  local status=0
+  timed minio build minio minio "github.com/minio/minio@$MINIO_VERSION" || status=1
+  [[ $DEMO == 1 ]] && return $status
+  timed ferretdb in_wrapper ferretdb "github.com/FerretDB/FerretDB/cmd/ferretdb@$FERRETDB_VERSION" \
+    ferretdb_in_wrapper || status=1
+  timed helm3 build helm helm3 "helm.sh/helm/v3/cmd/helm@$HELM3_VERSION" || status=1
+  timed helm4 build helm helm4 "helm.sh/helm/v4/cmd/helm@$HELM4_VERSION" || status=1
+  timed etcd in_wrapper etcd "go.etcd.io/etcd/server/v3@$ETCD_VERSION" etcd_in_wrapper || status=1
+  OUTPUTS="$KUBE_CMDS" timed kubernetes in_wrapper kubernetes \
+    "k8s.io/kubernetes/cmd/{$(tr ' ' , <<<"$KUBE_CMDS")}@$KUBERNETES_VERSION; 5-10 min on 2 cores" kube_in_wrapper || status=1
+  timed mongo-tools mongo_tools || status=1
+  timed pause in_wrapper pause "a pod sandbox process" pause_in_wrapper || status=1
+  timed pushgateway in_wrapper pushgateway "github.com/prometheus/pushgateway@$PUSHGATEWAY_VERSION" \
+    pushgateway_in_wrapper pushgateway "$PUSHGATEWAY_VERSION" || status=1
+  timed rules-check in_wrapper rules-check "github.com/prometheus/prometheus/model/rulefmt@$PROMETHEUS_VERSION" \
+    rules_check_in_wrapper rules-check "$PROMETHEUS_VERSION" || status=1
+  timed prometheus-crd prometheusrule_crd || status=1
+  return $status
+}
+
+system_steps() {
+  local status=0
+  if [[ $DEMO == 1 ]]; then
+    timed documentdb documentdb || status=1
+    return $status
+  fi
+  timed apt apt_packages "${NODE_PACKAGES[@]}" || return 1
+  timed rootfs rootfs & local rootfs_pid=$!
+  timed documentdb documentdb || status=1
+  wait $rootfs_pid || status=1
+  return $status
+}
+
+start=$SECONDS
+go_builds & go_pid=$!
+status=0
+system_steps || status=1
+wait $go_pid || status=1
+if [[ $DEMO == 0 && $status == 0 ]]; then
+  podman_config
+  timed images images || status=1
+fi
+# leftovers of earlier layouts of this cache
+rm -rf "$CACHE/src/kube-apiserver" "$BIN"/*.unavailable
+echo "times (s): $(tr '\n' ' ' <"$LOG/times.txt")"
+if [[ $status == 0 ]]; then echo "test environment ready in $CACHE ($((SECONDS - start))s)"; fi
 exit $status

@@ -1,9 +1,10 @@
 """A real Kubernetes API for the end-to-end tests: etcd + kube-apiserver (built by
 `make test-env`) on free 127.0.0.1 ports, in a folder the caller owns.
 
-No kubelet, scheduler or controller-manager runs: objects are stored and
-validated by the real API server (helm install/upgrade/rollback work), but no
-pod ever starts and no Job is created by a CronJob on its own.
+By default no kubelet, scheduler or controller-manager runs: objects are stored
+and validated by the real API server (helm install/upgrade/rollback work), but no
+pod ever starts. `start_cluster(..., node=True)` adds a node that runs pods and
+the controllers that make Jobs of CronJobs and pods of Jobs (testenv/node.py).
 
 Authentication is a static token (an admin user in group system:masters);
 authorization is RBAC. Admission plugins that need a controller to be useful
@@ -84,17 +85,30 @@ def make_pki(d: Path) -> dict[str, Path]:
               .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
               .sign(ca_key, hashes.SHA256()))
 
+    # the API server's client certificate towards the kubelet (pod logs)
+    kubelet_client_key = ec.generate_private_key(ec.SECP256R1())
+    kubelet_client = (x509.CertificateBuilder()
+                      .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver-kubelet-client"),
+                                               x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters")]))
+                      .issuer_name(ca_name).public_key(kubelet_client_key.public_key())
+                      .serial_number(x509.random_serial_number()).not_valid_before(now).not_valid_after(later)
+                      .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+                      .sign(ca_key, hashes.SHA256()))
+
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
     paths = {"ca": d / "ca.crt", "cert": d / "apiserver.crt", "key": d / "apiserver.key",
              "sa_key": d / "sa.key", "sa_pub": d / "sa.pub",
-             "client_cert": d / "client.crt", "client_key": d / "client.key"}
+             "client_cert": d / "client.crt", "client_key": d / "client.key",
+             "kubelet_client_cert": d / "kubelet-client.crt", "kubelet_client_key": d / "kubelet-client.key"}
     paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     paths["cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     _write_key(key, paths["key"])
     _write_key(sa_key, paths["sa_key"])
     paths["client_cert"].write_bytes(client.public_bytes(serialization.Encoding.PEM))
     _write_key(client_key, paths["client_key"])
+    paths["kubelet_client_cert"].write_bytes(kubelet_client.public_bytes(serialization.Encoding.PEM))
+    _write_key(kubelet_client_key, paths["kubelet_client_key"])
     paths["sa_pub"].write_bytes(sa_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
     return paths
@@ -119,6 +133,8 @@ class Cluster:
     kubeconfig: Path
     workdir: Path
     pki: dict = field(default_factory=dict)
+    node_token: str = ""
+    node: object = None          # testenv.node.Node when started with node=True
 
     def _ssl(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.ca))
@@ -138,12 +154,23 @@ class Cluster:
     def get(self, path: str) -> dict:
         return self.request("GET", path)
 
+    def text(self, path: str) -> str:
+        """A GET whose answer is text, e.g. a pod's log (.../pods/NAME/log)."""
+        req = urllib.request.Request(self.url + path, headers={"Authorization": f"Bearer {self.token}"})
+        try:
+            with urllib.request.urlopen(req, context=self._ssl(), timeout=30) as r:
+                return r.read().decode(errors="replace")
+        except urllib.error.HTTPError as exc:
+            raise ApiError(exc.code, exc.read().decode(errors="replace")) from None
+
     def ready(self) -> bool:
         req = urllib.request.Request(self.url + "/readyz", headers={"Authorization": f"Bearer {self.token}"})
         with urllib.request.urlopen(req, context=self._ssl(), timeout=5) as r:
             return r.status == 200 and r.read().strip() == b"ok"
 
     def stop(self) -> None:
+        if self.node is not None:
+            self.node.stop()
         self.apiserver.stop()
         self.etcd.stop()
 
@@ -168,13 +195,19 @@ def start_etcd(workdir: Path) -> Server:
     return server
 
 
-def start_cluster(workdir: Path, timeout: float = 120.0) -> Cluster:
+def start_cluster(workdir: Path, timeout: float = 120.0, node: bool = False) -> Cluster:
+    """The API (etcd + kube-apiserver); with `node`, also a node that runs pods and
+    the controller-manager and scheduler (about 15 s more; testenv/node.py)."""
     workdir.mkdir(parents=True, exist_ok=True)
     pki = make_pki(workdir / "pki")
     etcd = start_etcd(workdir / "etcd")
-    token = secrets.token_hex(24)
+    token, node_token = secrets.token_hex(24), secrets.token_hex(24)
     tokens = workdir / "tokens.csv"
-    tokens.write_text(f'{token},{ADMIN_USER},e2e-admin-uid,"system:masters"\n')
+    # the kubelet is user system:node:NAME in group system:nodes: the Node authorizer
+    # lets it read only the Secrets of the pods bound to it, as in a real cluster
+    from testenv.node import NAME
+    tokens.write_text(f'{token},{ADMIN_USER},e2e-admin-uid,"system:masters"\n'
+                      f'{node_token},system:node:{NAME},e2e-node-uid,"system:nodes"\n')
     tokens.chmod(0o600)
     port = free_port()
     cmd = [str(tool("kube-apiserver")),
@@ -186,7 +219,10 @@ def start_cluster(workdir: Path, timeout: float = 120.0) -> Cluster:
            f"--tls-cert-file={pki['cert']}", f"--tls-private-key-file={pki['key']}",
            f"--client-ca-file={pki['ca']}",
            f"--token-auth-file={tokens}",
-           "--authorization-mode=RBAC",
+           "--authorization-mode=Node,RBAC",
+           f"--kubelet-client-certificate={pki['kubelet_client_cert']}",
+           f"--kubelet-client-key={pki['kubelet_client_key']}",
+           "--kubelet-preferred-address-types=InternalIP,Hostname",
            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
            f"--service-account-key-file={pki['sa_pub']}",
            f"--service-account-signing-key-file={pki['sa_key']}",
@@ -198,13 +234,16 @@ def start_cluster(workdir: Path, timeout: float = 120.0) -> Cluster:
     api = _spawn("kube-apiserver", cmd, workdir, port)
     url = f"https://127.0.0.1:{port}"
     kubeconfig = workdir / "kubeconfig"
-    cluster = Cluster(etcd, api, url, token, pki["ca"], kubeconfig, workdir, pki)
+    cluster = Cluster(etcd, api, url, token, pki["ca"], kubeconfig, workdir, pki, node_token)
     try:
         _wait(cluster.ready, "kube-apiserver", api.proc, api.log, timeout=timeout)
+        write_kubeconfig(cluster)
+        if node:
+            from testenv.node import start_node
+            cluster.node = start_node(cluster, workdir / "node", timeout=timeout)
     except Exception:
         cluster.stop()
         raise
-    write_kubeconfig(cluster)
     return cluster
 
 

@@ -51,6 +51,17 @@ INDEXES = {
     ("deviceconnect", "sessions"): [([("device_id", 1)], {"name": "device_id_1"})],
 }
 
+# what only a server with MongoDB's index semantics takes (DocumentDB, not FerretDB v1):
+# Mender's text search of deployments, a partial and a sparse index
+FULL_MONGODB_INDEXES = {
+    ("deployments", "deployments"): [([("deploymentconstructor.name", "text"),
+                                       ("deploymentconstructor.artifactname", "text")],
+                                      {"name": "deploymentconstructor.name_text_deploymentconstructor.artifactname_text"})],
+    ("deviceauth", "devices"): [([("status", 1)], {"name": "pending_only",
+                                                  "partialFilterExpression": {"status": "pending"}})],
+    ("deployments", "devices"): [([("finished", 1)], {"name": "finished_sparse", "sparse": True})],
+}
+
 DEVICE_TYPES = ["raspberrypi4", "beaglebone-yocto", "qemux86-64", "imx8mm-var-dart", "jetson-nano"]
 STATUSES = ["accepted", "pending", "rejected", "preauthorized", "noauth"]
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
@@ -63,9 +74,9 @@ class DataSet:
 
 
 class _Gen:
-    def __init__(self, seed: int, decimal128: bool):
+    def __init__(self, seed: int, full_mongodb: bool):
         self.r = random.Random(seed)
-        self.decimal128 = decimal128
+        self.full_mongodb = full_mongodb
         self.devices = []
 
     def uuid(self) -> str:
@@ -106,7 +117,9 @@ class _Gen:
             return {"_id": self.uuid(), "device_id": self.device_id(), "id_data_sha256": Binary(self.blob(32)),
                     "pubkey": pem, "status": r.choice(STATUSES), "ts": self.ts()}
         if (db, coll) == ("deviceauth", "tokens"):
-            return {"_id": self.uuid(), "sub": self.device_id(), "exp": {"time": self.ts() + dt.timedelta(days=7)},
+            # on a server that applies TTL indexes, expired tokens vanish mid-test: keep them valid there
+            valid = dt.timedelta(days=7 + (36500 if self.full_mongodb else 0))
+            return {"_id": self.uuid(), "sub": self.device_id(), "exp": {"time": self.ts() + valid},
                     "iss": "Mender", "scp": "mender.*", "device": True, "tenant_id": ""}
         if (db, coll) == ("inventory", "devices"):
             attrs = {
@@ -146,10 +159,11 @@ class _Gen:
                                      "updates": [{"type_info": {"type": "rootfs-image"},
                                                   "files": [{"name": "rootfs.ext4", "checksum": self.blob(32).hex(),
                                                              "size": Int64(r.randrange(10**7, 10**9))}]}],
-                                     "provides": {"rootfs-image_version": f"release-{i}"},
+                                     "provides": {("rootfs-image.version" if self.full_mongodb
+                                                   else "rootfs-image_version"): f"release-{i}"},
                                      "depends": {"device_type": r.sample(DEVICE_TYPES, 2)}},
                    "size": Int64(r.randrange(10**6, 10**9)), "modified": self.ts()}
-            if self.decimal128:
+            if self.full_mongodb:
                 doc["meta_artifact"]["price"] = Decimal128(f"{r.randint(0, 9999)}.{r.randint(0, 99):02d}")
             return doc
         if (db, coll) == ("deployments", "device_deployment_logs"):
@@ -184,9 +198,10 @@ class _Gen:
         raise KeyError((db, coll))
 
 
-def documents(scale: float = 1.0, seed: int = 1, decimal128: bool = False):
-    """Yield (db, collection, [docs]) in an order that keeps device ids consistent."""
-    gen = _Gen(seed, decimal128)
+def documents(scale: float = 1.0, seed: int = 1, full_mongodb: bool = False):
+    """Yield (db, collection, [docs]) in an order that keeps device ids consistent;
+    `full_mongodb` adds decimal128 values and dotted field names (as Mender writes them)."""
+    gen = _Gen(seed, full_mongodb)
     for (db, coll), base in BASE_COUNTS.items():
         n = max(1, int(base * scale))
         yield db, coll, [gen.doc(db, coll, i) for i in range(n)]
@@ -199,15 +214,18 @@ FERRETDB_UNSUPPORTED_INDEX_OPTIONS = {"expireAfterSeconds", "partialFilterExpres
 def seed_mongo(client, scale: float = 1.0, seed: int = 1, full_mongodb: bool = False,
                batch: int = 1000) -> dict[tuple[str, str], int]:
     """Create the indexes and insert the documents; returns counts per namespace.
-    `full_mongodb` adds what only real MongoDB accepts (decimal128, TTL indexes)."""
+    `full_mongodb` adds what FerretDB v1 refuses (decimal128, dotted field names, TTL,
+    partial, sparse and text indexes)."""
     counts = {}
     for (db, coll), specs in INDEXES.items():
         for keys, opts in specs:
             if not full_mongodb:
                 opts = {k: v for k, v in opts.items() if k not in FERRETDB_UNSUPPORTED_INDEX_OPTIONS}
             client[db][coll].create_index(keys, **opts)
-    decimal128 = full_mongodb
-    for db, coll, docs in documents(scale, seed, decimal128):
+    for (db, coll), specs in (FULL_MONGODB_INDEXES.items() if full_mongodb else ()):
+        for keys, opts in specs:
+            client[db][coll].create_index(keys, **opts)
+    for db, coll, docs in documents(scale, seed, full_mongodb):
         for i in range(0, len(docs), batch):
             client[db][coll].insert_many(docs[i:i + batch], ordered=False)
         counts[(db, coll)] = len(docs)

@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -34,9 +35,7 @@ def tool(name: str) -> Path:
     """Path of a program built by `make test-env`."""
     path = BIN / name
     if not path.exists():
-        reason = BIN / f"{name}.unavailable"
-        detail = reason.read_text().strip() if reason.exists() else "run `make test-env`"
-        raise ToolMissing(f"{name} not found in {BIN}: {detail}")
+        raise ToolMissing(f"{name} not found in {BIN}: run `make test-env`")
     return path
 
 
@@ -106,6 +105,10 @@ class _Restartable:
 
     def stop(self) -> None:
         self.server.stop()
+
+    def kill(self) -> None:
+        """Hard kill of the server process, as in a crash (fault tests)."""
+        self.server.kill()
 
     def restart(self) -> None:
         """Start again on the same port and data (after a kill in a fault test)."""
@@ -194,6 +197,85 @@ def start_ferretdb(workdir: Path, port: int | None = None, user: str | None = No
     db = FerretDB(server, url)
     _wait(db.ready, "ferretdb", server.proc, server.log)
     return db
+
+
+DOCUMENTDB = CACHE / "documentdb"     # the prefix ../shared/documentdb/build.sh made
+
+
+@dataclass
+class DocumentDB:
+    """FerretDB v2 on PostgreSQL 15 + DocumentDB (see ../shared/documentdb/README.md):
+    MongoDB's index and type semantics (TTL, partial, text indexes, decimal128,
+    dotted names), no oplog. Started and stopped by the prefix's start.sh/stop.sh."""
+
+    url: str
+    datadir: Path
+    env: dict[str, str]
+    args: list[str]
+
+    def client(self, **kw) -> pymongo.MongoClient:
+        return pymongo.MongoClient(self.url, serverSelectionTimeoutMS=5000, **kw)
+
+    @property
+    def port(self) -> int:
+        return int(self.args[2])
+
+    def _pid(self) -> int | None:
+        try:
+            return int((self.datadir / "ferretdb.pid").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def kill(self) -> None:
+        """Hard kill of the MongoDB wire server (FerretDB), as in a crash; PostgreSQL keeps running."""
+        pid = self._pid()
+        if pid is None:
+            return
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        while Path(f"/proc/{pid}").exists():
+            time.sleep(0.05)
+
+    def restart(self) -> None:
+        """Start the killed wire server again, on the same port and data."""
+        _documentdb_script("start.sh", self.args, self.env)
+
+    def stop(self) -> None:
+        _documentdb_script("stop.sh", [str(self.datadir), "--purge"], self.env)
+
+
+def _documentdb_script(name: str, args: list[str], env: dict[str, str]) -> str:
+    script = DOCUMENTDB / name
+    if not script.exists():
+        raise ToolMissing(f"{script} not found: run `make test-env`")
+    r = subprocess.run([str(script), *args], env={**os.environ, **env}, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"documentdb {name} {args[0]} exited {r.returncode}: {r.stderr.strip()[-2000:]}")
+    return r.stdout
+
+
+def start_documentdb(workdir: Path, user: str | None = None, password: str | None = None) -> DocumentDB:
+    """A fresh DocumentDB (about 2 s). With user/password, SCRAM-SHA-256 authentication is
+    enforced; the password goes by environment, never on a command line. The data lives
+    in a folder under /tmp (as root the servers run as `postgres`, which must reach it and
+    which pytest's private temp folders shut out); `workdir/documentdb` links to it."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    datadir = Path(tempfile.mkdtemp(prefix="mb-docdb-", dir="/tmp"))
+    link = workdir / "documentdb"
+    if not link.exists():
+        link.symlink_to(datadir)
+    env = {"FAST": "1"}    # no fsync: test data
+    if user:
+        env.update(AUTH="1", MONGO_USER=user, MONGO_PASSWORD=password or "")
+    args = [str(datadir), str(free_port()), str(free_port())]
+    try:
+        url = _documentdb_script("start.sh", args, env).strip().splitlines()[-1]
+    except Exception:
+        subprocess.run([str(DOCUMENTDB / "stop.sh"), str(datadir), "--purge"], capture_output=True)
+        raise
+    return DocumentDB(url, datadir, env, args)
 
 
 def remove_tree(path: Path) -> None:

@@ -2,6 +2,8 @@
 
 Under CI=true a missing server or tool is an error, never a skip: CI installs
 everything with `make test-env` first, so a missing piece is a broken build.
+`mongodb`/`new_mongodb` are the suite's MongoDB (DocumentDB); `ferretdb*` are
+FerretDB v1, kept for what only it has (the oplog).
 """
 
 from __future__ import annotations
@@ -44,6 +46,54 @@ def every_manifest_follows_the_format(tmp_path_factory):
     manifests.audit_tree(tmp_path_factory.getbasetemp())
 
 
+# --- MongoDB: DocumentDB is the suite's MongoDB; FerretDB v1 only where it alone will do ---
+
+def _need_documentdb() -> None:
+    if not (servers.DOCUMENTDB / "start.sh").exists():
+        msg = f"DocumentDB not built in {servers.DOCUMENTDB}: run `make test-env`"
+        if IN_CI:
+            pytest.fail(msg)
+        pytest.skip(msg)
+
+
+@pytest.fixture(scope="session")
+def documentdb(tmp_path_factory):
+    """FerretDB v2 + DocumentDB (testenv/servers.py): MongoDB's index and type semantics."""
+    _need_documentdb()
+    server = servers.start_documentdb(tmp_path_factory.mktemp("documentdb"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def new_documentdb(tmp_path_factory):
+    """Start fresh, empty DocumentDB servers for one test: new_documentdb(user=..., password=...)
+    enforces authentication."""
+    _need_documentdb()
+    started = []
+
+    def start(**auth):
+        server = servers.start_documentdb(tmp_path_factory.mktemp("documentdb-t"), **auth)
+        started.append(server)
+        return server
+
+    yield start
+    for s in started:
+        s.stop()
+
+
+@pytest.fixture(scope="session")
+def mongodb(documentdb):
+    """The suite's MongoDB (tests/ENVIRONMENT.md says which server is which)."""
+    return documentdb
+
+
+@pytest.fixture
+def new_mongodb(new_documentdb):
+    """Fresh servers of the suite's MongoDB, one test's own."""
+    return new_documentdb
+
+
 @pytest.fixture(scope="session")
 def ferretdb(tmp_path_factory):
     _need("ferretdb")
@@ -84,29 +134,19 @@ def helm(request) -> Path:
     return _need(request.param)
 
 
-def _mongo_tool(name: str) -> Path:
-    """mongodump/mongorestore cannot be built here (the module proxy refuses
-    mongo-tools); `make test-env` records the exact refusal, and the interop
-    tests report it instead of silently passing."""
-    try:
-        return servers.tool(name)
-    except servers.ToolMissing as exc:
-        unavailable = servers.BIN / f"{name}.unavailable"
-        if unavailable.exists():
-            pytest.skip(f"{name} unavailable on this machine: {unavailable.read_text().strip()}")
-        if IN_CI:
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
-
-
 @pytest.fixture(scope="session")
 def mongodump() -> Path:
-    return _mongo_tool("mongodump")
+    return _need("mongodump")
 
 
 @pytest.fixture(scope="session")
 def mongorestore() -> Path:
-    return _mongo_tool("mongorestore")
+    return _need("mongorestore")
+
+
+@pytest.fixture(scope="session")
+def bsondump() -> Path:
+    return _need("bsondump")
 
 
 @pytest.fixture
@@ -136,6 +176,41 @@ def new_ferretdb(tmp_path_factory):
     yield start
     for s in started:
         s.stop()
+
+
+# --- what we ship: the image, and a node that runs it -------------------------------------
+
+@pytest.fixture(scope="session")
+def image(tmp_path_factory):
+    """Our image, built by `make image` with podman on the Debian base (testenv/image.py)."""
+    from testenv import image as img
+    import shutil
+    try:
+        if shutil.which("podman") is None:
+            raise servers.ToolMissing("podman not found: run `make test-env` (as root: it installs Debian's)")
+        img.podman_env()
+    except servers.ToolMissing as exc:
+        if IN_CI:
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    return img.build(tmp_path_factory.mktemp("image") / "make-image.log")
+
+
+@pytest.fixture(scope="session")
+def kube_node(tmp_path_factory, image):
+    """A second cluster whose node runs pods (kubelet, controller-manager, scheduler;
+    testenv/node.py), with our image imported: only the tests of what we ship pay for it."""
+    from testenv import kube
+    for name in ("etcd", "kube-apiserver", "kubelet", "kube-controller-manager", "kube-scheduler"):
+        _need(name)
+    cluster = kube.start_cluster(tmp_path_factory.mktemp("kube-node"), node=True)
+    try:
+        cluster.node.import_image(image.archive)
+    except Exception:
+        cluster.stop()
+        raise
+    yield cluster
+    cluster.stop()
 
 
 # --- a Kubernetes API (issue 5) and the plugin installed through helm ----------------------

@@ -1,9 +1,10 @@
 """Network faults between the tool and a real server, on loopback.
 
 `TcpProxy` forwards bytes and can reset connections, cut them after some bytes,
-or slow them down. `HttpFaultProxy` speaks HTTP/1.1 to answer the first N
-requests with an S3 error (503 SlowDown) and counts what it saw; it forwards
-requests unchanged, so S3 signatures stay valid.
+slow them down, or stall them (a server that stops answering mid-dump).
+`HttpFaultProxy` speaks HTTP/1.1 to answer the first N requests with an S3 error
+(503 SlowDown) and counts what it saw; it forwards requests unchanged, so S3
+signatures stay valid.
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ class TcpProxy:
         self.reset_connections = 0          # reset this many new connections once they send data
         self.cut_after: int | None = None   # reset every connection after this many upstream bytes
         self.delay = 0.0                    # seconds of delay per forwarded chunk
+        # hold a connection's answers once the server sent it this many bytes: a query that
+        # never returns (connections with small answers, like a driver's heartbeats, go on)
+        self.stall_after: int | None = None
+        self.answered = 0                   # bytes the server sent, all connections
         self.connections = 0
         self.resets = 0
         self._lock = threading.Lock()
@@ -71,13 +76,19 @@ class TcpProxy:
             _rst_close(client)
             upstream.close()
             return
-        sent = [0]
+        sent, answered = [0], [0]
 
         def pump(src: socket.socket, dst: socket.socket, counted: bool) -> None:
             try:
                 while data := src.recv(65536):
                     if self.delay:
                         time.sleep(self.delay)
+                    if not counted:
+                        answered[0] += len(data)
+                        with self._lock:
+                            self.answered += len(data)
+                        while self.stall_after is not None and answered[0] > self.stall_after and not self._closed:
+                            time.sleep(0.05)
                     if counted and self.cut_after is not None and sent[0] + len(data) > self.cut_after:
                         with self._lock:
                             self.resets += 1

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import json
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from ruamel.yaml import YAML
@@ -65,3 +67,27 @@ def install_plugin_dir(helm: Path, src: Path, base: Path) -> dict:
     (data / "plugins").mkdir(parents=True)
     proc = helm_run(helm, "plugin", "install", str(src), env=env)
     return {"helm": helm, "env": env, "src": src, "dir": data / "plugins" / src.name, "install": proc}
+
+
+@dataclass
+class Helm:
+    """A helm (with the plugin installed) pointed at a test cluster's API server."""
+
+    name: str
+    bin: Path
+    env: dict
+    cluster: object
+
+    def __call__(self, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+        proc = subprocess.run([str(self.bin), *args], capture_output=True, text=True,
+                              env={**self.env, **(env or {})}, stdin=subprocess.DEVNULL, timeout=300)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"helm {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def values(self, release: str, ns: str, revision: int) -> dict:
+        out = self("get", "values", release, "-n", ns, "--revision", str(revision), "-o", "yaml").stdout
+        return YAML(typ="safe").load(out) or {}
+
+    def status(self, release: str, ns: str) -> dict:
+        return json.loads(self("status", release, "-n", ns, "-o", "json").stdout)

@@ -1,4 +1,4 @@
-"""Backup and restore against the real servers: FerretDB (MongoDB wire protocol) and MinIO."""
+"""Backup and restore against the real servers: DocumentDB (MongoDB semantics, tests/ENVIRONMENT.md) and MinIO."""
 
 from __future__ import annotations
 
@@ -44,9 +44,9 @@ def env(minio):
 
 
 @pytest.fixture
-def source(new_ferretdb, minio, bucket):
+def source(new_mongodb, minio, bucket):
     """A Mender-like installation: seeded MongoDB and an artifact bucket."""
-    mongo = new_ferretdb()
+    mongo = new_mongodb()
     mender_data.seed_mongo(mongo.client(), scale=0.5)
     mender_data.seed_bucket(minio.client(), bucket, count=30)
     return mongo, bucket
@@ -83,9 +83,53 @@ def test_round_trip_of_the_mender_data_set(source, minio, env):
     assert bucket_contents(s3, artifacts) == art_before
 
 
+def index_specs(client) -> dict[str, list[dict]]:
+    """Every index with every option (TTL, partial filter, sparse, text weights...), as the server lists it."""
+    return {f"{db}.{c}": sorted((json.loads(json_util.dumps({k: v for k, v in i.items() if k not in ("v", "ns")}))
+                                 for i in client[db][c].list_indexes()), key=lambda i: i["name"])
+            for db in sorted(set(client.list_database_names()) - SYSTEM) for c in client[db].list_collection_names()}
+
+
+def raw_digests(client) -> dict[str, tuple[int, str]]:
+    """(count, sha256 of the sorted raw BSON documents) per collection: the bytes, not a decoding."""
+    import hashlib
+    from bson.raw_bson import RawBSONDocument
+    out = {}
+    for db in sorted(set(client.list_database_names()) - SYSTEM):
+        for c in client[db].list_collection_names():
+            docs = sorted(d.raw for d in client[db].get_collection(c, codec_options=client[db].codec_options.with_options(
+                document_class=RawBSONDocument)).find())
+            out[f"{db}.{c}"] = (len(docs), hashlib.sha256(b"".join(docs)).hexdigest())
+    return out
+
+
+def test_round_trip_with_mongodb_index_and_type_semantics(new_mongodb, tmp_path):
+    """The Mender data set with what FerretDB v1 refuses: TTL, partial, sparse and text indexes,
+    decimal128 values, dotted field names. After restore into another server: the same
+    counts, the same bytes, the same index sets, and our manifests' digests agree."""
+    src, target = new_mongodb(), new_mongodb()
+    mender_data.seed_mongo(src.client(), scale=0.2, full_mongodb=True)
+    before, indexes = raw_digests(src.client()), index_specs(src.client())
+    options = {k for specs in indexes.values() for i in specs for k in i}
+    assert {"expireAfterSeconds", "partialFilterExpression", "sparse", "weights"} <= options
+    assert src.client().deployments.images.find_one({"meta_artifact.price": {"$type": "decimal"}})
+    assert "rootfs-image.version" in src.client().deployments.images.find_one()["meta_artifact"]["provides"]
+
+    e = {"MONGODB_URL": src.url, "MENDER_BACKUP_DESTINATION": f"file://{tmp_path}/b"}
+    first = result_of(run("backup", "--json", env=e))["id"]
+    r = run("restore", first, "--json", env={**e, "MENDER_BACKUP_RESTORE_MONGODB_URL": target.url})
+    assert result_of(r)["verified"] is True
+    assert raw_digests(target.client()) == before
+    assert index_specs(target.client()) == indexes
+    second = result_of(run("backup", "--json", env={**e, "MONGODB_URL": target.url}))["id"]
+    manifests = [json.loads(next((tmp_path / "b").rglob(f"{bid}/manifest.json")).read_text())["databases"]
+                 for bid in (first, second)]
+    assert manifests[0] == manifests[1] != {}
+
+
 @pytest.mark.parametrize("compression", ["xz", "gzip", "none"])
-def test_round_trip_with_each_compression_to_a_file_destination(new_ferretdb, tmp_path, compression):
-    mongo = new_ferretdb()
+def test_round_trip_with_each_compression_to_a_file_destination(new_mongodb, tmp_path, compression):
+    mongo = new_mongodb()
     mender_data.seed_mongo(mongo.client(), scale=0.1)
     before = snapshot(mongo.client())
     e = {"MONGODB_URL": mongo.url, "MENDER_BACKUP_DESTINATION": f"file://{tmp_path}/backups"}
@@ -116,9 +160,9 @@ def test_second_backup_copies_only_new_artifacts(source, minio, env):
     assert [b["artifacts"] for b in listing] == [200, 202] and all(b["complete"] for b in listing)
 
 
-def test_migration_to_another_server_and_bucket(source, new_ferretdb, minio, env):
+def test_migration_to_another_server_and_bucket(source, new_mongodb, minio, env):
     mongo, artifacts = source
-    target = new_ferretdb()
+    target = new_mongodb()
     new_bucket = dest_bucket(minio)
     dest = f"s3://{dest_bucket(minio)}/m"
     e = {**env, "MONGODB_URL": mongo.url, "MENDER_BACKUP_DESTINATION": dest}
@@ -131,9 +175,9 @@ def test_migration_to_another_server_and_bucket(source, new_ferretdb, minio, env
     assert bucket_contents(s3, new_bucket) == bucket_contents(s3, artifacts)
 
 
-def test_dry_run_prints_the_plan_and_changes_nothing(source, new_ferretdb, minio, env):
+def test_dry_run_prints_the_plan_and_changes_nothing(source, new_mongodb, minio, env):
     mongo, artifacts = source
-    target = new_ferretdb()
+    target = new_mongodb()
     target.client().deviceauth.devices.insert_one({"_id": "keep-me"})
     target.client().deviceauth.other.insert_one({"_id": "not-in-backup"})
     dest = f"s3://{dest_bucket(minio)}/d"
@@ -154,19 +198,19 @@ def test_dry_run_prints_the_plan_and_changes_nothing(source, new_ferretdb, minio
     assert target.client().deviceauth.devices.find_one({"_id": "keep-me"}) is None
 
 
-def test_vendor_style_archives_restore_without_manifest(new_ferretdb, tmp_path):
+def test_vendor_style_archives_restore_without_manifest(new_mongodb, tmp_path):
     """The shape of `mongodump --archive | xz` (and gzip, plain): an archive file with no manifest.
     (The real mongodump cannot be built here, see tests/ENVIRONMENT.md; its output format is
     checked byte by byte in test_archive.py.)"""
     import subprocess
-    src = new_ferretdb()
+    src = new_mongodb()
     mender_data.seed_mongo(src.client(), scale=0.1)
     before = snapshot(src.client())
     e = {"MONGODB_URL": src.url, "MENDER_BACKUP_DESTINATION": f"file://{tmp_path}/b"}
     bid = result_of(run("backup", "--compression", "none", "--json", env=e))["id"]
     plain = tmp_path / "b" / "backups" / bid / "mongodb.archive"
     for packer, ext in ((["xz", "-T1", "-c"], ".xz"), (["gzip", "-c"], ".gz"), (None, "")):
-        target = new_ferretdb()
+        target = new_mongodb()
         path = tmp_path / f"dump.archive{ext}"
         if packer:
             with open(path, "wb") as out:
@@ -178,9 +222,9 @@ def test_vendor_style_archives_restore_without_manifest(new_ferretdb, tmp_path):
         assert snapshot(target.client()) == before
 
 
-def test_our_archive_restored_by_the_real_mongorestore(mongorestore, new_ferretdb, tmp_path):
+def test_our_archive_restored_by_the_real_mongorestore(mongorestore, new_mongodb, tmp_path):
     import subprocess
-    src, target = new_ferretdb(), new_ferretdb()
+    src, target = new_mongodb(), new_mongodb()
     mender_data.seed_mongo(src.client(), scale=0.1)
     e = {"MONGODB_URL": src.url, "MENDER_BACKUP_DESTINATION": f"file://{tmp_path}/b"}
     bid = result_of(run("backup", "--json", env=e))["id"]
@@ -193,9 +237,9 @@ def test_our_archive_restored_by_the_real_mongorestore(mongorestore, new_ferretd
     assert snapshot(target.client()) == snapshot(src.client())
 
 
-def test_real_mongodump_archive_restored_by_us(mongodump, new_ferretdb, tmp_path):
+def test_real_mongodump_archive_restored_by_us(mongodump, new_mongodb, tmp_path):
     import subprocess
-    src, target = new_ferretdb(), new_ferretdb()
+    src, target = new_mongodb(), new_mongodb()
     mender_data.seed_mongo(src.client(), scale=0.1)
     path = tmp_path / "dump.archive.xz"
     dump = subprocess.Popen([mongodump, f"--uri={src.url}", "--archive"], stdout=subprocess.PIPE)
@@ -227,9 +271,9 @@ def test_refuses_non_empty_target_without_drop(backed_up):
     assert snapshot(mongo.client()) == before
 
 
-def test_refuses_archive_with_wrong_sha256(backed_up, minio, new_ferretdb):
+def test_refuses_archive_with_wrong_sha256(backed_up, minio, new_mongodb):
     mongo, e, bid, dest_b = backed_up
-    target = new_ferretdb()
+    target = new_mongodb()
     s3 = minio.client()
     key = f"r/backups/{bid}/mongodb.archive.zst"
     data = bytearray(s3.get_object(Bucket=dest_b, Key=key)["Body"].read())
@@ -246,9 +290,9 @@ def test_refuses_unknown_backup_id(backed_up):
     assert_one_line_error(run("restore", "20200101T000000Z-abcdef", env=e, check=False), 3, "no backup")
 
 
-def test_refuses_backup_without_manifest(backed_up, minio, new_ferretdb):
+def test_refuses_backup_without_manifest(backed_up, minio, new_mongodb):
     mongo, e, bid, dest_b = backed_up
-    target = new_ferretdb()
+    target = new_mongodb()
     minio.client().delete_object(Bucket=dest_b, Key=f"r/backups/{bid}/manifest.json")
     r = run("restore", bid, env={**e, "MONGODB_URL": target.url}, check=False)
     assert_one_line_error(r, 3, "no manifest", "incomplete")
@@ -267,8 +311,8 @@ def test_refuses_backup_without_manifest(backed_up, minio, new_ferretdb):
     (["backup", "--compression", "lz4"], {}, 2, "unknown compression"),
     (["restore", "not/an/id"], {}, 2, "bad backup id"),
 ])
-def test_bad_input_is_one_line_and_exit_2(minio, ferretdb, args, envs, code, fragment, tmp_path):
-    e = {"MONGODB_URL": ferretdb.url, "MENDER_BACKUP_DESTINATION": f"file://{tmp_path}", **minio.env(), **envs}
+def test_bad_input_is_one_line_and_exit_2(minio, mongodb, args, envs, code, fragment, tmp_path):
+    e = {"MONGODB_URL": mongodb.url, "MENDER_BACKUP_DESTINATION": f"file://{tmp_path}", **minio.env(), **envs}
     r = run(*args, env=e, check=False)
     line = assert_one_line_error(r, code, fragment)
     assert "pw" not in line
@@ -283,8 +327,8 @@ def test_bad_s3_credentials(source, minio, env):
     assert "wrong-secret-key" not in r.stderr + r.stdout and line
 
 
-def test_bad_mongodb_credentials(new_ferretdb, tmp_path):
-    mongo = new_ferretdb(user="mender", password="right-password")
+def test_bad_mongodb_credentials(new_mongodb, tmp_path):
+    mongo = new_mongodb(user="mender", password="right-password")
     url = mongo.url.replace("right-password", "wrong-password")
     r = run("backup", env={"MONGODB_URL": url, "MENDER_BACKUP_DESTINATION": f"file://{tmp_path}"}, check=False)
     assert_one_line_error(r, 6, "authentication failed", "mender:***@")

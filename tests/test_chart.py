@@ -323,3 +323,18 @@ def test_trust_features_are_off_by_default(helm):
     env = _env(by_kind(docs, "CronJob")[0])
     assert not any(k in env for k in ("MENDER_BACKUP_ENCRYPTION_KEY", "MENDER_BACKUP_MENDER_SECRETS",
                                       "MENDER_BACKUP_PUSHGATEWAY_URL", "MENDER_BACKUP_WEBHOOK_URL"))
+
+
+def test_host_network_is_a_value(helm):
+    """Off by default; on, both pods share the node's network and still resolve cluster names."""
+    def pods(*args):
+        docs = render(helm, *args)
+        (cj,) = by_kind(docs, "CronJob")
+        (job,) = by_kind(docs, "Job")
+        return [cj["spec"]["jobTemplate"]["spec"]["template"]["spec"], job["spec"]["template"]["spec"]]
+
+    restore = ("--set", "restore.enabled=true", "--set", "restore.backupId=latest")
+    for pod in pods(*restore):
+        assert "hostNetwork" not in pod and "dnsPolicy" not in pod
+    for pod in pods(*restore, "--set", "hostNetwork=true"):
+        assert pod["hostNetwork"] is True and pod["dnsPolicy"] == "ClusterFirstWithHostNet"

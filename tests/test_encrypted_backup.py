@@ -1,4 +1,4 @@
-"""Encrypted backups end to end, against FerretDB and MinIO: the Mender data set through
+"""Encrypted backups end to end, against the suite's MongoDB (DocumentDB) and MinIO: the Mender data set through
 backup, restore and verify; the stored bytes show nothing of it; a missing or wrong key
 fails in one line (exit 6) before anything is written; a flipped byte is an integrity
 failure (exit 5), caught by the checksum and, with the checksum forged, by the AEAD;
@@ -47,8 +47,8 @@ def stored_objects(s3, bucket: str, prefix: str) -> dict[str, bytes]:
 
 
 @pytest.fixture
-def mender(new_ferretdb, minio, bucket):
-    mongo = new_ferretdb()
+def mender(new_mongodb, minio, bucket):
+    mongo = new_mongodb()
     mender_data.seed_mongo(mongo.client(), scale=0.2)
     mender_data.seed_bucket(minio.client(), bucket, count=10)
     dest_bucket = f"enc-{uuid.uuid4().hex[:8]}"
@@ -114,10 +114,10 @@ def _target_untouched(client) -> None:
     assert set(client.list_database_names()) - SYSTEM == set()
 
 
-def test_missing_and_wrong_key_fail_in_one_line_before_any_write(mender, new_ferretdb):
+def test_missing_and_wrong_key_fail_in_one_line_before_any_write(mender, new_mongodb):
     mongo, _artifacts, _dest, env = mender
     bid = result_of(run("backup", "--json", env=with_key(env, KEY_A)))["id"]
-    target = new_ferretdb()
+    target = new_mongodb()
     t_env = {**env, "MENDER_BACKUP_RESTORE_MONGODB_URL": target.url}
 
     r = run("restore", bid, env=t_env, check=False)
@@ -152,14 +152,14 @@ def _flip(s3, bucket: str, key: str, at: int) -> bytes:
     return bytes(body)
 
 
-def test_a_flipped_byte_is_an_integrity_failure(mender, minio, new_ferretdb):
+def test_a_flipped_byte_is_an_integrity_failure(mender, minio, new_mongodb):
     mongo, _artifacts, dest_bucket, env = mender
     s3 = minio.client()
     e = with_key(env, KEY_A)
     bid = result_of(run("backup", "--json", env=e))["id"]
     key = f"mender/backups/{bid}/mongodb.archive.zst.enc"
     size = len(s3.get_object(Bucket=dest_bucket, Key=key)["Body"].read())
-    target = new_ferretdb()
+    target = new_mongodb()
     t_env = {**e, "MENDER_BACKUP_RESTORE_MONGODB_URL": target.url}
 
     corrupt = _flip(s3, dest_bucket, key, size // 2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import subprocess
 
 import bson
@@ -46,10 +47,32 @@ def test_helm_versions(helm3, helm4):
     assert v4.startswith("v4."), v4
 
 
-def test_mongodump_archive_from_ferretdb(ferretdb, mongodump, dbname, tmp_path):
-    ferretdb.client()[dbname].c.insert_many([{"i": i} for i in range(10)])
+def test_documentdb_has_mongodb_semantics(mongodb, dbname):
+    """What FerretDB v1 refuses and the suite's MongoDB must do (tests/ENVIRONMENT.md)."""
+    from bson.decimal128 import Decimal128
+    coll = mongodb.client()[dbname].c
+    coll.insert_one({"_id": 1, "price": Decimal128("12.50"), "provides": {"rootfs-image.version": "v1"}})
+    coll.create_index("exp", expireAfterSeconds=3600)
+    coll.create_index("status", partialFilterExpression={"status": "pending"})
+    coll.create_index([("name", "text")])
+    back = coll.find_one({"_id": 1})
+    assert back["price"] == Decimal128("12.50") and back["provides"] == {"rootfs-image.version": "v1"}
+    names = {i["name"]: i for i in coll.list_indexes()}
+    assert names["exp_1"]["expireAfterSeconds"] == 3600
+    assert names["status_1"]["partialFilterExpression"] == {"status": "pending"}
+    assert "name_text" in names
+    mongodb.client().drop_database(dbname)
+
+
+def test_mongodump_archive_and_bsondump(mongodb, mongodump, bsondump, dbname, tmp_path):
+    """The real MongoDB Database Tools, built from ../shared/mongo-tools."""
+    mongodb.client()[dbname].c.insert_many([{"i": i} for i in range(10)])
     out = tmp_path / "dump.archive"
-    subprocess.run([mongodump, f"--uri={ferretdb.url}", f"--db={dbname}", f"--archive={out}"],
+    subprocess.run([mongodump, f"--uri={mongodb.url}", f"--db={dbname}", f"--archive={out}"],
                    check=True, capture_output=True)
-    assert out.stat().st_size > 100
     assert out.read_bytes()[:4] == bytes.fromhex("6de29981")
+    subprocess.run([mongodump, f"--uri={mongodb.url}", f"--db={dbname}", f"--out={tmp_path / 'dir'}"],
+                   check=True, capture_output=True)
+    r = subprocess.run([bsondump, str(tmp_path / "dir" / dbname / "c.bson")], capture_output=True, text=True, check=True)
+    assert sorted(json.loads(line)["i"]["$numberInt"] for line in r.stdout.splitlines()) == [str(i) for i in range(10)]
+    mongodb.client().drop_database(dbname)

@@ -50,9 +50,9 @@ def manifests(root: Path) -> list[Path]:
 
 
 @pytest.fixture
-def big_source(new_ferretdb):
+def big_source(new_mongodb):
     """Enough data (~10 MB of BSON) that a dump or restore is caught in the middle."""
-    mongo = new_ferretdb()
+    mongo = new_mongodb()
     mender_data.seed_mongo(mongo.client(), scale=6)
     return mongo
 
@@ -76,7 +76,7 @@ def test_mongodb_killed_mid_dump(big_source, tmp_path):
     partial = lambda: [p for p in dest.rglob("*.partial") if p.stat().st_size >= 1 << 20]  # noqa: E731
     wait_until(partial, proc, "the archive was 1 MiB in")
     with frozen(proc):
-        big_source.server.kill()
+        big_source.kill()
     r = finish(proc)
     assert_one_line_error(r, 6, "lost the connection to MongoDB")
     assert manifests(dest) == [] and list(dest.rglob("*.partial")) == []
@@ -94,7 +94,7 @@ def test_minio_killed_mid_upload(big_source, own_minio):
     proc = start("backup", "--compression", "none", "--parallel", "1", env=e)
     wait_until(lambda: s3.list_multipart_uploads(Bucket="dest").get("Uploads"), proc, "a multipart upload began")
     with frozen(proc):
-        own_minio.server.kill()
+        own_minio.kill()
     r = finish(proc)
     assert_one_line_error(r, 6, "S3")
     own_minio.restart()
@@ -110,11 +110,11 @@ def test_minio_killed_mid_upload(big_source, own_minio):
     assert not s3.list_multipart_uploads(Bucket="dest").get("Uploads")     # the next run cleaned it up
 
 
-def test_s3_connection_resets_are_retried(minio, ferretdb, dbname, bucket):
-    ferretdb.client()[dbname].c.insert_many([{"i": i} for i in range(100)])
+def test_s3_connection_resets_are_retried(minio, mongodb, dbname, bucket):
+    mongodb.client()[dbname].c.insert_many([{"i": i} for i in range(100)])
     proxy = TcpProxy(int(minio.endpoint.rsplit(":", 1)[1]))
     proxy.reset_connections = 3
-    e = {**minio.env(), "AWS_ENDPOINT_URL": proxy.endpoint, "MONGODB_URL": ferretdb.url,
+    e = {**minio.env(), "AWS_ENDPOINT_URL": proxy.endpoint, "MONGODB_URL": mongodb.url,
          "MENDER_BACKUP_DESTINATION": f"s3://{bucket}/r"}
     try:
         r = run("backup", "--db", dbname, "--json", env=e)
@@ -124,10 +124,10 @@ def test_s3_connection_resets_are_retried(minio, ferretdb, dbname, bucket):
     assert proxy.resets == 3
 
 
-def test_s3_503_slowdown_is_retried(minio, ferretdb, dbname, bucket):
-    ferretdb.client()[dbname].c.insert_many([{"i": i} for i in range(10)])
+def test_s3_503_slowdown_is_retried(minio, mongodb, dbname, bucket):
+    mongodb.client()[dbname].c.insert_many([{"i": i} for i in range(10)])
     proxy = HttpFaultProxy(int(minio.endpoint.rsplit(":", 1)[1]), fail_first=4, status=503, code="SlowDown")
-    e = {**minio.env(), "AWS_ENDPOINT_URL": proxy.endpoint, "MONGODB_URL": ferretdb.url,
+    e = {**minio.env(), "AWS_ENDPOINT_URL": proxy.endpoint, "MONGODB_URL": mongodb.url,
          "MENDER_BACKUP_DESTINATION": f"s3://{bucket}/s"}
     try:
         r = run("backup", "--db", dbname, "--json", env=e)
@@ -137,11 +137,11 @@ def test_s3_503_slowdown_is_retried(minio, ferretdb, dbname, bucket):
     assert [s for _, _, s in proxy.requests].count(503) == 4
 
 
-def test_permanent_s3_errors_fail_fast(minio, ferretdb, dbname):
+def test_permanent_s3_errors_fail_fast(minio, mongodb, dbname):
     """NoSuchBucket and 403 are not retried: one request each, then a clear error."""
     proxy = HttpFaultProxy(int(minio.endpoint.rsplit(":", 1)[1]))
     try:
-        e = {**minio.env(), "AWS_ENDPOINT_URL": proxy.endpoint, "MONGODB_URL": ferretdb.url,
+        e = {**minio.env(), "AWS_ENDPOINT_URL": proxy.endpoint, "MONGODB_URL": mongodb.url,
              "MENDER_BACKUP_DESTINATION": "s3://no-such-bucket-here/x"}
         assert_one_line_error(run("backup", "--db", "admin", env=e, check=False), 3, "does not exist")
         assert len(proxy.requests) == 1
@@ -174,11 +174,11 @@ def test_s3_connection_cut_mid_upload_then_next_backup_succeeds(big_source, mini
         proxy.close()
 
 
-def test_slow_s3_link_still_completes(minio, ferretdb, dbname, bucket):
-    ferretdb.client()[dbname].c.insert_many([{"i": i, "pad": "x" * 1000} for i in range(200)])
+def test_slow_s3_link_still_completes(minio, mongodb, dbname, bucket):
+    mongodb.client()[dbname].c.insert_many([{"i": i, "pad": "x" * 1000} for i in range(200)])
     proxy = TcpProxy(int(minio.endpoint.rsplit(":", 1)[1]))
     proxy.delay = 0.01
-    e = {**minio.env(), "AWS_ENDPOINT_URL": proxy.endpoint, "MONGODB_URL": ferretdb.url,
+    e = {**minio.env(), "AWS_ENDPOINT_URL": proxy.endpoint, "MONGODB_URL": mongodb.url,
          "MENDER_BACKUP_DESTINATION": f"s3://{bucket}/slow"}
     try:
         assert result_of(run("backup", "--db", dbname, "--json", env=e))["documents"] == 200
@@ -186,8 +186,8 @@ def test_slow_s3_link_still_completes(minio, ferretdb, dbname, bucket):
         proxy.close()
 
 
-def test_destination_disk_full(new_ferretdb, tmp_path):
-    mongo = new_ferretdb()
+def test_destination_disk_full(new_mongodb, tmp_path):
+    mongo = new_mongodb()
     mender_data.seed_mongo(mongo.client(), scale=1)
     small = tmp_path / "small"
     small.mkdir()
@@ -209,8 +209,8 @@ def test_destination_disk_full(new_ferretdb, tmp_path):
 # ------------------------------------------------------------------ restore faults
 
 
-def test_truncated_archive_is_caught_before_the_target_is_touched(new_ferretdb, tmp_path):
-    src, target = new_ferretdb(), new_ferretdb()
+def test_truncated_archive_is_caught_before_the_target_is_touched(new_mongodb, tmp_path):
+    src, target = new_mongodb(), new_mongodb()
     mender_data.seed_mongo(src.client(), scale=0.2)
     e = {"MONGODB_URL": src.url, "MENDER_BACKUP_DESTINATION": f"file://{tmp_path}/b"}
     bid = result_of(run("backup", "--json", env=e))["id"]
@@ -228,8 +228,8 @@ def test_truncated_archive_is_caught_before_the_target_is_touched(new_ferretdb, 
     assert set(target.client().list_database_names()) <= {"admin", "local", "config"}
 
 
-def test_bit_flip_in_vendor_archive_is_caught_before_the_target_is_touched(new_ferretdb, tmp_path):
-    src, target = new_ferretdb(), new_ferretdb()
+def test_bit_flip_in_vendor_archive_is_caught_before_the_target_is_touched(new_mongodb, tmp_path):
+    src, target = new_mongodb(), new_mongodb()
     mender_data.seed_mongo(src.client(), scale=0.2)
     e = {"MONGODB_URL": src.url, "MENDER_BACKUP_DESTINATION": f"file://{tmp_path}/b"}
     run("backup", "--compression", "none", env=e)
@@ -244,10 +244,10 @@ def test_bit_flip_in_vendor_archive_is_caught_before_the_target_is_touched(new_f
     assert set(target.client().list_database_names()) <= {"admin", "local", "config"}
 
 
-def test_server_killed_mid_restore_then_rerun_with_drop(big_source, new_ferretdb, tmp_path):
+def test_server_killed_mid_restore_then_rerun_with_drop(big_source, new_mongodb, tmp_path):
     e = {"MONGODB_URL": big_source.url, "MENDER_BACKUP_DESTINATION": f"file://{tmp_path}/b"}
     bid = result_of(run("backup", "--json", env=e))["id"]
-    target = new_ferretdb()
+    target = new_mongodb()
     te = {**e, "MONGODB_URL": target.url}
     proc = start("restore", bid, env=te)
     probe = target.client()
@@ -258,7 +258,7 @@ def test_server_killed_mid_restore_then_rerun_with_drop(big_source, new_ferretdb
 
     wait_until(restoring, proc, "documents reached the target")
     with frozen(proc):
-        target.server.kill()
+        target.kill()
     r = finish(proc)
     assert_one_line_error(r, 6, "lost the connection to MongoDB")
     target.restart()

@@ -14,13 +14,13 @@ from tests.cli import assert_one_line_error, result_of, run
 
 
 @pytest.fixture(scope="module")
-def written(tmp_path_factory, ferretdb) -> dict:
+def written(tmp_path_factory, mongodb) -> dict:
     """A real manifest, written by a real backup."""
     dest = tmp_path_factory.mktemp("format-dest")
     db = "format_check"
-    ferretdb.client()[db].devices.insert_many([{"_id": i, "status": "accepted"} for i in range(10)])
+    mongodb.client()[db].devices.insert_many([{"_id": i, "status": "accepted"} for i in range(10)])
     bid = result_of(run("backup", "--db", db, "--json",
-                        env={"MONGODB_URL": ferretdb.url, "MENDER_BACKUP_DESTINATION": f"file://{dest}"}))["id"]
+                        env={"MONGODB_URL": mongodb.url, "MENDER_BACKUP_DESTINATION": f"file://{dest}"}))["id"]
     return {"dest": dest, "id": bid,
             "manifest": json.loads((dest / "backups" / bid / "manifest.json").read_bytes())}
 
@@ -89,11 +89,11 @@ def test_format_md_names_every_manifest_field():
 
 
 @pytest.fixture(scope="module")
-def encrypted(tmp_path_factory, ferretdb, written) -> dict:
+def encrypted(tmp_path_factory, mongodb, written) -> dict:
     """A real manifest of an encrypted backup (format 2)."""
     from mender_backup.format.encryption import Key
     dest = tmp_path_factory.mktemp("format-enc")
-    env = {"MONGODB_URL": ferretdb.url, "MENDER_BACKUP_DESTINATION": f"file://{dest}",
+    env = {"MONGODB_URL": mongodb.url, "MENDER_BACKUP_DESTINATION": f"file://{dest}",
            "MENDER_BACKUP_ENCRYPTION_KEY": Key(b"k" * 32).to_base64()}
     bid = result_of(run("backup", "--db", "format_check", "--json", env=env))["id"]
     return json.loads((dest / "backups" / bid / "manifest.json").read_bytes())

@@ -21,8 +21,8 @@ from tests.cli import assert_one_line_error, json_events, result_of, run, start
 
 
 @pytest.fixture
-def seeded(new_ferretdb, minio, bucket):
-    mongo = new_ferretdb()
+def seeded(new_mongodb, minio, bucket):
+    mongo = new_mongodb()
     mender_data.seed_mongo(mongo.client(), scale=0.05)
     mender_data.seed_bucket(minio.client(), bucket, count=10)
     return mongo, bucket
@@ -196,11 +196,11 @@ def test_backup_applies_retention_from_environment(seeded, tmp_path):
     assert len(result_of(run("list", "--json", env=e))) == 2
 
 
-def test_sigterm_cleans_up_and_releases_the_lock(new_ferretdb, tmp_path):
+def test_sigterm_cleans_up_and_releases_the_lock(new_mongodb, tmp_path):
     """Kubernetes sends SIGTERM at activeDeadlineSeconds: the run unwinds, keeps nothing."""
     import signal
     import time
-    mongo = new_ferretdb()
+    mongo = new_mongodb()
     mender_data.seed_mongo(mongo.client(), scale=4)
     dest = tmp_path / "d"
     e = {"MONGODB_URL": mongo.url, "MENDER_BACKUP_DESTINATION": f"file://{dest}"}

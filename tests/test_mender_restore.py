@@ -65,7 +65,7 @@ class Watch:
 
 
 @pytest.fixture
-def mender_release(helm_e2e, minio, new_ferretdb, tmp_path):
+def mender_release(helm_e2e, minio, new_mongodb, tmp_path):
     """make(helm, version, **values) -> a Mender release with seeded data and a real backup."""
     s3 = minio.client()
 
@@ -73,7 +73,7 @@ def mender_release(helm_e2e, minio, new_ferretdb, tmp_path):
              **extra):
         hx = helm_e2e(helm_name)
         ns = hx.new_namespace()
-        source = new_ferretdb()
+        source = new_mongodb()
         mender_data.seed_mongo(source.client(), scale=2)
         bucket = bucket or f"art-{uuid.uuid4().hex[:8]}"
         mender_data.seed_bucket(s3, bucket, count=8)
@@ -95,19 +95,19 @@ def mender_release(helm_e2e, minio, new_ferretdb, tmp_path):
 
 @pytest.mark.parametrize("helm_name, version", [("helm3", "5.13.1"), ("helm3", "6.9.0"), ("helm3", "7.9.4"),
                                                 ("helm3", "8.2.1"), ("helm4", "8.2.1")])
-def test_restore_moves_the_release_onto_the_restored_stores(mender_release, new_ferretdb, minio, helm_name, version):
+def test_restore_moves_the_release_onto_the_restored_stores(mender_release, new_mongodb, minio, helm_name, version):
     hx, ns, source, bucket, _, backup_id = mender_release(helm_name, version)
     s3 = minio.client()
     before = workloads(hx, ns)
     keys = {name: secret(hx, ns, name)["private.pem"] for name in ("rsa-useradm", "rsa-device-auth")}
     old_mongo, old_s3 = secret(hx, ns, "mongodb-common"), secret(hx, ns, "artifacts-storage")
-    target = new_ferretdb()
+    target = new_mongodb()
     new_bucket = f"restored-{uuid.uuid4().hex[:8]}"
     s3.create_bucket(Bucket=new_bucket)
 
     # the restore reaches the target through a slow link (--connect-url), so that the watch
     # samples the insert many times; Mender is told the direct URL
-    slow = TcpProxy(target.server.port)
+    slow = TcpProxy(target.port)
     slow.delay = 0.05
     try:
         with Watch(hx, ns, target) as watch:
@@ -170,12 +170,12 @@ def test_restore_moves_the_release_onto_the_restored_stores(mender_release, new_
 
 
 @pytest.mark.parametrize("version", ["6.9.0", "8.2.1"])
-def test_embedded_mongodb_release_is_repointed_consistently(mender_release, new_ferretdb, minio, version):
+def test_embedded_mongodb_release_is_repointed_consistently(mender_release, new_mongodb, minio, version):
     """6.x/7.x ignore global.mongodb.URL while the chart's MongoDB is on; 8.x refuses to
     render. The plan turns it off with the new URL, so the upgrade works."""
     hx, ns, source, bucket, _, backup_id = mender_release("helm3", version, embedded=True)
     assert hx.values("mender", ns, all_values=True)["mongodb"]["enabled"] is True
-    target = new_ferretdb()
+    target = new_mongodb()
     proc = hx("-n", ns, "mender-backup", "restore", "mender", "--backup", backup_id,
               "--mongodb-url", target.url, "--yes", env=minio.env())
     assert "turns it off (mongodb.enabled: false)" in proc.stderr
@@ -198,7 +198,7 @@ def test_embedded_mongodb_out_of_reach_is_refused_before_anything(mender_release
     assert workloads(hx, ns) == before and hx.status("mender", ns)["version"] == 1
 
 
-def test_existing_secret_for_s3_is_updated(mender_release, new_ferretdb, minio, tmp_path):
+def test_existing_secret_for_s3_is_updated(mender_release, new_mongodb, minio, tmp_path):
     """With global.s3.existingSecret Mender reads the bucket from that Secret, not from values:
     the restore updates it (its previous content saved first: helm rollback cannot undo it)."""
     def my_s3(hx, ns, bucket):
@@ -211,7 +211,7 @@ def test_existing_secret_for_s3_is_updated(mender_release, new_ferretdb, minio, 
                                                      **{"global.s3.existingSecret": "my-s3"})
     new_bucket = f"restored-{uuid.uuid4().hex[:8]}"
     minio.client().create_bucket(Bucket=new_bucket)
-    target = new_ferretdb()
+    target = new_mongodb()
     proc = hx("-n", ns, "mender-backup", "restore", "mender", "--backup", backup_id, "--mongodb-url", target.url,
               "--bucket", new_bucket, "--yes", env={**minio.env(), "MENDER_BACKUP_STATE_DIR": str(tmp_path)})
     s = secret(hx, ns, "my-s3")
@@ -224,12 +224,12 @@ def test_existing_secret_for_s3_is_updated(mender_release, new_ferretdb, minio, 
     assert "name: my-s3" in saved.read_text()
 
 
-def test_backup_from_a_newer_mender_is_refused_without_force(mender_release, new_ferretdb, minio):
+def test_backup_from_a_newer_mender_is_refused_without_force(mender_release, new_mongodb, minio):
     hx, ns, source, bucket, dest, _ = mender_release("helm3", "7.9.4")
     r = cli.run("backup", "--json", env={**minio.env(), "MONGODB_URL": source.url, "MENDER_BACKUP_DESTINATION": dest,
                                          "MENDER_BACKUP_MENDER_APP_VERSION": "v9.0.0"})
     newer = cli.result_of(r)["id"]
-    target = new_ferretdb()
+    target = new_mongodb()
     proc = hx("-n", ns, "mender-backup", "restore", "mender", "--backup", newer, "--mongodb-url", target.url,
               "--yes", env=minio.env(), check=False)
     assert proc.returncode == 4
@@ -237,11 +237,11 @@ def test_backup_from_a_newer_mender_is_refused_without_force(mender_release, new
     assert collections(target.client()) == {} and hx.status("mender", ns)["version"] == 1
 
 
-def test_dry_run_shows_every_step_and_changes_nothing(mender_release, new_ferretdb, minio):
+def test_dry_run_shows_every_step_and_changes_nothing(mender_release, new_mongodb, minio):
     # the chart's default bucket name, which its default storage proxy route names
     hx, ns, _, _, _, backup_id = mender_release("helm3", "8.2.1", bucket="mender-artifact-storage")
     before = workloads(hx, ns)
-    target = new_ferretdb()
+    target = new_mongodb()
     elsewhere = f"elsewhere-{uuid.uuid4().hex[:6]}"
     minio.client().create_bucket(Bucket=elsewhere)
     proc = hx("-n", ns, "mender-backup", "restore", "mender", "--backup", backup_id, "--mongodb-url", target.url,
@@ -263,12 +263,12 @@ def test_dry_run_shows_every_step_and_changes_nothing(mender_release, new_ferret
     assert collections(target.client()) == {}
 
 
-def test_failed_data_step_on_a_new_database_starts_mender_again(mender_release, new_ferretdb, minio):
+def test_failed_data_step_on_a_new_database_starts_mender_again(mender_release, new_mongodb, minio):
     """The target holds data and --drop was not given: the data step refuses before writing;
     Mender's own database was never touched, so its workloads start again as they were."""
     hx, ns, source, _, _, backup_id = mender_release("helm3", "8.2.1")
     before = workloads(hx, ns)
-    target = new_ferretdb()
+    target = new_mongodb()
     target.client()["deviceauth"]["devices"].insert_one({"_id": "already-here"})
     proc = hx("-n", ns, "mender-backup", "restore", "mender", "--backup", backup_id, "--mongodb-url", target.url,
               "--yes", env=minio.env(), check=False)
@@ -299,7 +299,7 @@ def test_in_place_restore_still_upgrades_so_migrations_run(mender_release, minio
     assert hx.values("mender", ns, 2) == hx.values("mender", ns, 1)
 
 
-def test_new_cluster_gets_the_backups_signing_keys(mender_release, helm_e2e, new_ferretdb, minio, tmp_path,
+def test_new_cluster_gets_the_backups_signing_keys(mender_release, helm_e2e, new_mongodb, minio, tmp_path,
                                                     kube_cluster):
     """An encrypted backup holds Mender's key Secrets. Restored into a fresh installation (its
     chart generated other keys), the release ends up with the backup's keys, so tokens
@@ -316,11 +316,11 @@ def test_new_cluster_gets_the_backups_signing_keys(mender_release, helm_e2e, new
 
     # the new cluster: a fresh install (new keys), its own backup release on the same destination
     ns = hx.new_namespace()
-    install_mender(hx, ns, "8.2.1", mender_values("8.2.1", mongodb_url=new_ferretdb().url, minio=minio,
+    install_mender(hx, ns, "8.2.1", mender_values("8.2.1", mongodb_url=new_mongodb().url, minio=minio,
                                                   bucket=bucket), tmp_path)
     hx("-n", ns, "mender-backup", "install", "mender", "--destination", dest)
     assert secret(hx, ns, "rsa-useradm")["private.pem"] != old_keys["rsa-useradm"]
-    target = new_ferretdb()
+    target = new_mongodb()
     proc = hx("-n", ns, "mender-backup", "restore", "mender", "--backup", backup_id, "--mongodb-url", target.url,
               "--yes", env={**minio.env(), "MENDER_BACKUP_ENCRYPTION_KEY": key})
     assert "useradm.certs.key from the backup's rsa-useradm" in proc.stderr

@@ -131,15 +131,15 @@ def _sign(pem_b64: str, message: bytes) -> tuple[bytes, object]:
     return key.sign(message), key
 
 
-def test_keys_round_trip_through_an_encrypted_backup(kube_cluster, mender_ns, backup_sa, ferretdb, tmp_path):
+def test_keys_round_trip_through_an_encrypted_backup(kube_cluster, mender_ns, backup_sa, mongodb, tmp_path):
     cluster = kube_cluster
     originals = {n: secret(cluster, mender_ns, n) for n in KEY_SECRETS}
     token = b'{"sub":"device-1","iss":"Mender"}'
     signature, _ = _sign(originals["rsa-useradm"]["data"]["private.pem"], token)
     db = f"ms_{uuid.uuid4().hex[:6]}"
-    ferretdb.client()[db].devices.insert_many([{"_id": i} for i in range(5)])
+    mongodb.client()[db].devices.insert_many([{"_id": i} for i in range(5)])
     dest = tmp_path / "dest"
-    env = {"MONGODB_URL": ferretdb.url, "MENDER_BACKUP_DESTINATION": f"file://{dest}",
+    env = {"MONGODB_URL": mongodb.url, "MENDER_BACKUP_DESTINATION": f"file://{dest}",
            "MENDER_BACKUP_ENCRYPTION_KEY": KEY.to_base64(), "KUBECONFIG": str(backup_sa["kubeconfig"]),
            "MENDER_BACKUP_MENDER_SECRETS": "default"}
 
@@ -192,17 +192,17 @@ def test_keys_round_trip_through_an_encrypted_backup(kube_cluster, mender_ns, ba
     live = secret(cluster, mender_ns, "rsa-useradm")
     live["data"]["private.pem"] = base64.b64encode(other.encode()).decode()
     cluster.request("PUT", f"/api/v1/namespaces/{mender_ns}/secrets/rsa-useradm", live)
-    ferretdb.client()[db].marker.insert_one({"_id": "untouched"})
+    mongodb.client()[db].marker.insert_one({"_id": "untouched"})
     r = run("restore", bid, "--drop", "--secrets", env=op, check=False)
     assert_one_line_error(r, 4, "rsa-useradm", "--overwrite-secrets")
-    assert ferretdb.client()[db].marker.count_documents({}) == 1          # refused before any write
+    assert mongodb.client()[db].marker.count_documents({}) == 1          # refused before any write
     r = run("restore", bid, "--drop", "--secrets", "--overwrite-secrets", "--json", env=op)
     assert result_of(r)["secrets"]["actions"]["rsa-useradm"] == "replace"
     assert secret(cluster, mender_ns, "rsa-useradm")["data"] == originals["rsa-useradm"]["data"]
 
 
-def test_a_missing_required_secret_fails_the_backup_before_the_dump(kube_cluster, mender_ns, ferretdb, tmp_path):
-    env = {"MONGODB_URL": ferretdb.url, "MENDER_BACKUP_DESTINATION": f"file://{tmp_path}",
+def test_a_missing_required_secret_fails_the_backup_before_the_dump(kube_cluster, mender_ns, mongodb, tmp_path):
+    env = {"MONGODB_URL": mongodb.url, "MENDER_BACKUP_DESTINATION": f"file://{tmp_path}",
            "MENDER_BACKUP_ENCRYPTION_KEY": KEY.to_base64(), "KUBECONFIG": str(kube_cluster.kubeconfig),
            "MENDER_BACKUP_MENDER_NAMESPACE": mender_ns, "MENDER_BACKUP_MENDER_SECRETS": "rsa-useradm,no-such-secret"}
     r = run("backup", env=env, check=False)
@@ -237,7 +237,7 @@ def _mender5_values(path: Path) -> Path:
     return path
 
 
-def test_mender_5_enterprise_all_four_through_the_engine_api(kube_cluster, helm3, ferretdb, tmp_path):
+def test_mender_5_enterprise_all_four_through_the_engine_api(kube_cluster, helm3, mongodb, tmp_path):
     """mender 5.13.1 enterprise creates all four key Secrets (api-gateway holding TLS); a
     backup with `default` stores them all, and the engine functions the helm plugin's restore
     calls (mender_secrets.load / restore) put them back, byte for byte, in a new namespace."""
@@ -261,10 +261,10 @@ def test_mender_5_enterprise_all_four_through_the_engine_api(kube_cluster, helm3
     assert originals["api-gateway"]["data"].keys() == {"cert.crt", "private.key"}
 
     db = f"m5_{uuid.uuid4().hex[:6]}"
-    ferretdb.client()[db].c.insert_one({"_id": 1})
+    mongodb.client()[db].c.insert_one({"_id": 1})
     dest = tmp_path / "dest"
     r = run("backup", "--db", db, "--json", env={
-        "MONGODB_URL": ferretdb.url, "MENDER_BACKUP_DESTINATION": f"file://{dest}",
+        "MONGODB_URL": mongodb.url, "MENDER_BACKUP_DESTINATION": f"file://{dest}",
         "MENDER_BACKUP_ENCRYPTION_KEY": KEY.to_base64(), "KUBECONFIG": str(kube_cluster.kubeconfig),
         "MENDER_BACKUP_MENDER_NAMESPACE": ns, "MENDER_BACKUP_MENDER_SECRETS": "default"})
     bid = result_of(r)["id"]

@@ -55,9 +55,9 @@ def group(pg, operation: str, destination: str) -> dict[str, float]:
 
 
 @pytest.fixture
-def source(new_ferretdb, minio, bucket, tmp_path):
+def source(new_mongodb, minio, bucket, tmp_path):
     from testenv import mender_data
-    mongo = new_ferretdb()
+    mongo = new_mongodb()
     mender_data.seed_mongo(mongo.client(), scale=0.1)
     mender_data.seed_bucket(minio.client(), bucket, count=4)
     dest = f"file://{tmp_path}/dest"

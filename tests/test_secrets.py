@@ -23,10 +23,10 @@ def test_redact_url_and_scrub():
     assert scrub("key=AKIA-very-secret-value!") == "key=***!"
 
 
-def test_no_secret_in_output_manifest_or_process_arguments(new_ferretdb, minio, bucket, tmp_path):
+def test_no_secret_in_output_manifest_or_process_arguments(new_mongodb, minio, bucket, tmp_path):
     """Backup and restore with a password in the MongoDB URL and S3 keys in the environment;
     every byte the tool prints or stores, and the argv of it and its children, is checked."""
-    mongo = new_ferretdb(user="mender", password=MONGO_PASSWORD)    # authentication enforced
+    mongo = new_mongodb(user="mender", password=MONGO_PASSWORD)    # authentication enforced
     mender_data.seed_mongo(mongo.client(), scale=0.05)
     mender_data.seed_bucket(minio.client(), bucket, count=5)
     url = mongo.url

@@ -1,4 +1,4 @@
-"""The scheduled test restore, `mender-backup verify --restore-into URL`, against FerretDB and
+"""The scheduled test restore, `mender-backup verify --restore-into URL`, against the suite's MongoDB (DocumentDB) and
 MinIO: a good backup restores into scratch databases, verifies, and everything it made is
 dropped; a corrupted one (a flipped byte, or contents that no longer match the manifest,
 which checksums alone do not see) fails with exit 5 and still leaves nothing behind; the
@@ -22,11 +22,11 @@ KEY = Key(hashlib.sha256(b"test restore key").digest())
 
 
 @pytest.fixture
-def setup(new_ferretdb, minio, bucket):
-    source = new_ferretdb()
+def setup(new_mongodb, minio, bucket):
+    source = new_mongodb()
     mender_data.seed_mongo(source.client(), scale=0.1)
     mender_data.seed_bucket(minio.client(), bucket, count=5)
-    scratch = new_ferretdb()
+    scratch = new_mongodb()
     scratch.client()["someone_elses"].things.insert_one({"_id": 1})       # must survive untouched
     dest, scratch_bucket = (f"mbv-{uuid.uuid4().hex[:8]}" for _ in range(2))
     for b in (dest, scratch_bucket):

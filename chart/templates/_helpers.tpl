@@ -235,6 +235,11 @@ argument list (the image's ENTRYPOINT is `mender-backup`), .extraEnv extra env.
 serviceAccountName: {{ include "mender-backup.serviceAccountName" $ }}
 automountServiceAccountToken: {{ or $v.automountServiceAccountToken .kubeApi false }}
 restartPolicy: Never
+{{- if $v.hostNetwork }}
+hostNetwork: true
+# cluster DNS names (e.g. an in-cluster MongoDB service) still resolve on the host's network
+dnsPolicy: ClusterFirstWithHostNet
+{{- end }}
 {{- with $v.imagePullSecrets }}
 imagePullSecrets:
   {{- toYaml . | nindent 2 }}

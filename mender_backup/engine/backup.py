@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -89,7 +90,11 @@ def _dump(client, infos: list[CollectionSpec], writer: ArchiveWriter, parallel: 
                     running -= 1
     finally:
         stop.set()
-        while any(t.is_alive() for t in threads):   # unblock readers waiting on a full queue
+        # unblock readers waiting on a full queue; a reader stuck in a read from a server that
+        # stopped answering is not waited for (a daemon thread): a run killed at its deadline
+        # must release its lock within the pod's grace period
+        give_up = time.monotonic() + 5
+        while any(t.is_alive() for t in threads) and time.monotonic() < give_up:
             with contextlib.suppress(queue.Empty):
                 out.get(timeout=0.1)
     return digests
