@@ -41,9 +41,10 @@ def test_help_through_helm(installed):
     assert "--mongodb-url" in proc.stdout and "--dry-run" in proc.stdout
 
 
-def test_global_flags_reach_the_plugins_helm_calls(installed, tmp_path):
-    """`helm -n X --kube-context Y mender-backup ...`: the plugin's own helm call
-    uses the same context (helm fails on it: there is no such context)."""
+def test_global_flags_reach_the_plugins_helm_and_kubernetes_calls(installed, tmp_path):
+    """`helm --kubeconfig K --kube-context Y -n X mender-backup ...`: the plugin's own helm calls
+    and its own Kubernetes client use the same kubeconfig and context (both fail on it: there
+    is no such context)."""
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(textwrap.dedent("""\
         apiVersion: v1
@@ -52,13 +53,15 @@ def test_global_flags_reach_the_plugins_helm_calls(installed, tmp_path):
         contexts: [{name: only-context, context: {cluster: c}}]
         current-context: only-context
     """))
-    proc = helm_run(installed["helm"], "--kubeconfig", str(kubeconfig), "--kube-context", "ctx-from-flag",
-                    "-n", "ns1", "mender-backup", "restore", "mender", "--backup", "latest",
-                    env=installed["env"], check=False)
-    assert proc.returncode != 0
-    ours = [ln for ln in proc.stderr.splitlines() if ln.startswith("Error: helm ")]
-    assert len(ours) == 1 and 'context "ctx-from-flag" does not exist' in ours[0], proc.stderr
-    assert "Traceback" not in proc.stderr
+    flags = ["--kubeconfig", str(kubeconfig), "--kube-context", "ctx-from-flag", "-n", "ns1"]
+    for command, prefix in ((["list", "mender"], "Error: helm get metadata: "),
+                            (["restore", "mender", "--backup", "latest"], "Error: kubeconfig: ")):
+        proc = helm_run(installed["helm"], *flags, "mender-backup", *command, env=installed["env"], check=False)
+        assert proc.returncode != 0
+        ours = [ln for ln in proc.stderr.splitlines() if ln.startswith("Error: ") and "exited with error" not in ln]
+        assert len(ours) == 1 and ours[0].startswith(prefix), proc.stderr
+        assert 'context "ctx-from-flag" does not exist' in ours[0]
+        assert "Traceback" not in proc.stderr
 
 
 def test_install_hook_is_idempotent(installed):

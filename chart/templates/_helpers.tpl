@@ -131,12 +131,6 @@ never in the pod spec, so `kubectl get cronjob -o yaml` shows no credential.
   value: {{ $v.destination.url | quote }}
 - name: MENDER_BACKUP_COMPRESSION
   value: {{ $v.compression | quote }}
-{{- /* A run killed at activeDeadlineSeconds may leave its lock: once the lock is older than
-any run can live, the next scheduled run breaks it instead of failing until someone looks. */}}
-- name: MENDER_BACKUP_BREAK_STALE_LOCK
-  value: "true"
-- name: MENDER_BACKUP_LOCK_STALE_AFTER
-  value: {{ add $v.activeDeadlineSeconds 600 | quote }}
 {{- $keys := $v.s3.existingSecretKeys }}
 {{- if not $v.s3.skipArtifacts }}
 {{- if $v.s3.bucket }}
