@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,14 +81,24 @@ class Helm:
 
     def __call__(self, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
         proc = subprocess.run([str(self.bin), *args], capture_output=True, text=True,
-                              env={**self.env, **(env or {})}, stdin=subprocess.DEVNULL, timeout=300)
+                              env={**self.env, **(env or {})}, stdin=subprocess.DEVNULL, timeout=600)
         if check and proc.returncode != 0:
             raise AssertionError(f"helm {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
         return proc
 
-    def values(self, release: str, ns: str, revision: int) -> dict:
-        out = self("get", "values", release, "-n", ns, "--revision", str(revision), "-o", "yaml").stdout
-        return YAML(typ="safe").load(out) or {}
+    def values(self, release: str, ns: str, revision: int | None = None, all_values: bool = False) -> dict:
+        args = ["get", "values", release, "-n", ns, "-o", "json"]
+        if revision:
+            args += ["--revision", str(revision)]
+        if all_values:
+            args.append("--all")
+        return json.loads(self(*args).stdout or "{}") or {}
 
     def status(self, release: str, ns: str) -> dict:
         return json.loads(self("status", release, "-n", ns, "-o", "json").stdout)
+
+    def new_namespace(self) -> str:
+        name = f"{self.name}-{uuid.uuid4().hex[:8]}"
+        self.cluster.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                                            "metadata": {"name": name}})
+        return name

@@ -25,11 +25,18 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("MENDER_BACKUP_SHARED") or ROOT.parent / "shared")
-if not (SHARED / "mender-helm").exists():
-    SHARED = Path("/work/shared")
-CHARTS = SHARED / "mender-helm"
+from tests.helmutil import ROOT, Helm
+
+def shared() -> Path:
+    """The project's shared folder, found as testenv/build.sh finds it."""
+    env = os.environ.get("MENDER_BACKUP_SHARED")
+    if env:
+        return Path(env)
+    beside = ROOT.parent / "shared"
+    return beside if beside.is_dir() else Path("/work/shared")
+
+
+CHARTS = shared() / "mender-helm"
 VERSIONS = ["5.13.1", "6.9.0", "7.9.4", "8.2.1"]
 
 
@@ -64,41 +71,6 @@ def serve_charts(helm: Path, root: Path) -> ChartRepo:
     return ChartRepo(url, server)
 
 
-@dataclass
-class Helm:
-    """helm (with the plugin installed) pointed at the test API server."""
-    name: str
-    bin: Path
-    env: dict
-    cluster: object
-
-    def __call__(self, *args: str, check: bool = True, env: dict | None = None,
-                 input: str | None = None) -> subprocess.CompletedProcess:
-        proc = subprocess.run([str(self.bin), *args], capture_output=True, text=True, input=input,
-                              env={**self.env, **(env or {})}, stdin=None if input else subprocess.DEVNULL,
-                              timeout=600)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"helm {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-        return proc
-
-    def values(self, release: str, ns: str, revision: int | None = None, all_values: bool = False) -> dict:
-        args = ["get", "values", release, "-n", ns, "-o", "json"]
-        if revision:
-            args += ["--revision", str(revision)]
-        if all_values:
-            args.append("--all")
-        return json.loads(self(*args).stdout or "{}") or {}
-
-    def status(self, release: str, ns: str) -> dict:
-        return json.loads(self("status", release, "-n", ns, "-o", "json").stdout)
-
-    def new_namespace(self) -> str:
-        name = f"{self.name}-{uuid.uuid4().hex[:8]}"
-        self.cluster.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
-                                                            "metadata": {"name": name}})
-        return name
-
-
 def helm_with_plugin(name: str, inst: dict, cluster, repo_url: str, home: Path) -> Helm:
     env = dict(inst["env"], KUBECONFIG=str(cluster.kubeconfig),
                HELM_REPOSITORY_CONFIG=str(home / "repositories.yaml"),
@@ -110,6 +82,7 @@ def helm_with_plugin(name: str, inst: dict, cluster, repo_url: str, home: Path) 
     return h
 
 
+@functools.cache
 def signing_key() -> str:
     """A private key for the 5.x chart, which takes useradm's and device-auth's from values."""
     from cryptography.hazmat.primitives import serialization
@@ -120,14 +93,20 @@ def signing_key() -> str:
 
 
 def mender_values(version: str, *, mongodb_url: str | None, minio, bucket: str, embedded: bool = False,
-                  **extra) -> dict:
+                  secret_key: str | None = None, unschedulable: bool = False, **extra) -> dict:
     """Values of a Mender installation with external MongoDB and S3 (MinIO), as an operator
-    writes them; `embedded` keeps the chart's own MongoDB (the default from 6.x on)."""
+    writes them; `embedded` keeps the chart's own MongoDB (the default from 6.x on);
+    `secret_key`: a wrong S3 key; `unschedulable`: on a cluster with a node, Mender's pods
+    (images that cannot be pulled here) get an affinity no node has and stay Pending."""
     s3 = {"AWS_URI": minio.endpoint, "AWS_BUCKET": bucket, "AWS_REGION": "us-east-1",
-          "AWS_ACCESS_KEY_ID": minio.access_key, "AWS_SECRET_ACCESS_KEY": minio.secret_key,
+          "AWS_ACCESS_KEY_ID": minio.access_key, "AWS_SECRET_ACCESS_KEY": secret_key or minio.secret_key,
           "AWS_FORCE_PATH_STYLE": "true"}
     values: dict = {"global": {"url": "https://mender.example.com", "enterprise": False, "s3": s3},
                     "dbmigration": {"enable": False}}
+    if unschedulable:
+        never = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "mender-backup.test/mender-pods", "operator": "Exists"}]}]}}}
+        values.update({"redis": {"enabled": False}, "default": {"affinity": never}})
     if not embedded:
         values["global"]["mongodb"] = {"URL": mongodb_url}
         values["mongodb"] = {"enabled": False}
@@ -145,10 +124,23 @@ def mender_values(version: str, *, mongodb_url: str | None, minio, bucket: str, 
 
 def install_mender(hx: Helm, ns: str, version: str, values: dict, tmp: Path, from_repo: bool = True,
                    check: bool = True) -> subprocess.CompletedProcess:
-    f = tmp / f"mender-values-{uuid.uuid4().hex[:6]}.yaml"
-    f.write_text(json.dumps(values))
+    f = write_values(values, tmp / f"mender-values-{uuid.uuid4().hex[:6]}.yaml")
     chart = ["mender/mender", "--version", version] if from_repo else [str(chart_file(version))]
     return hx("install", "mender", *chart, "-n", ns, "-f", str(f), check=check)
+
+
+def write_values(values: dict, path: Path) -> Path:
+    path.write_text(json.dumps(values))
+    path.chmod(0o600)
+    return path
+
+
+def rendered_secrets(helm: Path, values_file: Path, version: str = "5.13.1") -> dict[str, dict[str, str]]:
+    """The Secrets `helm template` of the Mender chart makes: name -> key -> value."""
+    out = subprocess.run([str(helm), "template", "mender", str(chart_file(version)), "-f", str(values_file)],
+                         capture_output=True, text=True, check=True).stdout
+    return {d["metadata"]["name"]: {k: base64.b64decode(v).decode() for k, v in (d.get("data") or {}).items()}
+            for d in read_yaml(out) if d.get("kind") == "Secret"}
 
 
 def secret(hx: Helm, ns: str, name: str) -> dict[str, bytes]:

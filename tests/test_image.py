@@ -13,7 +13,7 @@ from testenv import image as img
 from testenv import mender_data
 from tests.cli import result_of
 from tests.helmutil import by_kind, render
-from tests.mender_chart import mender_values, rendered_secrets, write_values
+from tests.mender_release import mender_values, rendered_secrets, write_values
 
 
 def chart_pod(helm, *args: str) -> dict:
@@ -53,7 +53,7 @@ def test_image_runs_a_backup_as_the_chart_runs_it(image, helm3, new_mongodb, min
     mender_data.seed_bucket(minio.client(), bucket, count=5)
     backups = f"backups-{uuid.uuid4().hex[:8]}"
     minio.client().create_bucket(Bucket=backups)
-    secrets = rendered_secrets(helm3, write_values(mender_values(mongo.url, minio, bucket), tmp_path / "mender.yaml"))
+    secrets = rendered_secrets(helm3, write_values(mender_values("5.13.1", mongodb_url=mongo.url, minio=minio, bucket=bucket), tmp_path / "mender.yaml"))
 
     pod = chart_pod(helm3, "--set", f"destination.url=s3://{backups}/mender")
     # what img.run applies is what the chart asks for

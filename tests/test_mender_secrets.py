@@ -23,18 +23,15 @@ from mender_backup.format.encryption import Key, Keyring
 from testenv.kube import ApiError
 from tests.cli import assert_one_line_error, result_of, run
 from tests.helmutil import by_kind, helm_run, render
+from tests.mender_release import chart_file
 from tests.test_kube_client import kubeconfig
 
-MENDER_CHARTS = Path(__file__).resolve().parent.parent.parent / "shared" / "mender-helm"
 KEY = Key(hashlib.sha256(b"mender secrets test key").digest())
 KEY_SECRETS = ["rsa-device-auth", "rsa-useradm"]            # what mender 8.2.1 creates by default
 
 
 def _chart(version: str) -> Path:
-    path = MENDER_CHARTS / f"mender-{version}.tgz"
-    if not path.exists():
-        pytest.skip(f"{path} not found (../shared/mender-helm)")
-    return path
+    return chart_file(version)
 
 
 @pytest.fixture(scope="module")

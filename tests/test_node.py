@@ -25,7 +25,7 @@ from testenv.node import NAME as NODE
 from tests.cli import tool_env
 from tests.faults import TcpProxy
 from tests.helmutil import CHART, Helm
-from tests.mender_chart import MENDER_CHART, mender_values, write_values
+from tests.mender_release import chart_file, mender_values, write_values
 
 # what our chart needs to run on this node: the image imported, never pulled; the
 # servers on the host's 127.0.0.1
@@ -57,8 +57,9 @@ def install(hx: Helm, image, tmp: Path, minio, mongodb, mongodb_url: str | None 
     bucket, backups = f"art-{uuid.uuid4().hex[:8]}", f"bak-{uuid.uuid4().hex[:8]}"
     mender_data.seed_bucket(s3, bucket, count=4)
     s3.create_bucket(Bucket=backups)
-    values = mender_values(mongodb_url or mongodb.url, minio, bucket, secret_key=secret_key)
-    hx("install", "mender", str(MENDER_CHART), "-n", ns, "-f", str(write_values(values, tmp / f"{ns}-mender.yaml")))
+    values = mender_values("5.13.1", mongodb_url=mongodb_url or mongodb.url, minio=minio, bucket=bucket,
+                           secret_key=secret_key, unschedulable=True)
+    hx("install", "mender", str(chart_file("5.13.1")), "-n", ns, "-f", str(write_values(values, tmp / f"{ns}-mender.yaml")))
     ours = write_values({**NODE_VALUES, **backup_values}, tmp / f"{ns}-backup.yaml")
     hx("-n", ns, "mender-backup", "install", "mender", "--destination", f"s3://{backups}/prod",
        "--image", image.ref, "-f", str(ours))
