@@ -128,10 +128,14 @@ def backup(
 
     if not policy.empty:
         _run(rep, retention)
+    pit = m.point_in_time
     rep.result({"id": m.id, "databases": sorted(m.databases), "documents": m.document_count,
-                "archive_size": m.archive.size, "artifacts": len(m.artifacts)},
+                "archive_size": m.archive.size, "artifacts": len(m.artifacts),
+                "consistent": pit.consistent, "consistent_at": pit.end.as_json() if pit.end else None},
                f"backup {m.id} complete: {m.document_count} documents in {len(m.databases)} databases, "
-               f"archive {human_bytes(m.archive.size)}, {len(m.artifacts)} artifacts")
+               f"archive {human_bytes(m.archive.size)}, {len(m.artifacts)} artifacts; "
+               + (f"consistent at {pit.end.time}" if pit.end else
+                  "point-in-time consistent" if pit.consistent else "NOT point-in-time consistent"))
 
 
 @app.command()
@@ -154,7 +158,20 @@ def restore(
     drop: Annotated[bool, typer.Option(
         "--drop", help="Replace the collections this backup holds if they exist. Nothing else is dropped.")] = False,
     dry_run: Annotated[bool, typer.Option(
-        "--dry-run", help="Print what would be dropped, created and copied; change nothing.")] = False,
+        "--dry-run", help="Print what would be dropped, created, copied, replayed and skipped; change nothing.")
+    ] = False,
+    oplog_replay: Annotated[Optional[bool], typer.Option(
+        "--oplog-replay/--no-oplog-replay", show_default=False,
+        help="Replay the archive's oplog after the documents. Default: yes for a consistent backup, no for a "
+             "plain mongodump --oplog archive (as mongorestore --oplogReplay).")] = None,
+    to_time: Annotated[Optional[str], typer.Option(
+        "--to-time", show_default=False,
+        help="Point-in-time recovery: restore the newest consistent backup before TIME and replay the oplog "
+             "slices up to TIME (ISO 8601, UTC unless an offset is given, or an oplog timestamp seconds:ordinal).")
+    ] = None,
+    restore_users_and_roles: Annotated[bool, typer.Option(
+        "--restore-users-and-roles",
+        help="Also restore admin.system.users and admin.system.roles, merged as mongorestore does.")] = False,
     json_out: JsonOut = False, quiet: Quiet = False,
 ) -> None:
     """Restore a backup into MongoDB and an artifact bucket, then verify it.
@@ -169,7 +186,8 @@ def restore(
     register_url_secrets(mongodb_url)
     opts = engine_restore.RestoreOptions(
         mongodb_url=mongodb_url, backup_id=backup_id, source=source, archive=archive,
-        artifacts_bucket=artifacts_bucket, databases=list(db or []), drop=drop, dry_run=dry_run)
+        artifacts_bucket=artifacts_bucket, databases=list(db or []), drop=drop, dry_run=dry_run,
+        oplog_replay=oplog_replay, to_time=to_time, users_and_roles=restore_users_and_roles)
     summary = _run(rep, lambda: engine_restore.run(opts, rep))
     rep.result(summary, describe_restore(summary))
 
@@ -183,6 +201,9 @@ def describe_restore(s: dict) -> str:
                      f"{len(c['indexes'])} indexes)")
     for u in s["untouched"]:
         lines.append(f"  keep    {u} (not in the backup, left alone)")
+    for k in s.get("skipped", []):
+        lines.append(f"  skip    {k['namespace']} ({k['reason']})")
+    lines += _describe_oplog(s.get("oplog") or {}, s["dry_run"])
     a = s["artifacts"]
     if a is not None:
         lines.append(f"  artifacts: copy {a['copy']} ({a['bytes']} bytes), {a['already_present']} already present")
@@ -193,10 +214,26 @@ def describe_restore(s: dict) -> str:
     return "\n".join(lines)
 
 
+def _describe_oplog(o: dict, dry_run: bool) -> list[str]:
+    if not o.get("in_archive") and not o.get("slices"):
+        return []
+    if not o.get("replay"):
+        return [f"  oplog   {o.get('reason', 'not replayed')}"]
+    r = o.get("replayed") or {}
+    verb = "replay" if dry_run else "replayed"
+    where = f" up to {r['last']['time']}" if r.get("last") else ""
+    lines = [f"  oplog   {verb} {r.get('entries', 0)} entries{where}"
+             + (f" from the archive and {len(o['slices'])} slice(s)" if o.get("slices") else "")]
+    for why, n in sorted((r.get("skipped") or {}).items()):
+        lines.append(f"  oplog   skip {n} ({why})")
+    return lines
+
+
 @app.command("list")
 def list_(destination: Destination = "", json_out: JsonOut = False) -> None:
-    """List the backups at a destination, oldest first, with whether each is complete."""
-    from .engine import catalog
+    """List the backups at a destination, oldest first, with whether each is complete, the time it is
+    consistent at, and up to when the shipped oplog makes it restorable (restore --to-time)."""
+    from .engine import catalog, pitr
     from .stores import destination_store
 
     rep = _reporter(json_out, False)
@@ -204,7 +241,10 @@ def list_(destination: Destination = "", json_out: JsonOut = False) -> None:
     def body():
         store = destination_store(destination)
         store.check()
-        return [e.as_dict() for e in catalog.scan(store)]
+        entries = catalog.scan(store)
+        rows = [e.as_dict() for e in entries]
+        pitr.annotate(rows, {e.id: e.manifest for e in entries if e.manifest}, pitr.scan(store))
+        return rows
 
     rows = _run(rep, body)
     rep.result(rows, backups_table(rows))
@@ -249,6 +289,31 @@ def prune(
     verb = "would delete" if dry_run else "deleted"
     rep.result(r, f"kept {len(r['keep'])} backup(s); {verb} {len(r['delete'])} backup(s), "
                   f"{len(r['delete_incomplete'])} incomplete backup(s), {r['delete_artifacts']} artifact(s)")
+
+
+@app.command()
+def oplog(
+    mongodb_url: MongoURL = "",
+    destination: Destination = "",
+    break_lock: BreakLock = False,
+    lock_stale_after: LockStaleAfter = int(STALE_AFTER_SECONDS),
+    json_out: JsonOut = False, quiet: Quiet = False,
+) -> None:
+    """Ship the oplog written since the last run to the destination, for point-in-time recovery.
+
+    Run it every few minutes (the chart's oplog CronJob), more often than the oplog takes to
+    roll over. Each run writes one compressed, checksummed slice and its manifest (last).
+    A roll-over between two runs is reported with exit 5: times in that gap cannot be restored.
+    """
+    from .engine import oplog as engine_oplog
+
+    rep = _reporter(json_out, quiet)
+    register_url_secrets(mongodb_url)
+    opts = engine_oplog.OplogOptions(mongodb_url=mongodb_url, destination=destination, break_lock=break_lock,
+                                     lock_stale_after=lock_stale_after)
+    r = _run(rep, lambda: engine_oplog.run(opts, rep))
+    rep.result(r, f"shipped {r['shipped']} oplog entries" + (f" up to {r['slice']['to']['time']}" if r["slice"]
+                                                            else " (nothing new)"))
 
 
 def _version(value: bool) -> None:

@@ -118,11 +118,14 @@ def backups_table(rows: list[dict]) -> str:
         return "no backups"
     from rich.console import Console
     from rich.table import Table
-    t = Table("id", "time", "size", "databases", "documents", "artifacts", "complete", box=None)
+    t = Table("id", "time", "size", "databases", "documents", "artifacts", "consistent at", "restorable until",
+              "complete", box=None)
     for r in rows:
+        consistent = r.get("consistent_at") or ("no" if r.get("consistent") is False else "-")
         t.add_row(r["id"], r["time"] or "?", human_bytes(r["size"]), str(len(r["databases"])),
                   str(r["documents"] if r["documents"] is not None else "-"),
                   str(r["artifacts"] if r["artifacts"] is not None else "-"),
+                  consistent, r.get("restorable_until") or "-",
                   "yes" if r["complete"] else f"NO: {r.get('problem', '')}")
     console = Console(width=200, record=True, file=io.StringIO())
     console.print(t)

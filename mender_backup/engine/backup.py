@@ -13,13 +13,14 @@ from ..format import compression
 from ..format.archive import ArchiveWriter, CollectionMetadata, Header
 from ..format.digest import CollectionDigest, HashingWriter
 from ..format.layout import ARCHIVE, ARTIFACTS, MANIFEST, backup_key, backup_prefix, new_id
-from ..format.manifest import ArchiveEntry, CollectionEntry, Manifest
+from ..format.manifest import OPLOG_FORMAT_VERSION, ArchiveEntry, CollectionEntry, Manifest
 from ..format.metadata import CollectionSpec
 from ..mongo import client as mongo_client
 from ..mongo import collections as mongo
 from ..output import Reporter
 from ..stores import Store, bucket_store, destination_store
 from . import artifacts
+from .capture import Capture
 from .lock import STALE_AFTER_SECONDS, Lock
 
 
@@ -118,6 +119,8 @@ def run(opts: BackupOptions, reporter: Reporter) -> Manifest:
 
 def _backup(opts: BackupOptions, reporter: Reporter, dest: Store, source_bucket: Store | None, client,
             backup_id: str, started: datetime, comp: str, lock: Lock) -> Manifest:
+    # the oplog position first: a collection created after it is then in the dump or in the oplog
+    capture = Capture(client, reporter)
     dbs = mongo_client.list_databases(client, opts.databases or None)
     infos = [i for db in dbs for i in mongo.specs(client, db)]
     server_version = mongo_client.server_version(client)
@@ -134,8 +137,9 @@ def _backup(opts: BackupOptions, reporter: Reporter, dest: Store, source_bucket:
             writer.write_prelude(
                 Header(concurrent_collections=opts.parallel, server_version=server_version,
                        tool_version=f"mender-backup {__version__}"),
-                [CollectionMetadata(i.db, i.name, i.to_json(), 0, i.type) for i in infos])
+                [CollectionMetadata(i.db, i.name, i.to_json(), 0, i.type) for i in infos] + capture.metadata())
             digests = _dump(client, infos, writer, opts.parallel, reporter)
+            point_in_time = capture.finish(writer)
     databases: dict[str, dict[str, CollectionEntry]] = {db: {} for db in dbs}
     for i in infos:
         d = digests.get((i.db, i.name))
@@ -161,7 +165,8 @@ def _backup(opts: BackupOptions, reporter: Reporter, dest: Store, source_bucket:
         tool_version=__version__, server_version=server_version,
         archive=ArchiveEntry(archive_key.rsplit("/", 1)[1], hashing.size, hashing.hexdigest(), comp),
         databases=databases, artifacts_bucket=source_bucket.bucket if source_bucket else None,
-        artifacts=artifact_entries,
+        artifacts=artifact_entries, point_in_time=point_in_time,
+        format_version=OPLOG_FORMAT_VERSION if point_in_time.consistent else 1,
     )
     # the manifest is the commit point: written last, in one piece, after all else is durable,
     # and only while we still hold the lock

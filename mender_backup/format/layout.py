@@ -4,6 +4,9 @@
     backups/<id>/manifest.json           written last: without it the backup is incomplete
     artifacts/<key>                      shared by all backups (incremental)
     locks/mender-backup.lock             held by a running backup or prune
+    oplog/<from>-<to>.bson.zst           an oplog slice (point-in-time recovery)
+    oplog/<from>-<to>.json               its manifest, written last
+    locks/oplog.lock                     held by a running `mender-backup oplog`
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from datetime import datetime, timezone
 BACKUPS = "backups/"
 ARTIFACTS = "artifacts/"
 LOCK = "locks/mender-backup.lock"
+OPLOG = "oplog/"
+OPLOG_LOCK = "locks/oplog.lock"
 MANIFEST = "manifest.json"
 ARCHIVE = "mongodb.archive"
 ID_FORMAT = "%Y%m%dT%H%M%SZ"
@@ -38,3 +43,7 @@ def backup_key(backup_id: str, name: str) -> str:
 
 def backup_prefix(backup_id: str) -> str:
     return f"{BACKUPS}{backup_id}/"
+
+
+def slice_key(name: str) -> str:
+    return OPLOG + name

@@ -13,8 +13,12 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from ..errors import IntegrityError
+from .oplog import OpTime
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2          # the newest this reader reads
+# A backup whose archive holds an oplog to replay is format 2: a format-1 reader would
+# restore its documents without the replay, i.e. not the state the backup promises.
+OPLOG_FORMAT_VERSION = 2
 
 
 @dataclass
@@ -41,6 +45,32 @@ class ArtifactEntry:
 
 
 @dataclass
+class OplogEntry:
+    """The archive's oplog namespace (database "", collection "oplog")."""
+    count: int
+    digest: str
+    size: int
+
+
+@dataclass
+class PointInTime:
+    """Whether the backup is one consistent state, and which: the source's state at
+    `end`, reached by replaying the archive's oplog (entries start <= ts <= end)."""
+    consistent: bool
+    reason: str = ""                     # why not, when not
+    start: OpTime | None = None          # the newest oplog entry before the dump
+    end: OpTime | None = None            # the consistency point: the newest entry after it
+    oplog: OplogEntry | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PointInTime":
+        return cls(bool(d["consistent"]), str(d.get("reason", "")),
+                   OpTime.from_json(d["start"]) if d.get("start") else None,
+                   OpTime.from_json(d["end"]) if d.get("end") else None,
+                   _known(OplogEntry, d["oplog"]) if d.get("oplog") else None)
+
+
+@dataclass
 class Manifest:
     id: str
     created_at: str                      # ISO 8601 UTC, when the backup started
@@ -51,7 +81,8 @@ class Manifest:
     databases: dict[str, dict[str, CollectionEntry]] = field(default_factory=dict)
     artifacts_bucket: str | None = None  # the source bucket (for information)
     artifacts: list[ArtifactEntry] = field(default_factory=list)
-    format_version: int = FORMAT_VERSION
+    point_in_time: PointInTime | None = None   # None: written before consistency was recorded
+    format_version: int = 1
 
     @property
     def document_count(self) -> int:
@@ -62,7 +93,14 @@ class Manifest:
         return sum(a.size for a in self.artifacts)
 
     def to_json(self) -> bytes:
-        return (json.dumps(asdict(self), indent=2, sort_keys=False) + "\n").encode()
+        d = asdict(self)
+        if self.point_in_time is None:
+            del d["point_in_time"]
+        else:
+            for k in ("start", "end"):
+                v = getattr(self.point_in_time, k)
+                d["point_in_time"][k] = v.as_json() if v else None
+        return (json.dumps(d, indent=2, sort_keys=False) + "\n").encode()
 
     @classmethod
     def from_json(cls, raw: bytes, where: str) -> "Manifest":
@@ -82,6 +120,7 @@ class Manifest:
                            for db, colls in d["databases"].items()},
                 artifacts_bucket=d.get("artifacts_bucket"),
                 artifacts=[_known(ArtifactEntry, a) for a in d.get("artifacts", [])],
+                point_in_time=PointInTime.from_dict(d["point_in_time"]) if d.get("point_in_time") else None,
                 format_version=version,
             )
         except IntegrityError:

@@ -52,11 +52,16 @@ def insert_raw(client: pymongo.MongoClient, db: str, name: str, data: bytes) -> 
 
 
 def create_indexes(client: pymongo.MongoClient, spec: CollectionSpec) -> None:
-    # "v" (index format version) is left to the server: every supported MongoDB defaults
-    # to v2, and some compatible servers (FerretDB) refuse the field
-    indexes = [{k: v for k, v in i.items() if k not in ("ns", "v")} for i in spec.indexes if i.get("name") != "_id_"]
+    build_indexes(client, spec.db, spec.name, spec.indexes)
+
+
+def build_indexes(client: pymongo.MongoClient, db: str, name: str, specs: list[dict]) -> None:
+    # "v" (index format version: int, double or decimal in archives of 3.4 to 8.0) is left to
+    # the server: every supported MongoDB defaults to v2, and some compatible servers
+    # (FerretDB) refuse the field; "ns" (3.4-4.2 specs) names the namespace, which the command does
+    indexes = [{k: v for k, v in i.items() if k not in ("ns", "v")} for i in specs if i.get("name") != "_id_"]
     if indexes:
-        client[spec.db].command({"createIndexes": spec.name, "indexes": indexes})
+        client[db].command({"createIndexes": name, "indexes": indexes})
 
 
 def index_names(client: pymongo.MongoClient, db: str, name: str) -> set[str]:
