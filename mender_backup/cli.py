@@ -279,7 +279,8 @@ def prune(
     json_out: JsonOut = False, quiet: Quiet = False,
 ) -> None:
     """Delete backups the retention policy no longer keeps, incomplete backups older than
-    an hour, and artifacts that no remaining backup references."""
+    an hour, artifacts that no remaining backup references, and oplog slices that end before
+    the oldest remaining backup's consistency point."""
     from .engine import prune as engine_prune
     from .stores import destination_store
 
@@ -288,7 +289,8 @@ def prune(
     r = _run(rep, lambda: engine_prune.run(destination_store(destination), policy, rep, dry_run, break_lock))
     verb = "would delete" if dry_run else "deleted"
     rep.result(r, f"kept {len(r['keep'])} backup(s); {verb} {len(r['delete'])} backup(s), "
-                  f"{len(r['delete_incomplete'])} incomplete backup(s), {r['delete_artifacts']} artifact(s)")
+                  f"{len(r['delete_incomplete'])} incomplete backup(s), {r['delete_artifacts']} artifact(s), "
+                  f"{len(r['delete_oplog_slices'])} oplog slice(s)")
 
 
 @app.command()
