@@ -47,7 +47,7 @@ class Writer:
     def flush(self) -> None:
         if self._ops and self._ns:
             db, coll = self._ns
-            self.client[db][coll].bulk_write(self._ops, ordered=True, bypass_document_validation=True)
+            self.client[db][coll].bulk_write(self._ops, ordered=True)
         self._ops = []
 
     def insert(self, db: str, coll: str, doc: bytes) -> None:
