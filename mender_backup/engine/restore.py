@@ -226,6 +226,9 @@ def _create_collections(client, plan: Plan, reporter: Reporter) -> None:
 def _oplog_plan(opts: RestoreOptions, manifest, sel: namespaces.Selection, point: pitr.Plan | None) -> dict:
     """Whether the archive's oplog is replayed, and why (or why not)."""
     if not sel.has_oplog:
+        if opts.oplog_replay and not point:
+            raise UsageError("no oplog to replay: the archive holds none (made without mongodump --oplog, "
+                             "or a backup of a server without an oplog)")
         return {"in_archive": False, "replay": bool(point), "slices": point.describe()["slices"] if point else []}
     consistent = bool(manifest and manifest.point_in_time and manifest.point_in_time.consistent)
     replay = opts.oplog_replay if opts.oplog_replay is not None else consistent
