@@ -156,8 +156,7 @@ def test_dry_run_prints_the_plan_and_changes_nothing(source, new_ferretdb, minio
 
 def test_vendor_style_archives_restore_without_manifest(new_ferretdb, tmp_path):
     """The shape of `mongodump --archive | xz` (and gzip, plain): an archive file with no manifest.
-    (The real mongodump cannot be built here, see tests/ENVIRONMENT.md; its output format is
-    checked byte by byte in test_archive.py.)"""
+    (Archives of the real mongodump: tests/test_interop.py.)"""
     import subprocess
     src = new_ferretdb()
     mender_data.seed_mongo(src.client(), scale=0.1)
@@ -176,35 +175,6 @@ def test_vendor_style_archives_restore_without_manifest(new_ferretdb, tmp_path):
         r = run("restore", "--archive", f"file://{path}", "--json", env={"MONGODB_URL": target.url})
         assert result_of(r)["verified"]
         assert snapshot(target.client()) == before
-
-
-def test_our_archive_restored_by_the_real_mongorestore(mongorestore, new_ferretdb, tmp_path):
-    import subprocess
-    src, target = new_ferretdb(), new_ferretdb()
-    mender_data.seed_mongo(src.client(), scale=0.1)
-    e = {"MONGODB_URL": src.url, "MENDER_BACKUP_DESTINATION": f"file://{tmp_path}/b"}
-    bid = result_of(run("backup", "--json", env=e))["id"]
-    packed = tmp_path / "b" / "backups" / bid / "mongodb.archive.zst"
-    plain = tmp_path / "plain.archive"
-    import zstandard
-    with open(packed, "rb") as f, open(plain, "wb") as out:
-        zstandard.ZstdDecompressor().copy_stream(f, out)
-    subprocess.run([mongorestore, f"--uri={target.url}", f"--archive={plain}"], check=True, capture_output=True)
-    assert snapshot(target.client()) == snapshot(src.client())
-
-
-def test_real_mongodump_archive_restored_by_us(mongodump, new_ferretdb, tmp_path):
-    import subprocess
-    src, target = new_ferretdb(), new_ferretdb()
-    mender_data.seed_mongo(src.client(), scale=0.1)
-    path = tmp_path / "dump.archive.xz"
-    dump = subprocess.Popen([mongodump, f"--uri={src.url}", "--archive"], stdout=subprocess.PIPE)
-    with open(path, "wb") as out:
-        subprocess.run(["xz", "-c"], stdin=dump.stdout, stdout=out, check=True)
-    assert dump.wait() == 0
-    r = run("restore", "--archive", f"file://{path}", "--json", env={"MONGODB_URL": target.url})
-    assert result_of(r)["verified"]
-    assert snapshot(target.client()) == snapshot(src.client())
 
 
 # ---------------------------------------------------------------- refusals
