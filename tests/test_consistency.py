@@ -41,7 +41,7 @@ def test_a_backup_under_writes_restores_the_state_at_its_consistency_point(new_r
     mender_before = {k: v for k, v in snapshot(src.client()).items() if not k.startswith("pairs_")}
     manifest, n = backup_under_writes(src, tmp_path)
     pit = manifest["point_in_time"]
-    assert manifest["format_version"] == 2 and pit["consistent"] is True
+    assert manifest["format_version"] == 3 and pit["consistent"] is True
     assert pit["oplog"]["count"] > 10, "no writes during the dump: the test proves nothing"
 
     target = new_ferretdb()

@@ -42,9 +42,9 @@ def test_a_written_manifest_follows_the_schema(written):
     lambda m: m.update(id="../../etc"),
     lambda m: m["databases"]["format_check"]["devices"].update(count=-1),
     lambda m: m["databases"]["format_check"]["devices"].update(digest="XYZ"),
-    lambda m: m.update(format_version=2),            # format 2 is for a consistent backup only
-    lambda m: m.update(format_version=3),
-    lambda m: m["point_in_time"].update(consistent=True),   # ... which is format 2
+    lambda m: m.update(format_version=3),            # format 3 is for a consistent backup only
+    lambda m: m.update(format_version=4),
+    lambda m: m["point_in_time"].update(consistent=True),   # ... which is format 3
     lambda m: m["point_in_time"].update(end={"t": 1, "i": 2}),
 ])
 def test_the_schema_rejects_a_broken_manifest(written, breakage):

@@ -15,10 +15,11 @@ from typing import Any
 from ..errors import IntegrityError
 from .oplog import OpTime
 
-FORMAT_VERSION = 2          # the newest this reader reads
-# A backup whose archive holds an oplog to replay is format 2: a format-1 reader would
+FORMAT_VERSION = 3          # the newest this reader reads
+# A backup whose archive holds an oplog to replay is format 3: an older reader would
 # restore its documents without the replay, i.e. not the state the backup promises.
-OPLOG_FORMAT_VERSION = 2
+# (Format 2 is the encrypted backups' of issue 13, which this reader cannot decrypt.)
+OPLOG_FORMAT_VERSION = 3
 
 
 @dataclass
