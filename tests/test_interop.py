@@ -95,3 +95,29 @@ def test_real_mongodump_oplog_archive_replayed_by_us(mongodump, new_replica_set,
     assert writer.pairs_consistent(restored) and restored == writer.expected(n)
     assert {k: v for k, v in snapshot(target.client()).items() if not k.startswith("pairs_")} == mender_before
     assert json.dumps(res)   # JSON all the way
+
+
+def test_real_mongodump_full_dump_with_admin_restores_the_data_only(mongodump, new_ferretdb, tmp_path):
+    """A full dump of a server with authentication holds admin.system.users (FerretDB keeps its
+    users there): listed as skipped, never written to the target; the option that would merge
+    them is refused by a target that cannot (FerretDB has no _mergeAuthzCollections)."""
+    src = new_ferretdb(user="root", password="root-Pw-4411")
+    mender_data.seed_mongo(src.client(), scale=0.05)
+    path = tmp_path / "full.archive"
+    subprocess.run([mongodump, f"--uri={src.url}", f"--archive={path}"], check=True, capture_output=True)
+    target = new_ferretdb()
+    admin_before = sorted(target.client().admin.list_collection_names())
+
+    r = run("restore", "--archive", f"file://{path}", "--json", env={"MONGODB_URL": target.url})
+    res = result_of(r)
+    assert res["verified"] is True
+    assert res["skipped"] == [{"namespace": "admin.system.users",
+                               "reason": "users and roles: restored only with --restore-users-and-roles"}]
+    assert sorted(target.client().admin.list_collection_names()) == admin_before
+    assert docs_of(snapshot(target.client())) == docs_of(snapshot(src.client()))
+
+    other = new_ferretdb()
+    r = run("restore", "--archive", f"file://{path}", "--restore-users-and-roles", env={"MONGODB_URL": other.url},
+            check=False)
+    assert r.returncode == 1 and "cannot restore users and roles" in r.stderr
+    assert set(other.client().list_database_names()) <= {"admin", "local", "config"}
