@@ -56,6 +56,30 @@ def test_a_backup_under_writes_restores_the_state_at_its_consistency_point(new_r
 
     listing = result_of(run("list", "--json", env={"MENDER_BACKUP_DESTINATION": f"file://{tmp_path}"}))
     assert listing[0]["consistent"] is True and listing[0]["consistent_at"] == pit["end"]["time"]
+    # verify --deep re-reads the archive's oplog too, against the manifest's count and digest
+    deep = result_of(run("verify", manifest["id"], "--deep", "--json",
+                         env={"MENDER_BACKUP_DESTINATION": f"file://{tmp_path}"}))
+    assert deep["collections"] == len(mender_before) + 2 + 1
+
+
+def test_a_backup_of_some_databases_carries_only_their_writes(new_replica_set, new_ferretdb, tmp_path):
+    """--db: the archive's oplog keeps the entries of those databases only, so the restore writes
+    nothing else, and replays exactly the chosen database's writes up to the consistency point."""
+    src = new_replica_set()
+    mender_data.seed_mongo(src.client(), scale=0.3)
+    e = {"MONGODB_URL": src.url, "MENDER_BACKUP_DESTINATION": f"file://{tmp_path}"}
+    with writer.Writer(src.client()):
+        bid = result_of(run("backup", "--db", writer.DBS[0], "--db", "inventory", "--json", env=e))["id"]
+    manifest = json.loads((tmp_path / "backups" / bid / "manifest.json").read_bytes())
+    pit = manifest["point_in_time"]
+    assert pit["databases"] == sorted([writer.DBS[0], "inventory"]) and pit["oplog"]["count"] > 0
+    target = new_ferretdb()
+    res = result_of(run("restore", bid, "--json", env={**e, "MONGODB_URL": target.url}))
+    assert res["oplog"]["replayed"]["skipped"].get("database not restored", 0) == 0   # none were captured
+    assert sorted(set(target.client().list_database_names()) - {"admin", "local", "config"}) == \
+        sorted([writer.DBS[0], "inventory"])
+    n = writer.writes_until(src.client(), Timestamp(pit["end"]["t"], pit["end"]["i"]))
+    assert writer.state(target.client())[writer.DBS[0]] == writer.expected(n)[writer.DBS[0]]
 
 
 def test_the_real_mongorestore_replays_our_archives_oplog_as_mongodumps(new_replica_set, new_ferretdb,

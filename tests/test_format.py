@@ -30,6 +30,7 @@ def test_a_written_manifest_follows_the_schema(written):
     # a standalone server: no oplog, so not point-in-time consistent, and format 1 (every reader reads it)
     assert written["manifest"]["format_version"] == 1
     assert written["manifest"]["point_in_time"] == {"consistent": False, "start": None, "end": None, "oplog": None,
+                                                    "databases": None,
                                                     "reason": "the server has no oplog (a standalone server, not "
                                                               "a replica set member)"}
     assert manifests.audit_tree(written["dest"]) == 1

@@ -120,7 +120,7 @@ def run(opts: BackupOptions, reporter: Reporter) -> Manifest:
 def _backup(opts: BackupOptions, reporter: Reporter, dest: Store, source_bucket: Store | None, client,
             backup_id: str, started: datetime, comp: str, lock: Lock) -> Manifest:
     # the oplog position first: a collection created after it is then in the dump or in the oplog
-    capture = Capture(client, reporter)
+    capture = Capture(client, reporter, opts.databases)
     dbs = mongo_client.list_databases(client, opts.databases or None)
     infos = [i for db in dbs for i in mongo.specs(client, db)]
     server_version = mongo_client.server_version(client)

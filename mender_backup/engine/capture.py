@@ -26,8 +26,10 @@ OPLOG_NS = ("", "oplog")
 
 
 class Capture:
-    def __init__(self, client, reporter: Reporter):
+    def __init__(self, client, reporter: Reporter, databases: list[str] | None = None):
         self.client, self.reporter = client, reporter
+        # a backup of some databases keeps only their entries: a restore must not write the others
+        self.databases = set(databases) if databases else None
         self.reason = mongo_oplog.available(client)
         self.start = None if self.reason else mongo_oplog.copy_start(client)
         if self.reason:
@@ -52,6 +54,14 @@ class Capture:
                 f"started from is gone, so writes made during the dump are lost; make the oplog larger or "
                 f"back up when the server is quieter")
 
+    def _wanted(self, entry: RawBSONDocument) -> bool:
+        """With --db: the entries of those databases, and the admin commands that may carry
+        some (transactions, applyOps, renames), which the replay sorts out entry by entry."""
+        if self.databases is None:
+            return True
+        db = str(entry.get("ns", "")).split(".", 1)[0]
+        return db in self.databases or (db == "admin" and entry.get("op") == "c")
+
     def finish(self, writer: ArchiveWriter) -> PointInTime:
         """Append the oplog written during the dump; -> what the manifest records."""
         if not self.enabled:
@@ -62,19 +72,26 @@ class Capture:
         first = last = None
         if end is not None:
             for batch in mongo_oplog.raw_range(self.client, self.start, end):
+                kept, seen = [], 0
                 for raw in iter_documents(batch):
+                    seen += 1
                     entry = RawBSONDocument(bytes(raw))
                     mongo_oplog.refuse_uncapturable(entry)
                     last = entry
                     first = first or entry
-                digest.update(batch)
-                writer.write_segment(*OPLOG_NS, batch)
+                    if self._wanted(entry):
+                        kept.append(raw)
+                data = batch if len(kept) == seen else b"".join(kept)
+                if data:
+                    digest.update(data)
+                    writer.write_segment(*OPLOG_NS, data)
         # checked again: the oplog may have rolled over while we read it
         self._check_not_rolled_over()
         writer.end_collection(*OPLOG_NS)
         pit = PointInTime(True, "", mongo_oplog.optime(first) if first else None,
                           mongo_oplog.optime(last) if last else None,
-                          OplogEntry(digest.count, digest.hexdigest(), digest.size))
+                          OplogEntry(digest.count, digest.hexdigest(), digest.size),
+                          sorted(self.databases) if self.databases else None)
         self.reporter.info(f"oplog captured: {digest.count} entries written during the dump; consistent at "
                            f"{pit.end or 'the start'}", oplog_entries=digest.count,
                            consistency_point=pit.end.as_json() if pit.end else None)

@@ -250,7 +250,10 @@ def _replay(client, store, key, plan: Plan, catalog_: IndexCatalog, opts: Restor
     if not plan.oplog.get("replay"):
         return None
     limit = Limit(*parse_time(opts.to_time)) if opts.to_time else None
-    r = Replay(client, catalog_, set(opts.databases) or None, limit)
+    pit = point.manifest.point_in_time if point else None
+    # a backup of some databases carries them forward only, whatever the slices hold
+    dbs = set(opts.databases) or (set(pit.databases) if pit and pit.databases else None)
+    r = Replay(client, catalog_, dbs, limit)
     if plan.oplog.get("in_archive"):
         with contextlib.ExitStack() as stack:
             if spool is None:          # a dry run: read the archive's oplog now

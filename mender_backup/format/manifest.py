@@ -62,13 +62,15 @@ class PointInTime:
     start: OpTime | None = None          # the newest oplog entry before the dump
     end: OpTime | None = None            # the consistency point: the newest entry after it
     oplog: OplogEntry | None = None
+    databases: list[str] | None = None   # a backup of some databases (--db): only their entries
 
     @classmethod
     def from_dict(cls, d: dict) -> "PointInTime":
         return cls(bool(d["consistent"]), str(d.get("reason", "")),
                    OpTime.from_json(d["start"]) if d.get("start") else None,
                    OpTime.from_json(d["end"]) if d.get("end") else None,
-                   _known(OplogEntry, d["oplog"]) if d.get("oplog") else None)
+                   _known(OplogEntry, d["oplog"]) if d.get("oplog") else None,
+                   list(d["databases"]) if d.get("databases") else None)
 
 
 @dataclass
