@@ -40,51 +40,12 @@ from ..mongo import oplog as mongo_oplog
 from ..mongo import rawbson
 from ..mongo.apply import Writer
 from ..mongo.client import SYSTEM_DATABASES
+from .commands import COMMANDS, IndexCatalog
 
 SKIPPED_OPS = {"n": "no-op", "cd": "internal bookkeeping", "ci": "internal bookkeeping",
                "cu": "internal bookkeeping", "km": "internal bookkeeping"}
 SKIPPED_COMMANDS = {"startIndexBuild", "abortIndexBuild", "setMultikeyMetadata", "dropIdent", "dbCheck"}
-INDEX_DROPS = {"deleteIndex", "deleteIndexes", "dropIndex", "dropIndexes"}
 _LEN = struct.Struct("<i")
-
-
-class IndexCatalog:
-    """The collections a restore owns and the indexes to build on them at the end."""
-
-    def __init__(self) -> None:
-        self.indexes: dict[tuple[str, str], list[dict]] = {}
-
-    def add_collection(self, db: str, coll: str, indexes: list[dict] | None = None) -> None:
-        self.indexes.setdefault((db, coll), [])
-        for spec in indexes or []:
-            self.add_index(db, coll, spec)
-
-    def add_index(self, db: str, coll: str, spec: dict) -> None:
-        specs = self.indexes.setdefault((db, coll), [])
-        specs[:] = [s for s in specs if s.get("name") != spec.get("name")] + [dict(spec)]
-
-    def drop_index(self, db: str, coll: str, which) -> None:
-        specs = self.indexes.get((db, coll), [])
-        names = which if isinstance(which, list) else [which]
-        for w in names:
-            if w == "*":
-                specs[:] = [s for s in specs if s.get("name") == "_id_"]
-            else:
-                specs[:] = [s for s in specs if s.get("name") != w and s.get("key") != w]
-
-    def modify_index(self, db: str, coll: str, change: dict) -> None:
-        for s in self.indexes.get((db, coll), []):
-            if s.get("name") == change.get("name") or ("keyPattern" in change and s.get("key") == change["keyPattern"]):
-                s.update({k: v for k, v in change.items() if k not in ("name", "keyPattern")})
-
-    def drop_collection(self, db: str, coll: str) -> None:
-        self.indexes.pop((db, coll), None)
-
-    def collections(self, db: str) -> list[str]:
-        return sorted(c for d, c in self.indexes if d == db)
-
-    def rename(self, src: tuple[str, str], dst: tuple[str, str]) -> None:
-        self.indexes[dst] = self.indexes.pop(src, [])
 
 
 @dataclass
@@ -256,7 +217,7 @@ class Replay:
         if why:
             self.stats.skipped[why] += 1
             return
-        handler = _COMMANDS.get(name)
+        handler = COMMANDS.get(name)
         if handler is None:
             raise rawbson.BsonError(f"unknown oplog command {name!r}")
         self.stats.applied["command"] += 1
@@ -296,61 +257,3 @@ class Replay:
     def _run(self, db: str, cmd: dict) -> None:
         if self.writer is not None:
             self.client[db].command(cmd)
-
-
-def _create(r: Replay, db: str, coll: str, args: dict) -> None:
-    opts = {k: v for k, v in args.items() if k not in ("create", "idIndex", "recordIdsReplicated")}
-    r.catalog.add_collection(db, coll)
-    try:
-        r._run(db, {"create": coll, **opts})
-    except perr.OperationFailure as exc:
-        if exc.code != 48:       # NamespaceExists: the copy already has it
-            raise
-
-
-def _drop(r: Replay, db: str, coll: str, args: dict) -> None:
-    r.catalog.drop_collection(db, coll)
-    if r.writer is not None:
-        r.client[db].drop_collection(coll)
-
-
-def _drop_database(r: Replay, db: str, coll: str, args: dict) -> None:
-    for c in r.catalog.collections(db):      # only what this restore owns there
-        _drop(r, db, c, {})
-
-
-def _create_indexes(r: Replay, db: str, coll: str, args: dict) -> None:
-    r.catalog.add_index(db, coll, {k: v for k, v in args.items() if k != "createIndexes"})
-
-
-def _commit_index_build(r: Replay, db: str, coll: str, args: dict) -> None:
-    for spec in args.get("indexes") or []:
-        r.catalog.add_index(db, coll, dict(spec))
-
-
-def _drop_indexes(r: Replay, db: str, coll: str, args: dict) -> None:
-    r.catalog.drop_index(db, coll, args.get("index", "*"))
-
-
-def _coll_mod(r: Replay, db: str, coll: str, args: dict) -> None:
-    rest = {k: v for k, v in args.items() if k not in ("collMod", "index", "noPadding", "usePowerOf2Sizes")}
-    if "index" in args:
-        r.catalog.modify_index(db, coll, dict(args["index"]))
-    if rest:
-        r._run(db, {"collMod": coll, **rest})
-
-
-def _convert_to_capped(r: Replay, db: str, coll: str, args: dict) -> None:
-    r._run(db, {"convertToCapped": coll, "size": args.get("size")})
-
-
-def _empty_capped(r: Replay, db: str, coll: str, args: dict) -> None:
-    if r.writer is not None:
-        r.writer.delete_all(db, coll)
-
-
-_COMMANDS = {
-    "create": _create, "drop": _drop, "dropDatabase": _drop_database, "createIndexes": _create_indexes,
-    "commitIndexBuild": _commit_index_build, "collMod": _coll_mod, "convertToCapped": _convert_to_capped,
-    "emptycapped": _empty_capped, **{n: _drop_indexes for n in INDEX_DROPS},
-}

@@ -37,8 +37,8 @@ from ..mongo import collections as mongo
 from ..mongo import users as mongo_users
 from ..output import Reporter
 from ..stores import bucket_store, destination_store, split_object_url
-from . import artifacts, catalog, integrity, namespaces, pitr
-from .replay import IndexCatalog, Limit, Replay
+from . import artifacts, catalog, integrity, namespaces, pitr, restore_oplog
+from .commands import IndexCatalog
 
 INSERT_WORKERS = 4
 SEGMENT_BYTES = 4 * 1024 * 1024
@@ -223,61 +223,6 @@ def _create_collections(client, plan: Plan, reporter: Reporter) -> None:
             mongo.create(client, info)
 
 
-def _oplog_plan(opts: RestoreOptions, manifest, sel: namespaces.Selection, point: pitr.Plan | None) -> dict:
-    """Whether the archive's oplog is replayed, and why (or why not)."""
-    if not sel.has_oplog:
-        if opts.oplog_replay and not point:
-            raise UsageError("no oplog to replay: the archive holds none (made without mongodump --oplog, "
-                             "or a backup of a server without an oplog)")
-        return {"in_archive": False, "replay": bool(point), "slices": point.describe()["slices"] if point else []}
-    consistent = bool(manifest and manifest.point_in_time and manifest.point_in_time.consistent)
-    replay = opts.oplog_replay if opts.oplog_replay is not None else consistent
-    if point and not replay:
-        raise UsageError("--to-time replays the oplog: it cannot go with --no-oplog-replay")
-    out = {"in_archive": True, "replay": replay, "slices": point.describe()["slices"] if point else []}
-    if manifest and manifest.point_in_time and manifest.point_in_time.end:
-        out["consistent_at"] = manifest.point_in_time.end.as_json()
-    if not replay:
-        out["reason"] = ("not replayed: --no-oplog-replay" if opts.oplog_replay is False else
-                         "not replayed (mongodump --oplog archive): add --oplog-replay to replay it")
-    return out
-
-
-def _replay(client, store, key, plan: Plan, catalog_: IndexCatalog, opts: RestoreOptions, point, slices,
-            spool, reporter: Reporter) -> dict | None:
-    """The archive's oplog (spooled by the insert pass, or read now for a dry run), then
-    the slices after the backup's consistency point, up to --to-time."""
-    if not plan.oplog.get("replay"):
-        return None
-    limit = Limit(*parse_time(opts.to_time)) if opts.to_time else None
-    pit = point.manifest.point_in_time if point else None
-    # a backup of some databases carries them forward only, whatever the slices hold
-    dbs = set(opts.databases) or (set(pit.databases) if pit and pit.databases else None)
-    r = Replay(client, catalog_, dbs, limit)
-    if plan.oplog.get("in_archive"):
-        with contextlib.ExitStack() as stack:
-            if spool is None:          # a dry run: read the archive's oplog now
-                spool = stack.enter_context(tempfile.TemporaryFile(prefix="mender-backup-oplog-"))
-                with contextlib.closing(store.open_read(key)) as f:
-                    _, plain = compression.decompressor(f)
-                    for seg in ArchiveReader(plain).segments():
-                        if (seg.db, seg.collection) == namespaces.OPLOG:
-                            spool.write(seg.data)
-            spool.seek(0)
-            r.feed_stream(spool)
-    if point:
-        for _, f in slices:            # from the one holding the backup's consistency point on
-            _, plain = compression.decompressor(f)
-            if not r.feed_stream(plain):
-                break
-    stats = r.finish()
-    verb = "would replay" if client is None else "replayed"
-    reporter.info(f"oplog: {verb} {stats.entries} entries"
-                  + (f" up to {stats.last}" if stats.last else "")
-                  + (f", skipped {sum(stats.skipped.values())}" if stats.skipped else ""))
-    return stats.as_dict()
-
-
 def run(opts: RestoreOptions, reporter: Reporter) -> dict:
     client = mongo_client.connect(opts.mongodb_url)
     target_bucket = bucket_store(opts.artifacts_bucket) if opts.artifacts_bucket else None
@@ -299,7 +244,7 @@ def run(opts: RestoreOptions, reporter: Reporter) -> dict:
     by_spec = {(db, c.removeprefix(namespaces.BUCKETS)): n for (db, c), n in found.items()}
     plan = _plan(client, sel.specs, by_spec, opts)
     plan.selection = sel
-    plan.oplog = _oplog_plan(opts, manifest, sel, point)
+    plan.oplog = restore_oplog.plan(opts, manifest, sel, point)
     if opts.to_time:
         plan.oplog["to_time"] = opts.to_time
 
@@ -319,8 +264,8 @@ def run(opts: RestoreOptions, reporter: Reporter) -> dict:
         # slices are fetched and checked before the target is touched
         slices = stack.enter_context(pitr.fetched(store, point, reporter)) if point else []
         if opts.dry_run:
-            summary["oplog"]["replayed"] = _replay(None, store, key, plan, catalog_, opts, point, slices, None,
-                                                   reporter)
+            summary["oplog"]["replayed"] = restore_oplog.replay(
+                None, store, key, plan.oplog, catalog_, opts, point, slices, None, reporter)
             return summary
 
         _create_collections(client, plan, reporter)
@@ -336,8 +281,8 @@ def run(opts: RestoreOptions, reporter: Reporter) -> dict:
         _verify_documents(client, sel.data, expected, reporter)
         if auth:
             summary["users_and_roles"] = mongo_users.merge(client, auth, opts.drop)
-        summary["oplog"]["replayed"] = _replay(client, store, key, plan, catalog_, opts, point, slices, spool,
-                                               reporter)
+        summary["oplog"]["replayed"] = restore_oplog.replay(
+            client, store, key, plan.oplog, catalog_, opts, point, slices, spool, reporter)
     _build_and_check_indexes(client, catalog_, reporter)
 
     if plan.artifacts is not None and plan.artifacts.to_copy:
