@@ -10,7 +10,8 @@ interrupted uploads. Deterministic for a seed; `scale` multiplies every count.
 
 Servers differ in what they accept: `Capabilities` says what the target takes, and the
 generator leaves out the indexes it does not (FerretDB v1: no TTL, partial or text
-indexes, no decimal128; DocumentDB and MongoDB take all), listed by `left_out`.
+indexes, no decimal128, no "." in field names, where it writes "_"; DocumentDB and
+MongoDB take all), listed by `left_out`.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class Capabilities:
     partial: bool = True        # partialFilterExpression
     text: bool = True           # text indexes
     decimal128: bool = True
+    dotted_fields: bool = True  # field names with "." (deployments' artifact provides, as Mender stores them)
 
     def accepts(self, keys: list, opts: dict) -> bool:
         return ((self.ttl or "expireAfterSeconds" not in opts)
@@ -41,7 +43,7 @@ class Capabilities:
 
 MONGODB = Capabilities()
 DOCUMENTDB = Capabilities()                      # FerretDB v2 on DocumentDB: all of them
-FERRETDB_V1 = Capabilities(ttl=False, partial=False, text=False, decimal128=False)
+FERRETDB_V1 = Capabilities(ttl=False, partial=False, text=False, decimal128=False, dotted_fields=False)
 
 TENANTS = ["5f8a2c3e4b1d7a0012ab34cd", "62b1e0f7c9a3d40019ef5678"]
 
@@ -158,9 +160,15 @@ def indexes_for(db: str, coll: str) -> list[tuple[list, dict]]:
 
 
 def left_out(caps: Capabilities) -> list[str]:
-    """The indexes a server with these capabilities does not get, as db.collection:name."""
-    return [f"{db}.{coll}:{opts['name']}" for (db, coll), specs in INDEXES.items()
-            for keys, opts in specs if not caps.accepts(keys, opts)]
+    """What a server with these capabilities does not get: indexes as db.collection:name,
+    and the values and field names it cannot store."""
+    out = [f"{db}.{coll}:{opts['name']}" for (db, coll), specs in INDEXES.items()
+           for keys, opts in specs if not caps.accepts(keys, opts)]
+    if not caps.decimal128:
+        out.append("deployment_service.images: decimal128 values")
+    if not caps.dotted_fields:
+        out.append("deployment_service.images: '.' in field names (written as '_')")
+    return out
 
 
 @dataclass
@@ -170,9 +178,9 @@ class DataSet:
 
 
 class _Gen:
-    def __init__(self, seed: int, decimal128: bool):
+    def __init__(self, seed: int, caps: Capabilities):
         self.r = random.Random(seed)
-        self.decimal128 = decimal128
+        self.caps = caps
         self.devices: list[str] = []
 
     def uuid(self) -> str:
@@ -307,12 +315,13 @@ class _Gen:
                                  "updates": [{"type_info": {"type": "rootfs-image"},
                                               "files": [{"name": "rootfs.ext4", "checksum": self.blob(32).hex(),
                                                          "size": Int64(r.randrange(10**7, 10**9))}]}],
-                                 "provides": {"rootfs-image\uff0eversion": name},
+                                 "provides": {"rootfs-image" + ("." if self.caps.dotted_fields else "_")
+                                              + "version": name},
                                  "depends_idx": [{"device_type": t} for t in types]},
                "size": Int64(r.randrange(10**6, 10**9)), "modified": self.ts()}
         if i % 3:      # artifact_provides is sparse: some images have no provides index
             doc["meta_artifact"]["provides_idx"] = [{"key": "rootfs-image.version", "value": name}]
-        if self.decimal128:
+        if self.caps.decimal128:
             doc["meta_artifact"]["price"] = Decimal128(f"{r.randint(0, 9999)}.{r.randint(0, 99):02d}")
         return doc
 
@@ -375,9 +384,9 @@ def _migration_info(db: str) -> dict:
             "timestamp": dt.datetime(2026, 1, 1, 0, 0, 0)}
 
 
-def documents(scale: float = 1.0, seed: int = 1, decimal128: bool = False):
+def documents(scale: float = 1.0, seed: int = 1, capabilities: Capabilities = FERRETDB_V1):
     """Yield (db, collection, [docs]) in an order that keeps device ids consistent."""
-    gen = _Gen(seed, decimal128)
+    gen = _Gen(seed, capabilities)
     for (db, coll), base in BASE_COUNTS.items():
         n = max(1, int(base * scale)) if coll != "migration_info" else 1
         if coll == "migration_info":
@@ -397,7 +406,7 @@ def seed_mongo(client, scale: float = 1.0, seed: int = 1, full_mongodb: bool = F
         for keys, opts in indexes_for(db, coll):
             if caps.accepts(keys, opts):
                 client[db][coll].create_index(keys, **opts)
-    for db, coll, docs in documents(scale, seed, caps.decimal128):
+    for db, coll, docs in documents(scale, seed, caps):
         for i in range(0, len(docs), batch):
             client[db][coll].insert_many(docs[i:i + batch], ordered=False)
         counts[(db, coll)] = len(docs)
