@@ -163,14 +163,18 @@ def backup(
         _run(rep, retention, obs)
     fp = m.encryption.key_fingerprint if m.encryption else None
     pushed = obs.finish(0)
+    pit = m.point_in_time
     rep.result({"id": m.id, "databases": sorted(m.databases), "documents": m.document_count,
                 "archive_size": m.archive.size, "artifacts": len(m.artifacts), "key_fingerprint": fp,
                 "mender_secrets": m.mender_secrets.secrets if m.mender_secrets else None,
+                "consistent": pit.consistent, "consistent_at": pit.end.as_json() if pit.end else None,
                 "metrics_pushed": pushed},
                f"backup {m.id} complete: {m.document_count} documents in {len(m.databases)} databases, "
                f"archive {human_bytes(m.archive.size)}, {len(m.artifacts)} artifacts"
                + (f", encrypted with key {fp}" if fp else "")
-               + (f", Secrets {', '.join(m.mender_secrets.secrets)}" if m.mender_secrets else ""))
+               + (f", Secrets {', '.join(m.mender_secrets.secrets)}" if m.mender_secrets else "") + "; "
+               + (f"consistent at {pit.end.time}" if pit.end else
+                  "point-in-time consistent" if pit.consistent else "NOT point-in-time consistent"))
 
 
 @app.command()
@@ -193,7 +197,8 @@ def restore(
     drop: Annotated[bool, typer.Option(
         "--drop", help="Replace the collections this backup holds if they exist. Nothing else is dropped.")] = False,
     dry_run: Annotated[bool, typer.Option(
-        "--dry-run", help="Print what would be dropped, created and copied; change nothing.")] = False,
+        "--dry-run", help="Print what would be dropped, created, copied, replayed and skipped; change nothing.")
+    ] = False,
     secrets: Annotated[bool, typer.Option(
         "--secrets", help="Also put the backup's Mender key Secrets back (Kubernetes API, kubeconfig as "
                           "kubectl's). Live Secrets holding other keys are refused unless --overwrite-secrets.")] = False,
@@ -202,6 +207,18 @@ def restore(
     secrets_namespace: Annotated[str, typer.Option(
         "--secrets-namespace", envvar="MENDER_BACKUP_MENDER_NAMESPACE", show_envvar=True, show_default=False,
         help="With --secrets: the namespace to write them to. Default: the one they were read from.")] = "",
+    oplog_replay: Annotated[Optional[bool], typer.Option(
+        "--oplog-replay/--no-oplog-replay", show_default=False,
+        help="Replay the archive's oplog after the documents. Default: yes for a consistent backup, no for a "
+             "plain mongodump --oplog archive (as mongorestore --oplogReplay).")] = None,
+    to_time: Annotated[Optional[str], typer.Option(
+        "--to-time", show_default=False,
+        help="Point-in-time recovery: restore the newest consistent backup before TIME and replay the oplog "
+             "slices up to TIME (ISO 8601, UTC unless an offset is given, or an oplog timestamp seconds:ordinal).")
+    ] = None,
+    restore_users_and_roles: Annotated[bool, typer.Option(
+        "--restore-users-and-roles",
+        help="Also restore admin.system.users and admin.system.roles, merged as mongorestore does.")] = False,
     json_out: JsonOut = False, quiet: Quiet = False,
 ) -> None:
     """Restore a backup into MongoDB and an artifact bucket, then verify it.
@@ -218,15 +235,17 @@ def restore(
         mongodb_url=mongodb_url, backup_id=backup_id, source=source, archive=archive,
         artifacts_bucket=artifacts_bucket, databases=list(db or []), drop=drop, dry_run=dry_run,
         keyring=_run(rep, _keyring), secrets=secrets, overwrite_secrets=overwrite_secrets,
-        secrets_namespace=secrets_namespace)
+        secrets_namespace=secrets_namespace,
+        oplog_replay=oplog_replay, to_time=to_time, users_and_roles=restore_users_and_roles)
     summary = _run(rep, lambda: engine_restore.run(opts, rep))
     rep.result(summary, engine_restore.describe(summary))
 
 
 @app.command("list")
 def list_(destination: Destination = "", json_out: JsonOut = False) -> None:
-    """List the backups at a destination, oldest first, with whether each is complete."""
-    from .engine import catalog
+    """List the backups at a destination, oldest first, with whether each is complete, the time it is
+    consistent at, and up to when the shipped oplog makes it restorable (restore --to-time)."""
+    from .engine import catalog, pitr
     from .stores import destination_store
 
     rep = _reporter(json_out, False)
@@ -234,7 +253,10 @@ def list_(destination: Destination = "", json_out: JsonOut = False) -> None:
     def body():
         store = destination_store(destination)
         store.check()
-        return [e.as_dict() for e in catalog.scan(store)]
+        entries = catalog.scan(store)
+        rows = [e.as_dict() for e in entries]
+        pitr.annotate(rows, {e.id: e.manifest for e in entries if e.manifest}, pitr.scan(store))
+        return rows
 
     rows = _run(rep, body)
     keyring = _run(rep, _keyring)
@@ -332,7 +354,8 @@ def prune(
     json_out: JsonOut = False, quiet: Quiet = False,
 ) -> None:
     """Delete backups the retention policy no longer keeps, incomplete backups older than
-    an hour, and artifacts that no remaining backup references."""
+    an hour, artifacts that no remaining backup references, and oplog slices that end before
+    the oldest remaining backup's consistency point."""
     from .engine import prune as engine_prune
     from .stores import destination_store
 
@@ -341,7 +364,33 @@ def prune(
     r = _run(rep, lambda: engine_prune.run(destination_store(destination), policy, rep, dry_run, break_lock))
     verb = "would delete" if dry_run else "deleted"
     rep.result(r, f"kept {len(r['keep'])} backup(s); {verb} {len(r['delete'])} backup(s), "
-                  f"{len(r['delete_incomplete'])} incomplete backup(s), {r['delete_artifacts']} artifact(s)")
+                  f"{len(r['delete_incomplete'])} incomplete backup(s), {r['delete_artifacts']} artifact(s), "
+                  f"{len(r['delete_oplog_slices'])} oplog slice(s)")
+
+
+@app.command()
+def oplog(
+    mongodb_url: MongoURL = "",
+    destination: Destination = "",
+    break_lock: BreakLock = False,
+    lock_stale_after: LockStaleAfter = int(STALE_AFTER_SECONDS),
+    json_out: JsonOut = False, quiet: Quiet = False,
+) -> None:
+    """Ship the oplog written since the last run to the destination, for point-in-time recovery.
+
+    Run it every few minutes (the chart's oplog CronJob), more often than the oplog takes to
+    roll over. Each run writes one compressed, checksummed slice and its manifest (last).
+    A roll-over between two runs is reported with exit 5: times in that gap cannot be restored.
+    """
+    from .engine import oplog as engine_oplog
+
+    rep = _reporter(json_out, quiet)
+    register_url_secrets(mongodb_url)
+    opts = engine_oplog.OplogOptions(mongodb_url=mongodb_url, destination=destination, break_lock=break_lock,
+                                     lock_stale_after=lock_stale_after)
+    r = _run(rep, lambda: engine_oplog.run(opts, rep))
+    rep.result(r, f"shipped {r['shipped']} oplog entries" + (f" up to {r['slice']['to']['time']}" if r["slice"]
+                                                            else " (nothing new)"))
 
 
 def _version(value: bool) -> None:

@@ -118,15 +118,17 @@ def backups_table(rows: list[dict]) -> str:
         return "no backups"
     from rich.console import Console
     from rich.table import Table
-    t = Table("id", "time", "size", "databases", "documents", "artifacts", "key", "test restore", "complete",
-              box=None)
+    t = Table("id", "time", "size", "databases", "documents", "artifacts", "consistent at", "restorable until",
+              "key", "test restore", "complete", box=None)
     for r in rows:
         enc = r.get("encryption")
         key = "-" if not enc else enc["key_fingerprint"][:12] + ("" if enc.get("key_available", True) else " (missing)")
         verdict = (r.get("verified") or {}).get("result") or "-"
+        consistent = r.get("consistent_at") or ("no" if r.get("consistent") is False else "-")
         t.add_row(r["id"], r["time"] or "?", human_bytes(r["size"]), str(len(r["databases"])),
                   str(r["documents"] if r["documents"] is not None else "-"),
-                  str(r["artifacts"] if r["artifacts"] is not None else "-"), key, verdict,
+                  str(r["artifacts"] if r["artifacts"] is not None else "-"),
+                  consistent, r.get("restorable_until") or "-", key, verdict,
                   "yes" if r["complete"] else f"NO: {r.get('problem', '')}")
     console = Console(width=200, record=True, file=io.StringIO())
     console.print(t)

@@ -177,17 +177,28 @@ class FerretDB(_Restartable):
     def ready(self) -> bool:
         return bool(self.client().admin.command("ping"))
 
+    def enable_oplog(self, size: int = 64 << 20, max_entries: int | None = None) -> None:
+        """FerretDB v1 logs inserts, updates and deletes to `local.oplog.rs` once that capped
+        collection exists (it never creates it); `max_entries` makes it roll over early."""
+        opts = {"capped": True, "size": size, **({"max": max_entries} if max_entries else {})}
+        self.client().local.command({"create": "oplog.rs", **opts})
+
 
 def start_ferretdb(workdir: Path, port: int | None = None, user: str | None = None,
-                   password: str | None = None) -> FerretDB:
+                   password: str | None = None, replica_set: str | None = None) -> FerretDB:
     """With user/password, authentication is enforced (SCRAM-SHA-256); the password goes
-    by environment, never on the command line."""
+    by environment, never on the command line. With `replica_set`, the server answers
+    `hello` as the primary of that replica set (so mongodump finds `local.oplog.rs` for
+    `--oplog`) and trims capped collections every second (so a test can make its oplog
+    roll over); `enable_oplog` creates the oplog itself."""
     port = port or free_port()
     data = workdir / "sqlite"
     data.mkdir(parents=True, exist_ok=True)
     cmd = [str(tool("ferretdb")), "--handler=sqlite", f"--sqlite-url=file:{data}/",
            f"--listen-addr=127.0.0.1:{port}", "--debug-addr=-", "--telemetry=disable",
            "--log-level=warn", f"--state-dir={workdir}"]
+    if replica_set:
+        cmd += [f"--repl-set-name={replica_set}", "--test-capped-cleanup-interval=1s"]
     env = {}
     if user:
         cmd += ["--test-enable-new-auth", "--setup-database=admin"]

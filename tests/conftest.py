@@ -213,6 +213,25 @@ def kube_node(tmp_path_factory, image):
     cluster.stop()
 
 
+@pytest.fixture
+def new_replica_set(tmp_path_factory):
+    """Start fresh FerretDB servers that answer as a one-member replica set and keep an
+    oplog (local.oplog.rs), for consistent backups and point-in-time recovery.
+    start(max_entries=N) caps the oplog at N entries (trimmed every second): a roll-over."""
+    _need("ferretdb")
+    started = []
+
+    def start(max_entries: int | None = None):
+        server = servers.start_ferretdb(tmp_path_factory.mktemp("ferretdb-rs"), replica_set="rs0")
+        started.append(server)
+        server.enable_oplog(max_entries=max_entries)
+        return server
+
+    yield start
+    for s in started:
+        s.stop()
+
+
 # --- a Kubernetes API (issue 5) and the plugin installed through helm ----------------------
 
 @pytest.fixture(scope="session")

@@ -16,31 +16,41 @@ MANIFEST = "manifest.json"
 
 
 @cache
-def schema() -> dict:
+def schema(block: str = "manifest") -> dict:
     text = FORMAT_MD.read_text()
-    m = re.search(r"<!-- manifest-schema[^>]*-->\s*```json\n(.*?)\n```", text, re.S)
-    assert m, "docs/FORMAT.md has no manifest schema block"
+    m = re.search(rf"<!-- {block}-schema[^>]*-->\s*```json\n(.*?)\n```", text, re.S)
+    assert m, f"docs/FORMAT.md has no {block} schema block"
     s = json.loads(m.group(1))
     jsonschema.Draft202012Validator.check_schema(s)
     return s
 
 
-def problems(manifest: dict) -> list[str]:
-    v = jsonschema.Draft202012Validator(schema(), format_checker=jsonschema.FormatChecker())
+def problems(manifest: dict, block: str = "manifest") -> list[str]:
+    v = jsonschema.Draft202012Validator(schema(block), format_checker=jsonschema.FormatChecker())
     return [f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}" for e in v.iter_errors(manifest)]
 
 
-def check(raw: bytes, where: str) -> None:
-    found = problems(json.loads(raw))
+def check(raw: bytes, where: str, block: str = "manifest") -> None:
+    found = problems(json.loads(raw), block)
     assert not found, f"{where} does not follow docs/FORMAT.md: {found}"
 
 
+def _is_slice_manifest(parts: list[str]) -> bool:
+    """oplog/<from>-<to>.json (MinIO keeps objects in folders named like keys: `xl.meta` inside)."""
+    return len(parts) >= 2 and parts[-2] == "oplog" and re.fullmatch(r"\d+\.\d+-\d+\.\d+\.json", parts[-1]) is not None
+
+
 def audit_tree(root: Path) -> int:
-    """Validate every backups/<id>/manifest.json under a folder; returns how many."""
+    """Validate every backups/<id>/manifest.json and oplog slice manifest under a folder;
+    returns how many."""
     n = 0
     for path in root.rglob(MANIFEST):
         if path.is_file() and path.parent.parent.name == "backups":    # (MinIO's data folders hold dirs so named)
             check(path.read_bytes(), str(path))
+            n += 1
+    for path in root.rglob("*.json"):
+        if path.is_file() and _is_slice_manifest(list(path.parts)):
+            check(path.read_bytes(), str(path), "slice")
             n += 1
     return n
 
@@ -54,5 +64,9 @@ def audit_minio(minio) -> int:
                 parts = o["Key"].split("/")
                 if parts[-1] == MANIFEST and len(parts) >= 3 and parts[-3] == "backups":
                     check(s3.get_object(Bucket=b["Name"], Key=o["Key"])["Body"].read(), f"s3://{b['Name']}/{o['Key']}")
+                    n += 1
+                elif _is_slice_manifest(parts):
+                    check(s3.get_object(Bucket=b["Name"], Key=o["Key"])["Body"].read(), f"s3://{b['Name']}/{o['Key']}",
+                          "slice")
                     n += 1
     return n

@@ -206,6 +206,30 @@ def test_restore_job(helm):
     assert job["spec"]["backoffLimit"] == 0
 
 
+def test_oplog_cronjob_only_when_asked(helm):
+    assert [cj["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]
+            for cj in by_kind(render(helm), "CronJob")] == ["backup"]
+    docs = render(helm, "--set", "oplog.enabled=true", "--set", "oplog.schedule=*/2 * * * *",
+                  "--set", "oplog.activeDeadlineSeconds=100")
+    backup, oplog = sorted(by_kind(docs, "CronJob"), key=lambda d: d["metadata"]["name"])
+    for doc in docs:
+        _validate(doc)
+    assert oplog["metadata"]["name"] == "mender-backup-oplog"
+    assert oplog["metadata"]["labels"]["app.kubernetes.io/component"] == "oplog"
+    s = oplog["spec"]
+    assert (s["schedule"], s["concurrencyPolicy"]) == ("*/2 * * * *", "Forbid")
+    assert s["jobTemplate"]["spec"]["activeDeadlineSeconds"] == 100
+    container = _pod(oplog)["containers"][0]
+    assert container["args"] == ["oplog", "--json", "--lock-stale-after", "160"]
+    # the same pod as the backups': image, security, credentials by reference, destination
+    assert _pod(oplog)["securityContext"] == _pod(backup)["securityContext"]
+    assert container["securityContext"] == _pod(backup)["containers"][0]["securityContext"]
+    assert container["image"] == _pod(backup)["containers"][0]["image"]
+    assert _env(oplog) == _env(backup)
+    proc = helm_run(helm, "lint", "--strict", str(CHART), "--set", "oplog.enabled=true")
+    assert "0 chart(s) failed" in proc.stdout
+
+
 # --- what the chart refuses, with a message that says why --------------------------------
 
 BAD_VALUES = {
@@ -218,6 +242,9 @@ BAD_VALUES = {
     "unknown-nested-key": (["--set", "retention.keepYearly=1"], ["additional properties", "keepYearly"]),
     "bad-destination": (["--set", "destination.url=https://example.com/b"], ["/destination/url", "pattern"]),
     "keep-not-integer": (["--set-string", "retention.keepLast=seven"], ["/retention/keepLast"]),
+    "bad-oplog-cron": (["--set", "oplog.schedule=every 5 minutes"], ["/oplog/schedule", "does not match pattern"]),
+    "unknown-oplog-key": (["--set", "oplog.interval=5m"], ["additional properties", "interval"]),
+    "oplog-deadline-zero": (["--set", "oplog.activeDeadlineSeconds=0"], ["/oplog/activeDeadlineSeconds", "minimum"]),
 }
 
 

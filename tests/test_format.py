@@ -27,8 +27,14 @@ def written(tmp_path_factory, mongodb) -> dict:
 
 def test_a_written_manifest_follows_the_schema(written):
     assert manifests.problems(written["manifest"]) == []
-    assert written["manifest"]["format_version"] == PLAIN_FORMAT_VERSION    # older readers read it
+    # a standalone server: no oplog, so not point-in-time consistent; nothing encrypted: format 1,
+    # which every reader reads
+    assert written["manifest"]["format_version"] == PLAIN_FORMAT_VERSION == 1
     assert "encryption" not in written["manifest"] and "mender_secrets" not in written["manifest"]
+    assert written["manifest"]["point_in_time"] == {"consistent": False, "start": None, "end": None, "oplog": None,
+                                                    "databases": None,
+                                                    "reason": "the server has no oplog (a standalone server, not "
+                                                              "a replica set member)"}
     assert manifests.audit_tree(written["dest"]) == 1
 
 
@@ -39,7 +45,10 @@ def test_a_written_manifest_follows_the_schema(written):
     lambda m: m.update(id="../../etc"),
     lambda m: m["databases"]["format_check"]["devices"].update(count=-1),
     lambda m: m["databases"]["format_check"]["devices"].update(digest="XYZ"),
-    lambda m: m.update(format_version=2),
+    lambda m: m.update(format_version=3),            # format 3 is for a consistent backup only
+    lambda m: m.update(format_version=4),
+    lambda m: m["point_in_time"].update(consistent=True),   # ... which is format 3
+    lambda m: m["point_in_time"].update(end={"t": 1, "i": 2}),
 ])
 def test_the_schema_rejects_a_broken_manifest(written, breakage):
     m = json.loads(json.dumps(written["manifest"]))

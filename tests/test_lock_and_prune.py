@@ -90,7 +90,7 @@ def test_lock_not_refreshed_is_stale_and_taken_over(seeded, tmp_path):
     assert_one_line_error(run("backup", env=e, check=False), 4, "another run holds the lock", "pod-b:1")
     r = run("backup", "--json", env={**e, "MENDER_BACKUP_LOCK_STALE_AFTER": "120"})
     assert result_of(r)["id"]
-    warning = [ev["msg"] for ev in json_events(r) if ev["event"] == "warning"]
+    warning = [ev["msg"] for ev in json_events(r) if ev["event"] == "warning" and "lock" in ev["msg"]]
     assert len(warning) == 1 and "breaking the stale lock" in warning[0] and "pod-b:1" in warning[0]
     assert "not refreshed for 5m" in warning[0]
 
@@ -103,7 +103,7 @@ def test_lock_of_a_dead_process_on_this_host_is_stale_at_once(seeded, tmp_path):
     store = open_store(f"file://{tmp_path}")
     store.create_exclusive(layout.LOCK, lock_body(socket.gethostname(), dead.pid, timedelta(seconds=1)))
     r = run("backup", "--json", env=e)
-    warning = [ev["msg"] for ev in json_events(r) if ev["event"] == "warning"]
+    warning = [ev["msg"] for ev in json_events(r) if ev["event"] == "warning" and "lock" in ev["msg"]]
     assert len(warning) == 1 and f"its process {dead.pid} on this host is gone" in warning[0]
     # a live process on this host is respected
     store.create_exclusive(layout.LOCK, lock_body(socket.gethostname(), os.getpid(), timedelta(seconds=1)))

@@ -14,13 +14,15 @@ from ..format import compression, encryption
 from ..format.archive import ArchiveWriter, CollectionMetadata, Header
 from ..format.digest import CollectionDigest, HashingWriter
 from ..format.layout import ARCHIVE, ARTIFACTS, MANIFEST, backup_key, backup_prefix, new_id
-from ..format.manifest import FORMAT_VERSION, ArchiveEntry, CollectionEntry, EncryptionEntry, Manifest
+from ..format.manifest import (ENCRYPTED_FORMAT_VERSION, OPLOG_FORMAT_VERSION, PLAIN_FORMAT_VERSION,
+                               ArchiveEntry, CollectionEntry, EncryptionEntry, Manifest)
 from ..format.metadata import CollectionSpec
 from ..mongo import client as mongo_client
 from ..mongo import collections as mongo
 from ..output import Reporter
 from ..stores import Store, bucket_store, destination_store
 from . import artifacts, mender, mender_secrets
+from .capture import Capture
 from .lock import STALE_AFTER_SECONDS, Lock
 
 
@@ -143,6 +145,8 @@ def _sealed(out, key: encryption.Key | None, context: str):
 
 def _backup(opts: BackupOptions, reporter: Reporter, dest: Store, source_bucket: Store | None, client,
             backup_id: str, started: datetime, comp: str, lock: Lock, bundle=None) -> Manifest:
+    # the oplog position first: a collection created after it is then in the dump or in the oplog
+    capture = Capture(client, reporter, opts.databases)
     dbs = mongo_client.list_databases(client, opts.databases or None)
     infos = [i for db in dbs for i in mongo.specs(client, db)]
     server_version = mongo_client.server_version(client)
@@ -161,8 +165,9 @@ def _backup(opts: BackupOptions, reporter: Reporter, dest: Store, source_bucket:
             writer.write_prelude(
                 Header(concurrent_collections=opts.parallel, server_version=server_version,
                        tool_version=f"mender-backup {__version__}"),
-                [CollectionMetadata(i.db, i.name, i.to_json(), 0, i.type) for i in infos])
+                [CollectionMetadata(i.db, i.name, i.to_json(), 0, i.type) for i in infos] + capture.metadata())
             digests = _dump(client, infos, writer, opts.parallel, reporter)
+            point_in_time = capture.finish(writer)
     databases: dict[str, dict[str, CollectionEntry]] = {db: {} for db in dbs}
     for i in infos:
         d = digests.get((i.db, i.name))
@@ -189,11 +194,13 @@ def _backup(opts: BackupOptions, reporter: Reporter, dest: Store, source_bucket:
         tool_version=__version__, server_version=server_version,
         archive=ArchiveEntry(archive_key.rsplit("/", 1)[1], hashing.size, hashing.hexdigest(), comp),
         databases=databases, artifacts_bucket=source_bucket.bucket if source_bucket else None,
-        artifacts=artifact_entries,
+        artifacts=artifact_entries, point_in_time=point_in_time,
         mender={**mender.release_from_env(), "migrations": mender.migration_versions(client, dbs)},
+        # the lowest format that reads this backup right (docs/FORMAT.md, compatibility)
+        format_version=max(OPLOG_FORMAT_VERSION if point_in_time.consistent else PLAIN_FORMAT_VERSION,
+                           ENCRYPTED_FORMAT_VERSION if key else PLAIN_FORMAT_VERSION),
     )
     if key:
-        manifest.format_version = FORMAT_VERSION
         manifest.encryption = EncryptionEntry(encryption.ALGORITHM, key.fingerprint)
         if bundle is not None:
             manifest.mender_secrets = mender_secrets.store_bundle(dest, backup_id, bundle, key)

@@ -137,8 +137,12 @@ class Expected:
 
 
 def expected_from_manifest(manifest: Manifest) -> dict[Namespace, Expected]:
-    return {(db, name): Expected(e.count, e.digest)
-            for db, colls in manifest.databases.items() for name, e in colls.items() if e.type != "view"}
+    out = {(db, name): Expected(e.count, e.digest)
+           for db, colls in manifest.databases.items() for name, e in colls.items() if e.type != "view"}
+    pit = manifest.point_in_time
+    if pit and pit.oplog:          # the archive's oplog namespace (database "", collection "oplog")
+        out[("", "oplog")] = Expected(pit.oplog.count, pit.oplog.digest)
+    return out
 
 
 def expected_from_digests(digests: Mapping[Namespace, CollectionDigest]) -> dict[Namespace, Expected]:

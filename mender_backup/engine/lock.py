@@ -101,8 +101,10 @@ def _age(seconds: float) -> str:
 
 class Lock:
     def __init__(self, store: Store, operation: str, backup_id: str = "",
-                 stale_after: float = STALE_AFTER_SECONDS, refresh_every: float = REFRESH_SECONDS):
+                 stale_after: float = STALE_AFTER_SECONDS, refresh_every: float = REFRESH_SECONDS,
+                 key: str = LOCK):
         self.store, self.operation, self.backup_id = store, operation, backup_id
+        self.key = key      # the oplog shipper has a lock of its own: it runs while backups do
         self.stale_after = stale_after
         self.refresh_every = min(refresh_every, stale_after / 4)
         self.held = False
@@ -113,7 +115,7 @@ class Lock:
 
     def read(self) -> LockInfo | None:
         try:
-            return LockInfo.parse(self.store.get_bytes(LOCK))
+            return LockInfo.parse(self.store.get_bytes(self.key))
         except NotFoundError:
             return None
 
@@ -130,7 +132,7 @@ class Lock:
         mine = LockInfo(socket.gethostname(), os.getpid(), self.operation, now, now, self.backup_id,
                         secrets.token_hex(8))
         for _ in range(3):      # a retry when the holder released it between our calls
-            if self.store.create_exclusive(LOCK, mine.to_json()):
+            if self.store.create_exclusive(self.key, mine.to_json()):
                 self.held, self._info = True, mine
                 self._start_heartbeat()
                 return
@@ -143,7 +145,7 @@ class Lock:
                 if warn:
                     warn(f"breaking the {'stale ' if stale else ''}lock at {self.store} ({what}"
                          f"{'; ' + stale if stale else ''})")
-                self.store.delete([LOCK])
+                self.store.delete([self.key])
                 break_lock = False     # break once; then compete fairly
                 continue
             raise ConflictError(f"another run holds the lock at {self.store} ({what}, refreshed "
@@ -178,7 +180,7 @@ class Lock:
             who = current.owner if current else "nobody"
             raise ConflictError(f"lost the lock at {self.store}: it is now held by {who}")
         self._info.refreshed_at = _now()
-        self.store.replace(LOCK, self._info.to_json())
+        self.store.replace(self.key, self._info.to_json())
 
     def ensure_held(self) -> None:
         """Call before a commit point: fails if the lease was lost."""
@@ -193,7 +195,7 @@ class Lock:
         if self.held:
             current = self.read()
             if current is not None and self._info is not None and current.token == self._info.token:
-                self.store.delete([LOCK])
+                self.store.delete([self.key])
             self.held = False
 
     def __enter__(self) -> "Lock":

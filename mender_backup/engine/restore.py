@@ -5,32 +5,45 @@ Order of work, each step only when the one before succeeded:
     manifest, or, for a vendor archive without manifest, a full parse (CRCs);
  2. plan: refuse a target database that holds data unless --drop; --dry-run
     prints the plan and stops;
- 3. drop (only the collections the backup holds), create with options, insert,
-    build indexes, copy artifacts;
- 4. read everything back and compare counts, digests and index names with the
-    manifest: any difference fails the restore loudly.
+ 3. drop (only the collections the backup holds), create with options (time-series
+    collections first: a server that cannot create one fails the restore before it
+    has changed anything), insert;
+ 4. read the documents back and compare counts and digests with the manifest;
+ 5. replay the oplog (a consistent backup's own, then the slices up to --to-time):
+    after the documents, before the indexes, as mongorestore does;
+ 6. build the indexes (as the oplog left the catalog), check them, copy artifacts. TTL
+    indexes come after the count check too: the server's TTL monitor deletes expired
+    documents within a minute of their build; those already expired are reported.
+Namespaces mongorestore would not restore (system databases, `system.*`, users and
+roles without --restore-users-and-roles) are skipped and listed (engine/namespaces.py).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import tempfile
 from datetime import datetime, timezone
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from ..errors import ConflictError, IntegrityError, UsageError
+from pymongo import errors as perr
+
+from ..errors import ConflictError, IntegrityError, MenderBackupError, UsageError
 from ..format import compression
-from ..format.archive import ArchiveReader
+from ..format.archive import ArchiveReader, iter_documents
 from ..format.encryption import Keyring
 from ..format.digest import CollectionDigest
 from ..format.layout import ARTIFACTS, backup_key
 from ..format.metadata import CollectionSpec
+from ..format.oplog import parse_time
 from ..mongo import client as mongo_client
 from ..mongo import collections as mongo
+from ..mongo import users as mongo_users
 from ..output import Reporter, human_bytes
 from ..stores import bucket_store, destination_store, split_object_url
-from . import artifacts, catalog, integrity, mender_secrets
+from . import artifacts, catalog, integrity, mender_secrets, namespaces, pitr, restore_oplog
+from .commands import IndexCatalog
 
 INSERT_WORKERS = 4
 SEGMENT_BYTES = 4 * 1024 * 1024
@@ -46,6 +59,9 @@ class RestoreOptions:
     databases: list[str] = field(default_factory=list)
     drop: bool = False
     dry_run: bool = False
+    oplog_replay: bool | None = None       # None: replay a consistent backup's oplog, not a vendor archive's
+    to_time: str | None = None             # replay oplog slices up to this time (point-in-time recovery)
+    users_and_roles: bool = False          # admin.system.users/roles, as mongorestore merges them
     keyring: Keyring | None = None         # for encrypted backups
     secrets: bool = False                  # also put Mender's key Secrets back (Kubernetes API)
     overwrite_secrets: bool = False        # replace live Secrets that hold other keys
@@ -61,9 +77,13 @@ class Plan:
     to_drop: dict[tuple[str, str], int]                # existing collections that --drop replaces
     kept: dict[str, list[str]]                         # other collections in target dbs, untouched
     artifacts: artifacts.CopyPlan | None = None
+    selection: namespaces.Selection = field(default_factory=namespaces.Selection)
+    oplog: dict = field(default_factory=dict)          # what happens to the oplog (replayed or not, why)
 
     def describe(self) -> dict:
         return {
+            "skipped": self.selection.describe_skipped(),
+            "oplog": self.oplog,
             "drop": [{"namespace": f"{db}.{c}", "documents": n} for (db, c), n in sorted(self.to_drop.items())],
             "create": [{"namespace": f"{i.db}.{i.name}", "type": i.type,
                         "documents": self.counts.get((i.db, i.name), 0),
@@ -76,20 +96,23 @@ class Plan:
 
 
 def _open_archive(opts: RestoreOptions, reporter: Reporter):
-    """-> (store, key, manifest or None, the archive scan for vendor archives)"""
+    """-> (store, key, manifest or None, the archive scan for vendor archives, the --to-time plan)"""
     if opts.archive:
-        if opts.backup_id:
-            raise UsageError("give either a backup id or --archive, not both")
+        if opts.backup_id or opts.to_time:
+            raise UsageError("give either a backup id (or --to-time) or --archive, not both")
         store, key = split_object_url(opts.archive)
         with contextlib.closing(store.open_read(key)) as f:
             contents = integrity.scan_archive(f, reporter, f"checking {key}")
-        return store, key, None, contents
-    if not opts.backup_id:
-        raise UsageError("no backup id given (an id from `mender-backup list`, `latest`, or --archive URL)")
+        return store, key, None, contents, None
+    if not opts.backup_id and not opts.to_time:
+        raise UsageError("no backup id given (an id from `mender-backup list`, `latest`, --to-time TIME or "
+                         "--archive URL)")
     store = destination_store(opts.source or "")
-    manifest = catalog.resolve(store, opts.backup_id)
+    manifest = catalog.resolve(store, opts.backup_id) if opts.backup_id else None
+    point = _point_in_time(store, opts, manifest)
+    manifest = point.manifest if point else manifest
     integrity.check_sha256(store, manifest, reporter, opts.keyring)
-    return store, backup_key(manifest.id, manifest.archive.key), manifest, None
+    return store, backup_key(manifest.id, manifest.archive.key), manifest, None, point
 
 
 def _read(store, key: str, manifest, keyring: Keyring | None):
@@ -97,22 +120,28 @@ def _read(store, key: str, manifest, keyring: Keyring | None):
     return integrity.open_archive(store, manifest, keyring) if manifest else store.open_read(key)
 
 
-def _renamed(prefix: str, infos: list[CollectionSpec], *keyed: dict) -> list[CollectionSpec]:
-    """Databases X as <prefix>X: the specs, and (in place) every dict keyed by (db, name)."""
+def _prefixed(prefix: str, sel: namespaces.Selection, *keyed: dict) -> None:
+    """Databases X into <prefix>X (a test restore's scratch databases): the selection's specs
+    and targets, and (in place) every dict keyed by target (db, name)."""
     if not prefix:
-        return infos
+        return
+    sel.specs = [dataclasses.replace(i, db=prefix + i.db) for i in sel.specs]
+    sel.data = {src: (prefix + db, c) for src, (db, c) in sel.data.items()}
     for d in keyed:
         for (db, c) in list(d):
             d[(prefix + db, c)] = d.pop((db, c))
-    return [dataclasses.replace(i, db=prefix + i.db) for i in infos]
 
 
-def _plan(client, prelude_infos: list[CollectionSpec], counts, opts: RestoreOptions) -> Plan:
-    wanted = [i for i in prelude_infos if not opts.databases or i.db in opts.databases]
-    if opts.databases:
-        missing = sorted(set(opts.databases) - {i.db for i in prelude_infos})
-        if missing:
-            raise UsageError(f"database(s) not in the backup: {', '.join(missing)}")
+def _point_in_time(store, opts: RestoreOptions, manifest) -> pitr.Plan | None:
+    """With --to-time: the base backup and the slices up to that time (refusals before any write)."""
+    if not opts.to_time:
+        return None
+    when, ts = parse_time(opts.to_time)
+    backups = [e.manifest for e in catalog.scan(store) if e.complete]
+    return pitr.choose(backups, pitr.scan(store), pitr.Target(when, ts), manifest.id if manifest else None)
+
+
+def _plan(client, wanted: list[CollectionSpec], counts, opts: RestoreOptions) -> Plan:
     existing = mongo.existing_counts(client, [(i.db, i.name) for i in wanted])
     ours = {(i.db, i.name) for i in wanted}
     kept: dict[str, list[str]] = {}
@@ -135,78 +164,138 @@ def _plan(client, prelude_infos: list[CollectionSpec], counts, opts: RestoreOpti
     return Plan(wanted, {k: counts.get(k, 0) for k in ours}, to_drop, kept)
 
 
-def _insert_all(client, stream, wanted: set[tuple[str, str]], reporter: Reporter, total: int,
-                prefix: str = "") -> None:
+def _insert_all(client, stream, data: dict[tuple[str, str], tuple[str, str]], side: dict, reporter: Reporter,
+                total: int) -> None:
+    """Insert the documents of the namespaces in `data` (archive ns -> target ns); the
+    namespaces in `side` (the oplog, users, roles) are written to their sinks instead."""
     kind, plain = compression.decompressor(stream)
     reader = ArchiveReader(plain)
     with ThreadPoolExecutor(INSERT_WORKERS) as pool, \
             reporter.progress("restoring documents", total=total or None, unit="documents") as prog:
         pending = set()
         for seg in reader.segments(SEGMENT_BYTES):
-            db = prefix + seg.db
-            if (db, seg.collection) not in wanted:
+            ns = (seg.db, seg.collection)
+            if ns in side:
+                side[ns](seg.data)
+                continue
+            if ns not in data:
                 continue
             if len(pending) >= 2 * INSERT_WORKERS:          # bounded memory: wait for a slot
                 done, pending = wait(pending, return_when=FIRST_EXCEPTION)
                 for f in done:
                     prog.advance(f.result())
-            pending.add(pool.submit(mongo.insert_raw, client, db, seg.collection, seg.data))
+            pending.add(pool.submit(mongo.insert_raw, client, *data[ns], seg.data))
         done, _ = wait(pending, return_when=FIRST_EXCEPTION)
         for f in done:
             prog.advance(f.result())
 
 
-def _verify_target(client, plan: Plan, expected: dict[tuple[str, str], integrity.Expected],
-                   reporter: Reporter, ttl: bool) -> None:
-    """Counts, digests and index names against what was expected; TTL indexes only when
-    `ttl` (they are built after this check)."""
-    def read_back(info: CollectionSpec) -> tuple[CollectionDigest, set[str]]:
+def _verify_documents(client, data: dict[tuple[str, str], tuple[str, str]],
+                      expected: dict[tuple[str, str], integrity.Expected], reporter: Reporter) -> None:
+    """Before the oplog moves anything: the target holds exactly the archive's documents."""
+    def read_back(target: tuple[str, str]) -> CollectionDigest:
         d = CollectionDigest()
-        for batch in mongo.raw_batches(client, info.db, info.name):
+        for batch in mongo.raw_batches(client, *target):
             d.update(batch)
-        return d, mongo.index_names(client, info.db, info.name)
+        return d
 
+    sources = sorted(data)
     digests: dict[tuple[str, str], CollectionDigest] = {}
-    problems: list[str] = []
-    colls = [i for i in plan.namespaces if i.type == "collection"]
     # read back in parallel, as the dump reads: the server, not us, is the bottleneck
     with ThreadPoolExecutor(INSERT_WORKERS) as pool:
-        for info, (d, have) in zip(colls, pool.map(read_back, colls)):
-            digests[(info.db, info.name)] = d
-            want = {i.get("name") for i in info.indexes if ttl or not mongo.is_ttl(i)}
-            if want - have:
-                problems.append(f"{info.db}.{info.name}: index(es) missing: {', '.join(sorted(want - have))}")
-    problems += integrity.compare(expected, digests, "the target", {i.db for i in plan.namespaces})
+        for ns, d in zip(sources, pool.map(read_back, [data[ns] for ns in sources])):
+            digests[ns] = d
+    problems = integrity.compare({ns: e for ns, e in expected.items() if ns in data}, digests, "the target")
     if problems:
         raise IntegrityError("restore verification failed: " + "; ".join(problems[:5]))
     reporter.info(f"verified: {sum(d.count for d in digests.values())} documents in {len(digests)} "
                   f"collections match the backup")
 
 
+def _build_and_check_indexes(client, catalog: IndexCatalog, reporter: Reporter) -> dict[str, int]:
+    """Build and check every index; returns the documents already past a TTL index's limit
+    per namespace (restored and verified; the server deletes them within a minute, as
+    Mender expects)."""
+    problems = []
+    expired: dict[str, int] = {}
+    now = datetime.now(timezone.utc)
+    for (db, coll), specs in sorted(catalog.indexes.items()):
+        if coll not in client[db].list_collection_names(filter={"name": coll}):
+            continue                       # dropped by the oplog, or a view
+        mongo.build_indexes(client, db, coll, specs)
+        want = {i.get("name") for i in specs}
+        have = mongo.index_names(client, db, coll)
+        if want - have:
+            problems.append(f"{db}.{coll}: index(es) missing: {', '.join(sorted(want - have))}")
+        n = mongo.expired(client, db, coll, specs, now)
+        if n:
+            expired[f"{db}.{coll}"] = n
+            reporter.info(f"{db}.{coll}: {n} restored document(s) are past their TTL: MongoDB's TTL monitor "
+                          f"deletes them within a minute", namespace=f"{db}.{coll}", expired=n)
+    if problems:
+        raise IntegrityError("restore verification failed: " + "; ".join(problems[:5]))
+    return expired
+
+
+def _create_collections(client, plan: Plan, reporter: Reporter) -> None:
+    """Time-series collections first, before anything else changes: the one thing a
+    compatible server may refuse (FerretDB, DocumentDB) is refused on an untouched target."""
+    existing = mongo.existing_counts(client, [(i.db, i.name) for i in plan.namespaces])
+    new_ts = [i for i in plan.namespaces if i.type == "timeseries" and (i.db, i.name) not in existing]
+    made = []
+    for info in new_ts:
+        try:
+            mongo.create(client, info)
+        except perr.OperationFailure as exc:
+            for m in made:
+                client[m.db].drop_collection(m.name)
+            raise MenderBackupError(f"the target server cannot create the time-series collection "
+                                    f"{info.namespace}: {exc.details.get('errmsg', exc) if exc.details else exc}"
+                                    ) from None
+        made.append(info)
+    for (db, c), n in sorted(plan.to_drop.items()):
+        reporter.info(f"dropping {db}.{c} ({n} documents)")
+        client[db].drop_collection(c)
+    existing = mongo.existing_counts(client, [(i.db, i.name) for i in plan.namespaces])
+    for info in plan.namespaces:
+        if (info.db, info.name) not in existing:
+            mongo.create(client, info)
+
+
 def run(opts: RestoreOptions, reporter: Reporter) -> dict:
     if opts.keyring is None:        # front ends that do not pass keys (the helm plugin): the environment's
         from .keys import from_env
         opts.keyring = from_env()
+    if opts.db_prefix and opts.to_time:
+        raise UsageError("a test restore (scratch databases) restores a backup, not a point in time")
     client = mongo_client.connect(opts.mongodb_url)
     target_bucket = bucket_store(opts.artifacts_bucket) if opts.artifacts_bucket else None
     if target_bucket:
         target_bucket.check()
-    store, key, manifest, scanned = _open_archive(opts, reporter)
+    store, key, manifest, scanned, point = _open_archive(opts, reporter)
 
     # the prelude: cheap to read again, and the only source for vendor archives
     with contextlib.closing(_read(store, key, manifest, opts.keyring)) as f:
         _, plain = compression.decompressor(f)
         prelude = ArchiveReader(plain).prelude
-    infos = [CollectionSpec.from_json(cm.db, cm.collection, cm.metadata, cm.type) for cm in prelude.collections]
+    sel = namespaces.select(prelude, opts.databases, opts.users_and_roles)
+    if opts.users_and_roles:
+        mongo_users.check_supported(client)
     if manifest:
-        counts = {(db, c): e.count for db, colls in manifest.databases.items() for c, e in colls.items()}
+        found = {(db, c): e.count for db, colls in manifest.databases.items() for c, e in colls.items()}
     else:
-        counts = {k: d.count for k, d in scanned.digests.items()}
-    expected = (integrity.expected_from_manifest(manifest) if manifest
-                else integrity.expected_from_digests(scanned.digests))
-    infos = _renamed(opts.db_prefix, infos, counts, expected)
-    plan = _plan(client, infos, counts, dataclasses.replace(
+        found = {k: d.count for k, d in scanned.digests.items()}
+    by_spec = {(db, c.removeprefix(namespaces.BUCKETS)): n for (db, c), n in found.items()}
+    _prefixed(opts.db_prefix, sel, by_spec)
+    plan = _plan(client, sel.specs, by_spec, dataclasses.replace(
         opts, databases=[opts.db_prefix + d for d in opts.databases]))
+    plan.selection = sel
+    # a test restore checks the archive's documents in scratch databases: its oplog (which
+    # names the real ones) is not replayed there
+    plan.oplog = restore_oplog.plan(dataclasses.replace(opts, oplog_replay=False) if opts.db_prefix else opts,
+                                    manifest, sel, point)
+    if opts.to_time:
+        plan.oplog["to_time"] = opts.to_time
     secrets = _plan_secrets(opts, store, manifest)   # proven and checked before anything is written
 
     if target_bucket and manifest:
@@ -219,30 +308,39 @@ def run(opts: RestoreOptions, reporter: Reporter) -> dict:
     summary = {"backup": manifest.id if manifest else key, "dry_run": opts.dry_run, **plan.describe()}
     if secrets:
         summary["secrets"] = {"namespace": secrets[2], "actions": secrets[1]}
-    if opts.dry_run:
-        return summary
-
-    for (db, c), n in sorted(plan.to_drop.items()):
-        reporter.info(f"dropping {db}.{c} ({n} documents)")
-        client[db].drop_collection(c)
-    existing = mongo.existing_counts(client, [(i.db, i.name) for i in plan.namespaces])
+    read_archive = lambda: _read(store, key, manifest, opts.keyring)  # noqa: E731
+    catalog_ = IndexCatalog()
     for info in plan.namespaces:
-        if (info.db, info.name) not in existing:
-            mongo.create(client, info)
-    wanted = {(i.db, i.name) for i in plan.namespaces if i.type == "collection"}
-    with contextlib.closing(_read(store, key, manifest, opts.keyring)) as f:
-        _insert_all(client, f, wanted, reporter, sum(plan.counts.values()), opts.db_prefix)
-    colls = [i for i in plan.namespaces if i.type == "collection"]
-    for info in colls:
-        mongo.create_indexes(client, info, ttl=False)
+        if info.type != "view":
+            catalog_.add_collection(info.db, info.name, info.indexes)
+    with contextlib.ExitStack() as stack:
+        # slices are fetched and checked before the target is touched
+        slices = stack.enter_context(pitr.fetched(store, point, reporter)) if point else []
+        if opts.dry_run:
+            summary["oplog"]["replayed"] = restore_oplog.replay(
+                None, read_archive, plan.oplog, catalog_, opts, point, slices, None, reporter)
+            return summary
+
+        _create_collections(client, plan, reporter)
+        spool = stack.enter_context(tempfile.TemporaryFile(prefix="mender-backup-oplog-"))
+        auth: dict[str, list] = {kind: [] for kind in sel.auth}
+        side = {namespaces.OPLOG: spool.write}
+        for kind, ns in sel.auth.items():
+            side[ns] = lambda data, k=kind: auth[k].extend(_raw_docs(data))
+        with contextlib.closing(read_archive()) as f:
+            _insert_all(client, f, sel.data, side, reporter, sum(plan.counts.values()))
+        expected = (integrity.expected_from_manifest(manifest) if manifest
+                    else integrity.expected_from_digests(scanned.digests))
+        _verify_documents(client, sel.data, expected, reporter)
+        if auth:
+            summary["users_and_roles"] = mongo_users.merge(client, auth, opts.drop)
+        summary["oplog"]["replayed"] = restore_oplog.replay(
+            client, read_archive, plan.oplog, catalog_, opts, point, slices, spool, reporter)
+    summary["expired"] = _build_and_check_indexes(client, catalog_, reporter)
 
     if plan.artifacts is not None and plan.artifacts.to_copy:
         artifacts.copy(store, ARTIFACTS, target_bucket, "", plan.artifacts.to_copy, reporter,
                        "restoring artifacts")
-
-    # TTL indexes only after the comparison: the server's TTL monitor deletes expired
-    # documents within a minute of their build, and would race the count
-    _verify_target(client, plan, expected, reporter, ttl=False)
     if target_bucket and manifest:
         bad = artifacts.check_complete(manifest.artifacts, artifacts.inventory(target_bucket))
         if bad:
@@ -252,7 +350,6 @@ def run(opts: RestoreOptions, reporter: Reporter) -> dict:
         bundle, actions, ns, kube = secrets
         mender_secrets.apply(kube, ns, bundle, actions, manifest.id)
         reporter.info(f"Mender secrets: {', '.join(f'{n} {a}' for n, a in actions.items())} (namespace {ns})")
-    summary["expired"] = _build_ttl_indexes(client, colls, reporter)
     summary["verified"] = True
     return summary
 
@@ -270,25 +367,9 @@ def _plan_secrets(opts: RestoreOptions, store, manifest):
     return bundle, mender_secrets.plan(kube, ns, bundle, opts.overwrite_secrets), ns, kube
 
 
-def _build_ttl_indexes(client, colls: list[CollectionSpec], reporter: Reporter) -> dict[str, int]:
-    """Build the TTL indexes, checked like the others; returns the documents already expired
-    per namespace (verified restored, and about to be deleted by the server, as Mender expects)."""
-    now = datetime.now(timezone.utc)
-    expired: dict[str, int] = {}
-    for info in colls:
-        built = mongo.create_indexes(client, info, ttl=True)
-        if not built:
-            continue
-        missing = set(built) - mongo.index_names(client, info.db, info.name)
-        if missing:
-            raise IntegrityError(f"restore verification failed: {info.namespace}: index(es) missing: "
-                                 f"{', '.join(sorted(missing))}")
-        n = mongo.expired(client, info, now)
-        if n:
-            expired[info.namespace] = n
-            reporter.info(f"{info.namespace}: {n} restored document(s) are past their TTL: MongoDB's TTL "
-                          f"monitor deletes them within a minute", namespace=info.namespace, expired=n)
-    return expired
+def _raw_docs(data: bytes) -> list:
+    from bson.raw_bson import RawBSONDocument
+    return [RawBSONDocument(bytes(d)) for d in iter_documents(data)]
 
 
 def describe(s: dict) -> str:
@@ -301,6 +382,9 @@ def describe(s: dict) -> str:
                      f"{len(c['indexes'])} indexes)")
     for u in s["untouched"]:
         lines.append(f"  keep    {u} (not in the backup, left alone)")
+    for k in s.get("skipped", []):
+        lines.append(f"  skip    {k['namespace']} ({k['reason']})")
+    lines += _describe_oplog(s.get("oplog") or {}, s["dry_run"])
     a = s["artifacts"]
     if a is not None:
         lines.append(f"  artifacts: copy {a['copy']} ({human_bytes(a['bytes'])}), {a['already_present']} already present")
@@ -314,3 +398,18 @@ def describe(s: dict) -> str:
             lines.append(f"  expired {ns}: {n} documents past their TTL (restored and verified; MongoDB's "
                          f"TTL monitor deletes them within a minute)")
     return "\n".join(lines)
+
+
+def _describe_oplog(o: dict, dry_run: bool) -> list[str]:
+    if not o.get("in_archive") and not o.get("slices"):
+        return []
+    if not o.get("replay"):
+        return [f"  oplog   {o.get('reason', 'not replayed')}"]
+    r = o.get("replayed") or {}
+    verb = "replay" if dry_run else "replayed"
+    where = f" up to {r['last']['time']}" if r.get("last") else ""
+    lines = [f"  oplog   {verb} {r.get('entries', 0)} entries{where}"
+             + (f" from the archive and {len(o['slices'])} slice(s)" if o.get("slices") else "")]
+    for why, n in sorted((r.get("skipped") or {}).items()):
+        lines.append(f"  oplog   skip {n} ({why})")
+    return lines

@@ -5,6 +5,9 @@
     backups/<id>/verified.json           the last test restore's verdict (after the manifest)
     artifacts/<key>                      shared by all backups (incremental)
     locks/mender-backup.lock             held by a running backup or prune
+    oplog/<from>-<to>.bson.zst           an oplog slice (point-in-time recovery)
+    oplog/<from>-<to>.json               its manifest, written last
+    locks/oplog.lock                     held by a running `mender-backup oplog`
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from datetime import datetime, timezone
 BACKUPS = "backups/"
 ARTIFACTS = "artifacts/"
 LOCK = "locks/mender-backup.lock"
+OPLOG = "oplog/"
+OPLOG_LOCK = "locks/oplog.lock"
 MANIFEST = "manifest.json"
 VERIFIED = "verified.json"
 ARCHIVE = "mongodb.archive"
@@ -40,3 +45,7 @@ def backup_key(backup_id: str, name: str) -> str:
 
 def backup_prefix(backup_id: str) -> str:
     return f"{BACKUPS}{backup_id}/"
+
+
+def slice_key(name: str) -> str:
+    return OPLOG + name

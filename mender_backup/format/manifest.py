@@ -5,7 +5,8 @@ size, each collection's count and content digest, and the artifact inventory.
 docs/FORMAT.md has its JSON Schema and the compatibility rule readers follow:
 a manifest of a newer format_version is refused, unknown fields are ignored.
 A writer writes the lowest format_version that describes its backup: 1 for a
-plain one, 2 once anything in it is encrypted (an older reader would misread it).
+plain one, 2 once anything in it is encrypted, 3 once its archive holds an oplog to
+replay (an older reader would misread or under-restore either).
 """
 
 from __future__ import annotations
@@ -15,9 +16,14 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from ..errors import IntegrityError
+from .oplog import OpTime
 
-FORMAT_VERSION = 2          # the newest this version reads (and writes, for encrypted backups)
-PLAIN_FORMAT_VERSION = 1    # what a backup without encryption is written as: older readers read it
+FORMAT_VERSION = 3          # the newest this reader reads
+PLAIN_FORMAT_VERSION = 1    # a backup without encryption or oplog: every reader reads it
+ENCRYPTED_FORMAT_VERSION = 2  # anything encrypted: an older reader would misread it
+# A backup whose archive holds an oplog to replay is format 3: an older reader would
+# restore its documents without the replay, i.e. not the state the backup promises.
+OPLOG_FORMAT_VERSION = 3
 
 
 @dataclass
@@ -58,6 +64,31 @@ class SecretsEntry:
     namespace: str
     secrets: list[str] = field(default_factory=list)   # the Secrets the bundle holds
     absent: list[str] = field(default_factory=list)    # optional names that did not exist
+class OplogEntry:
+    """The archive's oplog namespace (database "", collection "oplog")."""
+    count: int
+    digest: str
+    size: int
+
+
+@dataclass
+class PointInTime:
+    """Whether the backup is one consistent state, and which: the source's state at
+    `end`, reached by replaying the archive's oplog (entries start <= ts <= end)."""
+    consistent: bool
+    reason: str = ""                     # why not, when not
+    start: OpTime | None = None          # the newest oplog entry before the dump
+    end: OpTime | None = None            # the consistency point: the newest entry after it
+    oplog: OplogEntry | None = None
+    databases: list[str] | None = None   # a backup of some databases (--db): only their entries
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PointInTime":
+        return cls(bool(d["consistent"]), str(d.get("reason", "")),
+                   OpTime.from_json(d["start"]) if d.get("start") else None,
+                   OpTime.from_json(d["end"]) if d.get("end") else None,
+                   _known(OplogEntry, d["oplog"]) if d.get("oplog") else None,
+                   list(d["databases"]) if d.get("databases") else None)
 
 
 @dataclass
@@ -73,6 +104,7 @@ class Manifest:
     artifacts: list[ArtifactEntry] = field(default_factory=list)
     # the Mender that wrote the data: {"migrations": {db: "1.3.2"}, "chart", "chart_version", "app_version"}
     mender: dict[str, Any] = field(default_factory=dict)
+    point_in_time: PointInTime | None = None   # None: written before consistency was recorded
     format_version: int = PLAIN_FORMAT_VERSION
     encryption: EncryptionEntry | None = None          # format 2: the archive (and bundle) encrypted
     mender_secrets: SecretsEntry | None = None         # format 2: always encrypted
@@ -90,6 +122,12 @@ class Manifest:
         for name in ("encryption", "mender_secrets"):     # format 2 fields: absent from a plain backup
             if d[name] is None:
                 del d[name]
+        if self.point_in_time is None:
+            del d["point_in_time"]
+        else:
+            for k in ("start", "end"):
+                v = getattr(self.point_in_time, k)
+                d["point_in_time"][k] = v.as_json() if v else None
         return (json.dumps(d, indent=2, sort_keys=False) + "\n").encode()
 
     @classmethod
@@ -113,6 +151,7 @@ class Manifest:
                 artifacts_bucket=d.get("artifacts_bucket"),
                 artifacts=[_known(ArtifactEntry, a) for a in d.get("artifacts", [])],
                 mender=dict(d.get("mender") or {}),
+                point_in_time=PointInTime.from_dict(d["point_in_time"]) if d.get("point_in_time") else None,
                 format_version=version,
                 encryption=_known(EncryptionEntry, d["encryption"]) if d.get("encryption") else None,
                 mender_secrets=_known(SecretsEntry, d["mender_secrets"]) if d.get("mender_secrets") else None,

@@ -52,30 +52,24 @@ def insert_raw(client: pymongo.MongoClient, db: str, name: str, data: bytes) -> 
     return len(docs)
 
 
-def is_ttl(index: dict) -> bool:
-    return "expireAfterSeconds" in index
-
-
-def create_indexes(client: pymongo.MongoClient, spec: CollectionSpec, ttl: bool) -> list[str]:
-    """Build the collection's TTL indexes (ttl=True) or all the others; returns their names.
-    "v" (index format version) is left to the server: every supported MongoDB defaults
-    to v2, and some compatible servers (FerretDB) refuse the field."""
-    indexes = [{k: v for k, v in i.items() if k not in ("ns", "v")} for i in spec.indexes
-               if i.get("name") != "_id_" and is_ttl(i) == ttl]
+def build_indexes(client: pymongo.MongoClient, db: str, name: str, specs: list[dict]) -> None:
+    # "v" (index format version: int, double or decimal in archives of 3.4 to 8.0) is left to
+    # the server: every supported MongoDB defaults to v2, and some compatible servers
+    # (FerretDB) refuse the field; "ns" (3.4-4.2 specs) names the namespace, which the command does
+    indexes = [{k: v for k, v in i.items() if k not in ("ns", "v")} for i in specs if i.get("name") != "_id_"]
     if indexes:
-        client[spec.db].command({"createIndexes": spec.name, "indexes": indexes})
-    return [i["name"] for i in indexes]
+        client[db].command({"createIndexes": name, "indexes": indexes})
 
 
-def expired(client: pymongo.MongoClient, spec: CollectionSpec, now: datetime) -> int:
+def expired(client: pymongo.MongoClient, db: str, name: str, indexes: list[dict], now: datetime) -> int:
     """Documents a TTL index of the collection already considers expired: MongoDB's TTL
     monitor deletes them within about a minute of the index build."""
     n = 0
-    for i in spec.indexes:
+    for i in indexes:
         keys = list((i.get("key") or {}).keys())
-        if is_ttl(i) and len(keys) == 1:     # MongoDB's TTL works on single-field indexes only
+        if "expireAfterSeconds" in i and len(keys) == 1:     # MongoDB's TTL takes single-field indexes only
             cutoff = now - timedelta(seconds=float(i["expireAfterSeconds"]))
-            n = max(n, client[spec.db][spec.name].count_documents({keys[0]: {"$lt": cutoff}}))
+            n = max(n, client[db][name].count_documents({keys[0]: {"$lt": cutoff}}))
     return n
 
 

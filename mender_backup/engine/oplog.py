@@ -1,0 +1,118 @@
+"""`mender-backup oplog`: ship the oplog written since the last run as a slice.
+
+Run every few minutes (the chart's second CronJob). A run reads the entries from
+the last shipped position (the newest slice's last entry, else the newest
+consistent backup's consistency point, else the oldest entry the oplog has) up to
+the newest entry, and writes them as one compressed slice plus its manifest, the
+manifest last. The first entry read must be the one it started from: if that entry
+is gone, the oplog rolled over since the last run and entries were lost. The run
+then still ships what the oplog has (a new chain starts there, so backups taken
+after it are restorable to any later time) and fails with exit 5: times inside the
+gap cannot be restored.
+
+It takes a lock of its own (locks/oplog.lock), not the backups' one: it runs while
+a long backup does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from bson.raw_bson import RawBSONDocument
+
+from .. import __version__
+from ..errors import IntegrityError, UsageError
+from ..format import compression
+from ..format.archive import iter_documents
+from ..format.digest import HashingWriter
+from ..format.layout import OPLOG_LOCK, slice_key
+from ..format.oplog import OpTime, SliceManifest, slice_name
+from ..mongo import client as mongo_client
+from ..mongo import oplog as mongo_oplog
+from ..output import Reporter
+from ..stores import Store, destination_store
+from . import catalog, pitr
+from .lock import STALE_AFTER_SECONDS, Lock
+
+
+@dataclass
+class OplogOptions:
+    mongodb_url: str
+    destination: str
+    break_lock: bool = False
+    lock_stale_after: float = STALE_AFTER_SECONDS
+
+
+def _since(store: Store, slices: list[pitr.Slice]) -> tuple[OpTime | None, str]:
+    """Where this run continues from, and what that position is."""
+    if slices:
+        return max(s.last for s in slices), "the last slice"
+    ends = [e.manifest.point_in_time.end for e in catalog.scan(store)
+            if e.complete and e.manifest.point_in_time and e.manifest.point_in_time.end]
+    if ends:
+        return max(ends), "the newest consistent backup"
+    return None, "the oldest entry of the oplog"
+
+
+def run(opts: OplogOptions, reporter: Reporter) -> dict:
+    dest = destination_store(opts.destination)
+    client = mongo_client.connect(opts.mongodb_url)
+    dest.check()
+    reason = mongo_oplog.available(client)
+    if reason:
+        raise UsageError(f"cannot ship the oplog: {reason}; point-in-time recovery needs a replica set")
+    with Lock(dest, "oplog", stale_after=opts.lock_stale_after, key=OPLOG_LOCK) as lock:
+        lock.acquire(opts.break_lock, reporter.warn)
+        return _ship(client, dest, lock, reporter)
+
+
+def _ship(client, dest: Store, lock: Lock, reporter: Reporter) -> dict:
+    since, origin = _since(dest, pitr.scan(dest))
+    end = mongo_oplog.newest(client)
+    if end is None or (since is not None and end <= since.ts):
+        reporter.info(f"no new oplog entries since {since or 'the start'}")
+        return {"shipped": 0, "since": since.as_json() if since else None, "slice": None}
+    first = mongo_oplog.first_from(client, since.ts if since is not None else None)
+    rolled = since is not None and first != since.ts
+    start = since.ts if since is not None and not rolled else first
+    name = slice_name(start, end)
+    data_key = slice_key(f"{name}.bson.zst")
+    count, first_entry, last_entry = 0, None, None
+    try:
+        with dest.open_write(data_key) as raw_out:
+            hashing = HashingWriter(raw_out)
+            with compression.compressor(hashing, "zstd") as z:
+                for batch in mongo_oplog.raw_range(client, start, end):
+                    for raw in iter_documents(batch):
+                        last_entry = RawBSONDocument(bytes(raw))
+                        first_entry = first_entry or last_entry
+                        count += 1
+                    z.write(batch)
+        # the capped oplog drops its oldest entries first: the first entry still there
+        # means nothing after it was dropped while we read
+        if first_entry is None or first_entry["ts"] != start or last_entry["ts"] != end \
+                or mongo_oplog.rolled_over(client, start):
+            raise IntegrityError(f"the oplog rolled over while it was read from {start.time}:{start.inc}: "
+                                 f"nothing shipped; run again")
+    except BaseException:
+        with contextlib.suppress(Exception):
+            dest.delete([data_key])        # no manifest: the slice does not exist; leave no bytes either
+        raise
+    first_pos, last_pos = mongo_oplog.optime(first_entry), mongo_oplog.optime(last_entry)
+    manifest = SliceManifest(first_pos, last_pos, count, hashing.size, hashing.hexdigest(), "zstd",
+                             datetime.now(timezone.utc).isoformat(), __version__)
+    dest.sync()
+    lock.ensure_held()
+    dest.put_bytes(slice_key(f"{name}.json"), manifest.to_json())
+    result = {"shipped": count, "since": since.as_json() if since else None,
+              "slice": {"from": first_pos.as_json(), "to": last_pos.as_json(), "key": data_key,
+                        "size": hashing.size}}
+    reporter.info(f"oplog slice {name}: {count} entries, {first_pos} to {last_pos} (continuing {origin})",
+                  **result)
+    if rolled:
+        raise IntegrityError(f"the oplog rolled over since {origin} (at {since}): the entries between it and "
+                             f"{first_pos} are lost, no restore can reach a time between them; shipped {count} "
+                             f"entries from {first_pos} on (the next backup starts a new restorable range)")
+    return result
