@@ -371,3 +371,32 @@ def test_destination_on_another_s3_service_streams_artifacts(source, minio, env,
         assert manifests.audit_minio(other) == 1
     finally:
         other.stop()
+
+
+def test_expired_ttl_documents_restore_and_verify_on_every_run(new_mongodb, tmp_path):
+    """DocumentDB's TTL monitor really deletes (within a minute, a pg_cron job). A backup taken
+    while Mender's tokens were valid is restored after they expired: the restore builds the
+    TTL indexes only after it has compared counts and digests, so the comparison cannot race
+    the monitor; the expired documents are restored, verified and reported as expired."""
+    import datetime as dt
+    import time
+    src = new_mongodb()
+    tokens = src.client()["deviceauth"]["tokens"]
+    expires = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=12)
+    tokens.insert_many([{"_id": i, "exp": {"time": expires}, "sub": f"device-{i}"} for i in range(300)])
+    tokens.insert_many([{"_id": 1000 + i, "exp": {"time": expires + dt.timedelta(days=30)}} for i in range(20)])
+    tokens.create_index([("exp.time", 1)], name="exp_time", expireAfterSeconds=0)
+    e = {"MONGODB_URL": src.url, "MENDER_BACKUP_DESTINATION": f"file://{tmp_path}"}
+    bid = result_of(run("backup", "--db", "deviceauth", "--json", env=e))["id"]
+    assert json.loads((tmp_path / "backups" / bid / "manifest.json").read_text())[
+        "databases"]["deviceauth"]["tokens"]["count"] == 320
+    time.sleep(max(0.0, (expires - dt.datetime.now(dt.timezone.utc)).total_seconds() + 2))
+    for _ in range(2):                       # every run, not a lucky one
+        target = new_mongodb()
+        r = run("restore", bid, "--json", env={**e, "MENDER_BACKUP_RESTORE_MONGODB_URL": target.url})
+        result = result_of(r)
+        assert result["verified"] and result["expired"] == {"deviceauth.tokens": 300}
+        assert any(ev.get("expired") == 300 for ev in json_events(r))
+        assert "exp_time" in {i["name"] for i in target.client()["deviceauth"]["tokens"].list_indexes()}
+        human = run("verify", bid, env=e).stdout      # the backup itself is untouched by any of it
+        assert "intact" in human
