@@ -217,7 +217,7 @@ def test_existing_secret_for_s3_is_updated(mender_release, new_mongodb, minio, t
     s = secret(hx, ns, "my-s3")
     assert s["AWS_BUCKET"].decode() == s["STORAGE_BUCKET"].decode() == new_bucket
     assert s["AWS_AUTH_SECRET"].decode() == minio.secret_key      # other keys untouched
-    assert "set AWS_BUCKET, STORAGE_BUCKET in Secret my-s3" in proc.stderr
+    assert "  3. set AWS_BUCKET, STORAGE_BUCKET in Secret my-s3" in proc.stderr and "  4. " in proc.stderr
     assert objects(minio.client(), new_bucket) == objects(minio.client(), bucket)
     (saved,) = tmp_path.glob("mender-backup-mender-secrets-*.yaml")
     assert oct(saved.stat().st_mode & 0o777) == "0o600"
@@ -250,9 +250,9 @@ def test_dry_run_shows_every_step_and_changes_nothing(mender_release, new_mongod
     assert "  1. stop " in err and "deployment/mender-deployments (1 -> 0)" in err
     assert "statefulset/mender-nats (3 -> 0)" in err and "cronjob/mender-backup (suspend)" in err
     assert f"2. restore backup {backup_id}" in err
-    assert "4. " in err and "upgrade mender mender/mender --version 8.2.1" in err
+    assert "  3. " in err and "upgrade mender mender/mender --version 8.2.1" in err   # no Secret to change
     assert "useradm.certs.key from Secret rsa-useradm: the signing key is kept" in err
-    assert "5. start again as before and restart:" in err
+    assert "  4. start again as before and restart:" in err
     assert "+    URL: " in out and "mongodb://" in out            # the values diff
     assert "+    key: ***" in out and "PRIVATE KEY" not in out      # the carried-over keys, redacted
     assert f"+    AWS_BUCKET: {elsewhere}" in out

@@ -65,22 +65,24 @@ def show(plan: Plan, helm: Helm, say: Say, echo: Say) -> None:
     info, m = plan.info, plan.manifest
     say(f"Plan for release {info.name} (namespace {info.namespace}, chart {info.chart} {info.version}, "
         f"Mender {info.app_version or '?'}, revision {info.revision}):")
+    steps: list[str] = []
     stops = ", ".join(f"{w} ({'suspend' if w.kind == 'CronJob' else f'{w.replicas} -> 0'})" for w in plan.workloads)
-    say(f"  1. stop {stops or 'nothing (no workloads found)'}; wait until no pod runs")
-    say(f"  2. restore backup {m.id} (taken {m.created_at}, {m.document_count} documents, {len(m.artifacts)} "
-        f"artifacts) from {redact_url(plan.destination)} into {describe_target(plan)}"
-        + (f" and bucket {plan.target_bucket}" if plan.target_bucket else "")
-        + (" (replacing the collections the backup holds)" if plan.request.drop else ""))
+    steps.append(f"stop {stops or 'nothing (no workloads found)'}; wait until no pod runs")
+    steps.append(f"restore backup {m.id} (taken {m.created_at}, {m.document_count} documents, {len(m.artifacts)} "
+                 f"artifacts) from {redact_url(plan.destination)} into {describe_target(plan)}"
+                 + (f" and bucket {plan.target_bucket}" if plan.target_bucket else "")
+                 + (" (replacing the collections the backup holds)" if plan.request.drop else ""))
     for c in plan.secret_changes:
-        say(f"  3. set {', '.join(sorted(c.values))} in Secret {c.name} ({c.why}); its previous content is "
-            f"saved to a 0600 file first")
-    say("  4. " + " ".join(scrub(a) for a in upgrade_argv(helm, info, plan.chart_ref, "<values file>"))
-        + f"  (chart {info.version} as deployed; migration Jobs "
-        + ("run" if plan.mender.migrations else "disabled in the release") + ")")
-    for svc, source in plan.kept_keys.items():
-        say(f"     {svc}.certs.key from {source}: the signing key is kept, not regenerated")
-    starts = ", ".join(str(w) for w in plan.workloads)
-    say(f"  5. start again as before and restart: {starts or 'nothing'}")
+        steps.append(f"set {', '.join(sorted(c.values))} in Secret {c.name} ({c.why}); its previous content is "
+                     f"saved to a 0600 file first")
+    upgrade = (" ".join(scrub(a) for a in upgrade_argv(helm, info, plan.chart_ref, "<values file>"))
+               + f"  (chart {info.version} as deployed; migration Jobs "
+               + ("run" if plan.mender.migrations else "disabled in the release") + ")")
+    steps.append("\n".join([upgrade] + [f"   {svc}.certs.key from {source}: the signing key is kept, not regenerated"
+                                         for svc, source in plan.kept_keys.items()]))
+    steps.append(f"start again as before and restart: {', '.join(str(w) for w in plan.workloads) or 'nothing'}")
+    for n, step in enumerate(steps, 1):
+        say(f"  {n}. {step}")
     for note in plan.notes:
         say(f"  note: {note}")
     diff = values_diff(plan.user_values, plan.new_values)
@@ -88,6 +90,20 @@ def show(plan: Plan, helm: Helm, say: Say, echo: Say) -> None:
         echo(diff.rstrip("\n"))
     else:
         say("  values: unchanged (the upgrade still runs, for the migrations and a clean restart)")
+
+
+def describe_result(result: dict) -> str:
+    """One restore's outcome in a few lines (the dry run lists every collection)."""
+    colls = result["create"]
+    docs = sum(c["documents"] for c in colls)
+    a = result.get("artifacts")
+    lines = [f"restored backup {result['backup']}: {docs} documents in {len(colls)} collections"
+             + (f", {a['copy']} artifacts copied ({a['already_present']} already there)" if a else "")
+             + "; verified: counts and content digests match the backup"]
+    lines += [f"  expired {ns}: {n} documents past their TTL (MongoDB's TTL monitor deletes them within a minute)"
+              for ns, n in sorted((result.get("expired") or {}).items())]
+    lines += [f"  skipped {k['namespace']} ({k['reason']})" for k in result.get("skipped") or []]
+    return "\n".join(lines)
 
 
 def _restore_options(plan: Plan, dry_run: bool) -> engine_restore.RestoreOptions:
@@ -114,7 +130,7 @@ def run(plan: Plan, helm: Helm, kube: Kube, reporter: Reporter, say: Say,
         p.data_started = True
         summary = engine_restore.run(_restore_options(plan, False), reporter)
         p.data_done = True
-        say(engine_restore.describe(summary))
+        say(describe_result(summary))
 
         if plan.secret_changes:
             p.secrets_file = _save_secrets(kube, plan)
