@@ -147,8 +147,9 @@ def test_round_trip_with_mongodb_index_and_type_semantics(new_mongodb, tmp_path)
     before, indexes = raw_digests(src.client()), index_specs(src.client())
     options = {k for specs in indexes.values() for i in specs for k in i}
     assert {"expireAfterSeconds", "partialFilterExpression", "sparse", "weights"} <= options
-    assert src.client().deployments.images.find_one({"meta_artifact.price": {"$type": "decimal"}})
-    assert "rootfs-image.version" in src.client().deployments.images.find_one()["meta_artifact"]["provides"]
+    images = src.client()["deployment_service"]["images"]
+    assert images.find_one({"meta_artifact.price": {"$type": "decimal"}})
+    assert "rootfs-image.version" in images.find_one()["meta_artifact"]["provides"]
 
     e = {"MONGODB_URL": src.url, "MENDER_BACKUP_DESTINATION": f"file://{tmp_path}/b"}
     first = result_of(run("backup", "--json", env=e))["id"]

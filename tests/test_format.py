@@ -8,7 +8,7 @@ import json
 import pytest
 
 from mender_backup.errors import IntegrityError
-from mender_backup.format.manifest import FORMAT_VERSION, PLAIN_FORMAT_VERSION, Manifest
+from mender_backup.format.manifest import ENCRYPTED_FORMAT_VERSION, FORMAT_VERSION, PLAIN_FORMAT_VERSION, Manifest
 from tests import manifests
 from tests.cli import assert_one_line_error, result_of, run
 
@@ -110,7 +110,7 @@ def encrypted(tmp_path_factory, mongodb, written) -> dict:
 
 def test_an_encrypted_manifest_is_format_2_and_follows_the_schema(encrypted):
     assert manifests.problems(encrypted) == []
-    assert encrypted["format_version"] == FORMAT_VERSION == 2
+    assert encrypted["format_version"] == ENCRYPTED_FORMAT_VERSION == 2     # from a standalone server: no oplog
     assert encrypted["archive"]["key"].endswith(".enc")
     assert Manifest.from_json(json.dumps(encrypted).encode(), "t").encryption.key_fingerprint == \
         encrypted["encryption"]["key_fingerprint"]
