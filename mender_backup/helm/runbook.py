@@ -78,7 +78,7 @@ def show(plan: Plan, helm: Helm, say: Say, echo: Say) -> None:
     upgrade = (" ".join(scrub(a) for a in upgrade_argv(helm, info, plan.chart_ref, "<values file>"))
                + f"  (chart {info.version} as deployed; migration Jobs "
                + ("run" if plan.mender.migrations else "disabled in the release") + ")")
-    steps.append("\n".join([upgrade] + [f"   {svc}.certs.key from {source}: the signing key is kept, not regenerated"
+    steps.append("\n".join([upgrade] + [f"     {svc}.certs.key from {source}: the signing key is kept, not regenerated"
                                          for svc, source in plan.kept_keys.items()]))
     steps.append(f"start again as before and restart: {', '.join(str(w) for w in plan.workloads) or 'nothing'}")
     for n, step in enumerate(steps, 1):
