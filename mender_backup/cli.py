@@ -387,7 +387,7 @@ def oplog(
     rep = _reporter(json_out, quiet)
     register_url_secrets(mongodb_url)
     opts = engine_oplog.OplogOptions(mongodb_url=mongodb_url, destination=destination, break_lock=break_lock,
-                                     lock_stale_after=lock_stale_after)
+                                     lock_stale_after=lock_stale_after, keyring=_run(rep, _keyring))
     r = _run(rep, lambda: engine_oplog.run(opts, rep))
     rep.result(r, f"shipped {r['shipped']} oplog entries" + (f" up to {r['slice']['to']['time']}" if r["slice"]
                                                             else " (nothing new)"))

@@ -168,3 +168,31 @@ def test_oplog_needs_a_replica_set(new_ferretdb, tmp_path):
             check=False)
     assert_one_line_error(r, 2, "cannot ship the oplog", "needs a replica set")
     assert not (tmp_path / "oplog").exists()
+
+
+def test_slices_are_encrypted_with_the_backups_key(new_replica_set, new_ferretdb, tmp_path):
+    """With a key, `oplog` encrypts its slices as `backup` encrypts its archive: the stored
+    bytes show nothing of the entries, a restore to a time decrypts them; without the key it
+    is refused in one line before anything is written."""
+    from mender_backup.format.encryption import Key
+    key = Key.generate().to_base64()
+    src = Source(new_replica_set(), tmp_path)
+    src.env["MENDER_BACKUP_ENCRYPTION_KEY"] = key
+    src.write(10)
+    src.backup()
+    src.write(10)
+    when, n = src.point()
+    src.write(5)
+    assert result_of(src.ship())["shipped"] >= 15
+    (name,) = src.slices()
+    meta = json.loads((tmp_path / "oplog" / f"{name}.json").read_text())
+    assert meta["format_version"] == 2 and meta["encryption"]["key_fingerprint"]
+    stored = (tmp_path / "oplog" / f"{name}.bson.zst").read_bytes()
+    assert b"pairs_" not in stored and not stored.startswith(b"\x28\xb5\x2f\xfd")   # not zstd, not plain
+    target = new_ferretdb()
+    no_key = {k: v for k, v in src.env.items() if k != "MENDER_BACKUP_ENCRYPTION_KEY"}
+    r = run("restore", "--to-time", when, "--json", env={**no_key, "MONGODB_URL": target.url}, check=False)
+    assert_one_line_error(r, 6, "encrypted with key")
+    assert user_databases(target.client()) == []
+    assert result_of(restore_to(src, target, when))["verified"]
+    assert writer.state(target.client()) == writer.expected(n)       # the state at `when`, exactly

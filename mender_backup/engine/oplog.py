@@ -26,9 +26,11 @@ from .. import __version__
 from ..errors import IntegrityError, UsageError
 from ..format import compression
 from ..format.archive import iter_documents
+from ..format import encryption
 from ..format.digest import HashingWriter
+from ..format.encryption import Keyring
 from ..format.layout import OPLOG_LOCK, slice_key
-from ..format.oplog import OpTime, SliceManifest, slice_name
+from ..format.oplog import ENCRYPTED_SLICE_VERSION, OpTime, SliceManifest, slice_context, slice_name
 from ..mongo import client as mongo_client
 from ..mongo import oplog as mongo_oplog
 from ..output import Reporter
@@ -43,6 +45,7 @@ class OplogOptions:
     destination: str
     break_lock: bool = False
     lock_stale_after: float = STALE_AFTER_SECONDS
+    keyring: Keyring | None = None     # with a key, slices are encrypted as the backups are
 
 
 def _since(store: Store, slices: list[pitr.Slice]) -> tuple[OpTime | None, str]:
@@ -65,10 +68,10 @@ def run(opts: OplogOptions, reporter: Reporter) -> dict:
         raise UsageError(f"cannot ship the oplog: {reason}; point-in-time recovery needs a replica set")
     with Lock(dest, "oplog", stale_after=opts.lock_stale_after, key=OPLOG_LOCK) as lock:
         lock.acquire(opts.break_lock, reporter.warn)
-        return _ship(client, dest, lock, reporter)
+        return _ship(client, dest, lock, reporter, opts.keyring.current if opts.keyring else None)
 
 
-def _ship(client, dest: Store, lock: Lock, reporter: Reporter) -> dict:
+def _ship(client, dest: Store, lock: Lock, reporter: Reporter, key: encryption.Key | None) -> dict:
     since, origin = _since(dest, pitr.scan(dest))
     end = mongo_oplog.newest(client)
     if end is None or (since is not None and end <= since.ts):
@@ -81,9 +84,10 @@ def _ship(client, dest: Store, lock: Lock, reporter: Reporter) -> dict:
     data_key = slice_key(f"{name}.bson.zst")
     count, first_entry, last_entry = 0, None, None
     try:
-        with dest.open_write(data_key) as raw_out:
+        with dest.open_write(data_key) as raw_out, contextlib.ExitStack() as stack:
             hashing = HashingWriter(raw_out)
-            with compression.compressor(hashing, "zstd") as z:
+            sink = stack.enter_context(encryption.encryptor(hashing, key, slice_context(name))) if key else hashing
+            with compression.compressor(sink, "zstd") as z:
                 for batch in mongo_oplog.raw_range(client, start, end):
                     for raw in iter_documents(batch):
                         last_entry = RawBSONDocument(bytes(raw))
@@ -103,6 +107,9 @@ def _ship(client, dest: Store, lock: Lock, reporter: Reporter) -> dict:
     first_pos, last_pos = mongo_oplog.optime(first_entry), mongo_oplog.optime(last_entry)
     manifest = SliceManifest(first_pos, last_pos, count, hashing.size, hashing.hexdigest(), "zstd",
                              datetime.now(timezone.utc).isoformat(), __version__)
+    if key:
+        manifest.format_version = ENCRYPTED_SLICE_VERSION
+        manifest.encryption = {"algorithm": encryption.ALGORITHM, "key_fingerprint": key.fingerprint}
     dest.sync()
     lock.ensure_held()
     dest.put_bytes(slice_key(f"{name}.json"), manifest.to_json())

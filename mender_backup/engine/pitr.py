@@ -20,10 +20,12 @@ from datetime import datetime
 from bson import Timestamp
 
 from ..errors import IntegrityError, NotFoundError, UsageError
+from ..format import encryption
 from ..format.digest import HashingReader
+from ..format.encryption import Keyring
 from ..format.layout import OPLOG, slice_key
 from ..format.manifest import Manifest
-from ..format.oplog import OpTime, SliceManifest, parse_slice_name
+from ..format.oplog import OpTime, SliceManifest, parse_slice_name, slice_context
 from ..output import Reporter
 from ..stores import Store
 
@@ -155,9 +157,10 @@ def choose(backups: list[Manifest], slices: list[Slice], target: Target, backup_
 
 
 @contextlib.contextmanager
-def fetched(store: Store, plan: Plan, reporter: Reporter):
+def fetched(store: Store, plan: Plan, reporter: Reporter, keyring: Keyring | None = None):
     """The plan's slices, read once into local temporary files and checked against their
-    manifests (size, sha256) before the restore writes anything; -> [(slice, file)]."""
+    manifests (size, sha256) before the restore writes anything; an encrypted slice is
+    decrypted whole then too (every segment authenticated); -> [(slice, compressed file)]."""
     with contextlib.ExitStack() as stack:
         out = []
         for s in plan.slices:
@@ -173,7 +176,21 @@ def fetched(store: Store, plan: Plan, reporter: Reporter):
                 raise IntegrityError(f"oplog slice {s.name} is corrupt: sha256 {h.hexdigest()[:16]}… size "
                                      f"{h.size}, its manifest says {s.manifest.sha256[:16]}… size {s.manifest.size}")
             f.seek(0)
+            if s.manifest.encryption:
+                f = _decrypted(stack, f, s, keyring)
             out.append((s, f))
         if out:
             reporter.info(f"{len(out)} oplog slice(s) checked: {out[0][0].first} to {out[-1][0].last}")
         yield out
+
+
+def _decrypted(stack: contextlib.ExitStack, f, s: "Slice", keyring: Keyring | None):
+    fp = s.manifest.encryption["key_fingerprint"]
+    what = f"oplog slice {s.name}"
+    (keyring or Keyring([])).require(fp, what)
+    plain = stack.enter_context(tempfile.TemporaryFile(prefix="mender-backup-slice-"))
+    reader = encryption.decryptor(f, keyring, slice_context(s.name), what, fp)
+    while chunk := reader.read(1 << 20):
+        plain.write(chunk)
+    plain.seek(0)
+    return plain

@@ -315,7 +315,7 @@ def run(opts: RestoreOptions, reporter: Reporter) -> dict:
             catalog_.add_collection(info.db, info.name, info.indexes)
     with contextlib.ExitStack() as stack:
         # slices are fetched and checked before the target is touched
-        slices = stack.enter_context(pitr.fetched(store, point, reporter)) if point else []
+        slices = stack.enter_context(pitr.fetched(store, point, reporter, opts.keyring)) if point else []
         if opts.dry_run:
             summary["oplog"]["replayed"] = restore_oplog.replay(
                 None, read_archive, plan.oplog, catalog_, opts, point, slices, None, reporter)

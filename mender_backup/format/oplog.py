@@ -24,7 +24,8 @@ from bson import Timestamp
 
 from ..errors import IntegrityError, UsageError
 
-SLICE_FORMAT_VERSION = 1
+SLICE_FORMAT_VERSION = 2      # reads 1 (plain) and 2 (encrypted); writes the lowest that fits
+ENCRYPTED_SLICE_VERSION = 2
 _POS = r"(\d+)\.(\d+)"
 _SLICE = re.compile(rf"^{_POS}-{_POS}\.(bson\.zst|json)$")
 
@@ -72,6 +73,12 @@ def parse_slice_name(name: str) -> tuple[tuple[int, int], tuple[int, int], str] 
     return (int(m[1]), int(m[2])), (int(m[3]), int(m[4])), m[5]
 
 
+def slice_context(name: str) -> str:
+    """What an encrypted slice is bound to (docs/FORMAT.md, "Encryption"): its own name,
+    so a slice cannot be passed off as another."""
+    return f"oplog:{name}"
+
+
 @dataclass
 class SliceManifest:
     """What one slice holds; written after the slice itself."""
@@ -83,12 +90,16 @@ class SliceManifest:
     compression: str
     created_at: str
     tool_version: str
-    format_version: int = SLICE_FORMAT_VERSION
+    format_version: int = 1
+    # {"algorithm", "key_fingerprint"} when the slice is encrypted (as the backups' archives)
+    encryption: dict | None = None
 
     def to_json(self) -> bytes:
         d = asdict(self)
         d["from"], d["to"] = self.first.as_json(), self.last.as_json()
         del d["first"], d["last"]
+        if d["encryption"] is None:
+            del d["encryption"]
         return (json.dumps(d, indent=2) + "\n").encode()
 
     @classmethod
@@ -101,9 +112,12 @@ class SliceManifest:
             if version > SLICE_FORMAT_VERSION:
                 raise IntegrityError(f"{where}: written by a newer mender-backup (slice format {version}): "
                                      f"upgrade mender-backup")
+            enc = d.get("encryption")
+            if enc is not None and (version < ENCRYPTED_SLICE_VERSION or not enc.get("key_fingerprint")):
+                raise ValueError(f"encryption in slice format {version}")
             return cls(OpTime.from_json(d["from"]), OpTime.from_json(d["to"]), int(d["count"]), int(d["size"]),
                        str(d["sha256"]), str(d["compression"]), str(d["created_at"]), str(d["tool_version"]),
-                       version)
+                       version, dict(enc) if enc else None)
         except IntegrityError:
             raise
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
