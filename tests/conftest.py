@@ -8,6 +8,7 @@ FerretDB v1, kept for what only it has (the oplog).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from pathlib import Path
@@ -20,7 +21,8 @@ from tests import manifests
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
-def _need(name: str) -> Path:
+def need_tool(name: str) -> Path:
+    """A program `make test-env` builds; missing: a failure under CI, else a skip."""
     try:
         return servers.tool(name)
     except servers.ToolMissing as exc:
@@ -29,9 +31,28 @@ def _need(name: str) -> Path:
         pytest.skip(str(exc))
 
 
+
+
+@contextlib.contextmanager
+def servers_of_one_test(make):
+    """start(...) -> a new server made by make(...); every one stopped when the test ends."""
+    started = []
+
+    def start(*args, **kw):
+        server = make(*args, **kw)
+        started.append(server)
+        return server
+
+    try:
+        yield start
+    finally:
+        for s in started:
+            s.stop()
+
+
 @pytest.fixture(scope="session")
 def minio(tmp_path_factory):
-    _need("minio")
+    need_tool("minio")
     server = servers.start_minio(tmp_path_factory.mktemp("minio"))
     yield server
     manifests.audit_minio(server)
@@ -70,16 +91,9 @@ def new_documentdb(tmp_path_factory):
     """Start fresh, empty DocumentDB servers for one test: new_documentdb(user=..., password=...)
     enforces authentication."""
     _need_documentdb()
-    started = []
-
-    def start(**auth):
-        server = servers.start_documentdb(tmp_path_factory.mktemp("documentdb-t"), **auth)
-        started.append(server)
-        return server
-
-    yield start
-    for s in started:
-        s.stop()
+    with servers_of_one_test(lambda **auth: servers.start_documentdb(tmp_path_factory.mktemp("documentdb-t"),
+                                                                     **auth)) as start:
+        yield start
 
 
 @pytest.fixture(scope="session")
@@ -96,7 +110,7 @@ def new_mongodb(new_documentdb):
 
 @pytest.fixture(scope="session")
 def ferretdb(tmp_path_factory):
-    _need("ferretdb")
+    need_tool("ferretdb")
     server = servers.start_ferretdb(tmp_path_factory.mktemp("ferretdb"))
     yield server
     server.stop()
@@ -105,7 +119,7 @@ def ferretdb(tmp_path_factory):
 @pytest.fixture(scope="session")
 def ferretdb2(tmp_path_factory):
     """A second, independent server: the target of migration restores."""
-    _need("ferretdb")
+    need_tool("ferretdb")
     server = servers.start_ferretdb(tmp_path_factory.mktemp("ferretdb2"))
     yield server
     server.stop()
@@ -113,7 +127,7 @@ def ferretdb2(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def pushgateway(tmp_path_factory):
-    _need("pushgateway")
+    need_tool("pushgateway")
     server = servers.start_pushgateway(tmp_path_factory.mktemp("pushgateway"))
     yield server
     server.stop()
@@ -121,32 +135,32 @@ def pushgateway(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def helm3() -> Path:
-    return _need("helm3")
+    return need_tool("helm3")
 
 
 @pytest.fixture(scope="session")
 def helm4() -> Path:
-    return _need("helm4")
+    return need_tool("helm4")
 
 
 @pytest.fixture(scope="session", params=["helm3", "helm4"])
 def helm(request) -> Path:
-    return _need(request.param)
+    return need_tool(request.param)
 
 
 @pytest.fixture(scope="session")
 def mongodump() -> Path:
-    return _need("mongodump")
+    return need_tool("mongodump")
 
 
 @pytest.fixture(scope="session")
 def mongorestore() -> Path:
-    return _need("mongorestore")
+    return need_tool("mongorestore")
 
 
 @pytest.fixture(scope="session")
 def bsondump() -> Path:
-    return _need("bsondump")
+    return need_tool("bsondump")
 
 
 @pytest.fixture
@@ -165,17 +179,10 @@ def dbname() -> str:
 @pytest.fixture
 def new_ferretdb(tmp_path_factory):
     """Start fresh, empty FerretDB servers for one test (tests that own whole databases)."""
-    _need("ferretdb")
-    started = []
-
-    def start(**auth):
-        server = servers.start_ferretdb(tmp_path_factory.mktemp("ferretdb-t"), **auth)
-        started.append(server)
-        return server
-
-    yield start
-    for s in started:
-        s.stop()
+    need_tool("ferretdb")
+    with servers_of_one_test(lambda **auth: servers.start_ferretdb(tmp_path_factory.mktemp("ferretdb-t"),
+                                                                   **auth)) as start:
+        yield start
 
 
 # --- what we ship: the image, and a node that runs it -------------------------------------
@@ -202,7 +209,7 @@ def kube_node(tmp_path_factory, image):
     testenv/node.py), with our image imported: only the tests of what we ship pay for it."""
     from testenv import kube
     for name in ("etcd", "kube-apiserver", "kubelet", "kube-controller-manager", "kube-scheduler"):
-        _need(name)
+        need_tool(name)
     cluster = kube.start_cluster(tmp_path_factory.mktemp("kube-node"), node=True)
     try:
         cluster.node.import_image(image.archive)
@@ -218,18 +225,15 @@ def new_replica_set(tmp_path_factory):
     """Start fresh FerretDB servers that answer as a one-member replica set and keep an
     oplog (local.oplog.rs), for consistent backups and point-in-time recovery.
     start(max_entries=N) caps the oplog at N entries (trimmed every second): a roll-over."""
-    _need("ferretdb")
-    started = []
+    need_tool("ferretdb")
 
-    def start(max_entries: int | None = None):
+    def make(max_entries: int | None = None):
         server = servers.start_ferretdb(tmp_path_factory.mktemp("ferretdb-rs"), replica_set="rs0")
-        started.append(server)
         server.enable_oplog(max_entries=max_entries)
         return server
 
-    yield start
-    for s in started:
-        s.stop()
+    with servers_of_one_test(make) as start:
+        yield start
 
 
 # --- a Kubernetes API (issue 5) and the plugin installed through helm ----------------------
@@ -238,8 +242,8 @@ def new_replica_set(tmp_path_factory):
 def kube_cluster(tmp_path_factory):
     """etcd + kube-apiserver on free 127.0.0.1 ports (tests/kube.py); no kubelet."""
     from testenv import kube
-    _need("etcd")
-    _need("kube-apiserver")
+    need_tool("etcd")
+    need_tool("kube-apiserver")
     cluster = kube.start_cluster(tmp_path_factory.mktemp("kube"))
     yield cluster
     cluster.stop()
@@ -254,7 +258,7 @@ def plugin_installs(tmp_path_factory):
 
     def get(name: str) -> dict:
         if name not in done:
-            done[name] = install_plugin(_need(name), tmp_path_factory.mktemp(f"plugin-{name}"))
+            done[name] = install_plugin(need_tool(name), tmp_path_factory.mktemp(f"plugin-{name}"))
         return done[name]
 
     return get

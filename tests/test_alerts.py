@@ -12,19 +12,11 @@ import uuid
 import pytest
 from ruamel.yaml import YAML
 
-from testenv import servers
 from testenv.kube import ApiError, wait_for
-from tests.conftest import IN_CI
+from tests.conftest import need_tool
 from tests.helmutil import by_kind, render
 
 
-def _tool(name: str):
-    try:
-        return servers.tool(name)
-    except servers.ToolMissing as exc:
-        if IN_CI:
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
 
 
 def _rule(helm, *args: str) -> dict:
@@ -38,7 +30,7 @@ def _check(tmp_path, spec: dict) -> subprocess.CompletedProcess:
     path = tmp_path / f"rules-{uuid.uuid4().hex[:6]}.yaml"
     with open(path, "w") as f:
         YAML(typ="safe").dump({"groups": spec["groups"]}, f)
-    return subprocess.run([str(_tool("rules-check")), str(path)], capture_output=True, text=True)
+    return subprocess.run([str(need_tool("rules-check")), str(path)], capture_output=True, text=True)
 
 
 def test_off_by_default(helm):
@@ -68,7 +60,7 @@ def test_the_rules_parse_with_prometheus(helm3, tmp_path):
 
 @pytest.fixture(scope="module")
 def crd(kube_cluster):
-    doc = YAML(typ="safe").load(_tool("prometheusrules.crd.yaml").read_text())
+    doc = YAML(typ="safe").load(need_tool("prometheusrules.crd.yaml").read_text())
     try:
         kube_cluster.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", doc)
     except ApiError as exc:

@@ -12,10 +12,11 @@ replay (an older reader would misread or under-restore either).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..errors import IntegrityError
+from .compat import known, readable_version
 from .oplog import OpTime
 
 FORMAT_VERSION = 3          # the newest this reader reads
@@ -90,7 +91,7 @@ class PointInTime:
         return cls(bool(d["consistent"]), str(d.get("reason", "")),
                    OpTime.from_json(d["start"]) if d.get("start") else None,
                    OpTime.from_json(d["end"]) if d.get("end") else None,
-                   _known(OplogEntry, d["oplog"]) if d.get("oplog") else None,
+                   known(OplogEntry, d["oplog"]) if d.get("oplog") else None,
                    list(d["databases"]) if d.get("databases") else None)
 
 
@@ -137,35 +138,24 @@ class Manifest:
     def from_json(cls, raw: bytes, where: str) -> "Manifest":
         try:
             d: dict[str, Any] = json.loads(raw)
-            version = d.get("format_version")
-            if not isinstance(version, int) or version < 1:
-                raise IntegrityError(f"{where}: corrupt manifest (format_version {version!r})")
-            if version > FORMAT_VERSION:
-                raise IntegrityError(f"{where}: written by a newer mender-backup (manifest format {version}; "
-                                     f"this one reads up to {FORMAT_VERSION}): upgrade mender-backup")
+            version = readable_version(d, FORMAT_VERSION, where, "manifest")
             if version < 2 and (d.get("encryption") or d.get("mender_secrets")):
                 raise IntegrityError(f"{where}: corrupt manifest (encrypted parts in format_version {version})")
             return cls(
                 id=d["id"], created_at=d["created_at"], finished_at=d["finished_at"],
                 tool_version=d["tool_version"], server_version=d["server_version"],
-                archive=_known(ArchiveEntry, d["archive"]),
-                databases={db: {c: _known(CollectionEntry, e) for c, e in colls.items()}
+                archive=known(ArchiveEntry, d["archive"]),
+                databases={db: {c: known(CollectionEntry, e) for c, e in colls.items()}
                            for db, colls in d["databases"].items()},
                 artifacts_bucket=d.get("artifacts_bucket"),
-                artifacts=[_known(ArtifactEntry, a) for a in d.get("artifacts", [])],
+                artifacts=[known(ArtifactEntry, a) for a in d.get("artifacts", [])],
                 mender=dict(d.get("mender") or {}),
                 point_in_time=PointInTime.from_dict(d["point_in_time"]) if d.get("point_in_time") else None,
                 format_version=version,
-                encryption=_known(EncryptionEntry, d["encryption"]) if d.get("encryption") else None,
-                mender_secrets=_known(SecretsEntry, d["mender_secrets"]) if d.get("mender_secrets") else None,
+                encryption=known(EncryptionEntry, d["encryption"]) if d.get("encryption") else None,
+                mender_secrets=known(SecretsEntry, d["mender_secrets"]) if d.get("mender_secrets") else None,
             )
         except IntegrityError:
             raise
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise IntegrityError(f"{where}: corrupt manifest ({type(exc).__name__}: {exc})") from None
-
-
-def _known(cls, d: dict):
-    """Fields this version knows; later versions may add more (docs/FORMAT.md, compatibility)."""
-    names = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in d.items() if k in names})

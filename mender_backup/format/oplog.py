@@ -23,6 +23,7 @@ from typing import Any
 from bson import Timestamp
 
 from ..errors import IntegrityError, UsageError
+from .compat import readable_version
 
 SLICE_FORMAT_VERSION = 2      # reads 1 (plain) and 2 (encrypted); writes the lowest that fits
 ENCRYPTED_SLICE_VERSION = 2
@@ -106,12 +107,7 @@ class SliceManifest:
     def from_json(cls, raw: bytes, where: str) -> "SliceManifest":
         try:
             d = json.loads(raw)
-            version = d.get("format_version")
-            if not isinstance(version, int) or version < 1:
-                raise ValueError(f"format_version {version!r}")
-            if version > SLICE_FORMAT_VERSION:
-                raise IntegrityError(f"{where}: written by a newer mender-backup (slice format {version}): "
-                                     f"upgrade mender-backup")
+            version = readable_version(d, SLICE_FORMAT_VERSION, where, "slice manifest")
             enc = d.get("encryption")
             if enc is not None and (version < ENCRYPTED_SLICE_VERSION or not enc.get("key_fingerprint")):
                 raise ValueError(f"encryption in slice format {version}")
