@@ -17,7 +17,7 @@ from . import __version__
 from .engine.failures import translate
 from .engine.lock import STALE_AFTER_SECONDS
 from .engine.retention import Policy
-from .errors import EXIT_CODES_HELP, MenderBackupError
+from .errors import EXIT_CODES_HELP, EncryptionKeyError, MenderBackupError
 from .output import Reporter, backups_table, human_bytes
 from .redact import register_url_secrets, scrub
 
@@ -260,9 +260,17 @@ def list_(destination: Destination = "", json_out: JsonOut = False) -> None:
 
     rows = _run(rep, body)
     keyring = _run(rep, _keyring)
-    for r in rows:      # which backups the key(s) given can read (manifests are never encrypted)
-        if r.get("encryption"):
-            r["encryption"]["key_available"] = keyring.find(r["encryption"]["key_fingerprint"]) is not None
+    encrypted = [r for r in rows if r.get("encryption")]
+    for r in encrypted:   # which backups the key(s) given can read (manifests are never encrypted)
+        r["encryption"]["key_available"] = keyring.find(r["encryption"]["key_fingerprint"]) is not None
+    if encrypted and not any(r["encryption"]["key_available"] for r in encrypted):
+        # none readable: no key, or the wrong one. With one key of a rotation given, the
+        # list shows which backups need another (marked "missing").
+        needed = sorted({r["encryption"]["key_fingerprint"] for r in encrypted})
+        _fail(rep, f"the backups at {destination} are encrypted with key(s) {', '.join(needed)}: "
+              + ("no key given (set MENDER_BACKUP_ENCRYPTION_KEY or MENDER_BACKUP_ENCRYPTION_KEY_FILE)"
+                 if not keyring.keys else f"not with the key(s) given ({', '.join(keyring.fingerprints)}): wrong key"),
+              EncryptionKeyError.exit_code)
     rep.result(rows, backups_table(rows))
 
 

@@ -133,9 +133,15 @@ def test_missing_and_wrong_key_fail_in_one_line_before_any_write(mender, new_mon
     assert_one_line_error(r, 6, f"encrypted with key {KEY_A.fingerprint}")
     r = run("verify", bid, "--deep", env=with_key(env, KEY_B), check=False)
     assert_one_line_error(r, 6, "wrong key")
-    # listing reads manifests only: it works, and marks what the given key cannot read
+    # list: without a key, or with only a wrong one, one line naming the key(s) needed
+    r = run("list", env=env, check=False)
+    assert_one_line_error(r, 6, f"encrypted with key(s) {KEY_A.fingerprint}", "no key given")
+    r = run("list", env=with_key(env, KEY_B), check=False)
+    assert_one_line_error(r, 6, f"encrypted with key(s) {KEY_A.fingerprint}", KEY_B.fingerprint, "wrong key")
+    # with one key of a rotation, it lists and marks the backups that need another
+    run("backup", env=with_key(env, KEY_B))
     r = run("list", env=with_key(env, KEY_B))
-    assert f"{KEY_A.fingerprint[:12]} (missing)" in r.stdout
+    assert f"{KEY_A.fingerprint[:12]} (missing)" in r.stdout and KEY_B.fingerprint[:12] in r.stdout
 
     # a key that is not a key: usage error, its value never printed
     bad = "bm90IGEga2V5"
