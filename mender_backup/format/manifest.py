@@ -64,6 +64,9 @@ class SecretsEntry:
     namespace: str
     secrets: list[str] = field(default_factory=list)   # the Secrets the bundle holds
     absent: list[str] = field(default_factory=list)    # optional names that did not exist
+
+
+@dataclass
 class OplogEntry:
     """The archive's oplog namespace (database "", collection "oplog")."""
     count: int
