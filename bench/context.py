@@ -20,7 +20,7 @@ class Ctx:
     work: Path
     quick: bool
     runs: int
-    server_pids: dict[str, int] = field(default_factory=dict)
+    server_pids: dict[str, int | list[int]] = field(default_factory=dict)
     series: dict[str, Series] = field(default_factory=dict)
     facts: dict = field(default_factory=dict)        # data sizes, scales, timings of the setup
     started: float = field(default_factory=time.monotonic)
@@ -44,6 +44,10 @@ class Ctx:
         self.log(f"  {label}: {r.wall:.2f}s wall, {r.cpu:.2f}s cpu, {r.maxrss / 2**20:.0f} MiB peak RSS"
                  + (f"; server cpu: {srv}" if srv else ""))
         return r
+
+    def run_unmeasured(self, cmd: list[str]) -> None:
+        """A command whose time is not reported (e.g. settling a freshly seeded server)."""
+        run_cmd("unmeasured", cmd, self.env(), self.work / "logs")
 
     def ours(self, series: str, label: str, args: list[str], env: dict[str, str]) -> tuple[Run, dict]:
         """`mender-backup ARGS --json`, measured; returns the run and its result document."""

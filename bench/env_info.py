@@ -54,6 +54,15 @@ def _server_version(name: str, pattern: str) -> str:
     return m.group(1) if m else out.strip().splitlines()[0] if out.strip() else "?"
 
 
+def _documentdb() -> str:
+    ferret = servers.DOCUMENTDB / "bin" / "ferretdb"
+    if not ferret.exists():
+        return f"missing: {ferret}"
+    out = subprocess.run([str(ferret), "--version"], capture_output=True, text=True, timeout=30).stdout
+    m = re.search(r"version:\s*(\S+)", out)
+    return (f"FerretDB {m.group(1) if m else '?'} on PostgreSQL 15 + DocumentDB (../shared/documentdb/SOURCES.md)")
+
+
 def versions(mongo_tools: str) -> dict[str, str]:
     return {
         "python": platform.python_version(),
@@ -67,7 +76,8 @@ def versions(mongo_tools: str) -> dict[str, str]:
         "pyinstrument": _pkg("pyinstrument"),
         "minio": _server_version("minio", r"minio version (\S+)") + " (pinned pseudo-version "
                  "v0.0.0-20260212201848-7aac2a2c5b7c, see tests/ENVIRONMENT.md)",
-        "ferretdb": _server_version("ferretdb", r"version:\s*(\S+)") + " (SQLite backend)",
+        "documentdb (the main MongoDB)": _documentdb(),
+        "ferretdb v1 (second table)": _server_version("ferretdb", r"version:\s*(\S+)") + " (SQLite backend)",
         "mongodump / mongorestore": mongo_tools,
         "zstd (CLI, for mongodump | zstd)": _first_line(["zstd", "--version"]),
         "xz (CLI, for mongodump | xz)": _first_line(["xz", "--version"]),

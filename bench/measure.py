@@ -49,30 +49,55 @@ def clean_env(extra: dict[str, str] | None = None, workdir: Path | None = None) 
 
 
 class ServerCPU:
-    """CPU seconds used by server processes (FerretDB, MinIO) between start() and stop()."""
+    """CPU seconds used by servers between start() and stop(), each server a process tree
+    measured from outside: DocumentDB is FerretDB v2 plus a PostgreSQL postmaster whose
+    backends (one per connection) come and go. A tree's CPU is its roots' own, plus what
+    their exited children left in the roots' `children_*` times, plus the live children's:
+    each process counted once, whether it lived through the whole measurement or not."""
 
-    def __init__(self, servers: dict[str, int]):
-        self.procs = {}
-        for name, pid in servers.items():
-            try:
-                self.procs[name] = psutil.Process(pid)
-            except psutil.NoSuchProcess:
-                pass
-        self._start: dict[str, float] = {}
+    def __init__(self, servers: dict[str, int | list[int]]):
+        self.roots: dict[str, list[psutil.Process]] = {}
+        for name, pids in servers.items():
+            procs = []
+            for pid in (pids if isinstance(pids, list) else [pids]):
+                try:
+                    procs.append(psutil.Process(pid))
+                except psutil.NoSuchProcess:
+                    pass
+            self.roots[name] = procs
+        self._start: dict[str, tuple[float, dict[int, float]]] = {}
 
     @staticmethod
-    def _cpu(p: psutil.Process) -> float:
-        try:
-            t = p.cpu_times()
-            return t.user + t.system
-        except psutil.NoSuchProcess:
-            return 0.0
+    def _snap(roots: list[psutil.Process]) -> tuple[float, dict[int, float]]:
+        """(the roots' own + reaped children's CPU, live descendant pid -> its CPU)"""
+        own, live = 0.0, {}
+        for r in roots:
+            try:
+                t = r.cpu_times()
+                own += t.user + t.system + t.children_user + t.children_system
+                kids = r.children(recursive=True)
+            except psutil.NoSuchProcess:
+                continue
+            for k in kids:
+                try:
+                    kt = k.cpu_times()
+                    live[k.pid] = kt.user + kt.system
+                except psutil.NoSuchProcess:
+                    pass
+        return own, live
 
     def start(self) -> None:
-        self._start = {n: self._cpu(p) for n, p in self.procs.items()}
+        self._start = {n: self._snap(r) for n, r in self.roots.items()}
 
     def stop(self) -> dict[str, float]:
-        return {n: round(self._cpu(p) - self._start.get(n, 0.0), 2) for n, p in self.procs.items()}
+        out = {}
+        for n, r in self.roots.items():
+            (own0, live0), (own1, live1) = self._start.get(n, (0.0, {})), self._snap(r)
+            # children gone meanwhile: their whole CPU is now in own1, their part before start in live0
+            used = own1 - own0 + sum(v - live0.get(pid, 0.0) for pid, v in live1.items()) \
+                - sum(v for pid, v in live0.items() if pid not in live1)
+            out[n] = round(max(0.0, used), 2)
+        return out
 
 
 class _TreeSampler(threading.Thread):
@@ -110,7 +135,7 @@ class _TreeSampler(threading.Thread):
 
 
 def run_cmd(label: str, cmd: list[str] | str, env: dict[str, str], workdir: Path,
-            servers: dict[str, int] | None = None, shell: bool = False, sample_tree: bool = False,
+            servers: dict[str, int | list[int]] | None = None, shell: bool = False, sample_tree: bool = False,
             timeout: float = 3600, check: bool = True) -> Run:
     """Run `cmd` to completion through bench.launch (see there why); stdout/stderr go to
     files (no pipe can fill up and stall it). The timeout only stops a hung command;

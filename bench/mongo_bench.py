@@ -1,5 +1,8 @@
-"""Dump and restore: mender-backup vs mongodump/mongorestore vs the raw-server baselines,
-on the same FerretDB and the same realistic Mender data (tests.mender_data)."""
+"""Dump and restore: mender-backup vs mongodump/mongorestore vs the server's own limits
+(bench/baselines.py), on the same server and the same Mender-shaped data (testenv.mender_data).
+
+The main server is DocumentDB (FerretDB v2 on PostgreSQL + DocumentDB); FerretDB v1
+(SQLite, ten times slower) gets a smaller second table (FerretDBBench)."""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from .context import Ctx
 from .measure import PY
 
 SYSTEM_DBS = {"admin", "local", "config"}
-MONGO_TOOLS_403 = "not measurable here: mongo-tools unavailable (403 from the module proxy)"
+XZ_PRESET = 6          # xz's default, what `xz -T0` uses
 
 
 def mongo_tool(name: str) -> Path:
@@ -35,8 +38,7 @@ def mongo_tools_status() -> tuple[Path | None, Path | None, str]:
     try:
         return mongo_tool("mongodump"), mongo_tool("mongorestore"), ""
     except servers.ToolMissing as exc:
-        msg = str(exc)
-        return None, None, MONGO_TOOLS_403 if "403" in msg else f"not measurable here: {msg.splitlines()[0]}"
+        return None, None, f"not measurable here: {str(exc).splitlines()[0]}"
 
 
 def tools_line() -> str:
@@ -55,13 +57,16 @@ def drop_all(client) -> None:
             client.drop_database(db)
 
 
-def seed(ctx: Ctx, server: servers.FerretDB, scale: float, key: str) -> dict:
+def seed(ctx: Ctx, server, scale: float, key: str, caps: mender_data.Capabilities) -> dict:
+    """The Mender data set, indexes built after the inserts (as a restore builds them: on
+    DocumentDB several times faster than inserting into indexed collections)."""
     client = server.client()
     t0 = time.monotonic()
-    counts = mender_data.seed_mongo(client, scale=scale, seed=1)
+    counts = mender_data.seed_mongo(client, scale=scale, seed=1, capabilities=caps, indexes_last=True)
     took = time.monotonic() - t0
     info = {"scale": scale, "documents": sum(counts.values()), "collections": len(counts),
-            "databases": len({db for db, _ in counts}), "seed_seconds": round(took, 1)}
+            "databases": len({db for db, _ in counts}), "seed_seconds": round(took, 1),
+            "left_out": mender_data.left_out(caps)}
     ctx.facts[key] = info
     ctx.log(f"seeded {key}: scale {scale}, {info['documents']} documents in {took:.1f}s")
     return info
@@ -72,44 +77,62 @@ def manifest_of(dest: Path, backup_id: str) -> dict:
 
 
 def bson_bytes(manifest: dict) -> int:
-    """The source's BSON size: the sum of the per-collection sizes the manifest records
-    (bytes of raw BSON read from the server)."""
+    """The source's BSON size: the sum of the per-collection sizes the manifest records."""
     return sum(c["size"] for colls in manifest["databases"].values() for c in colls.values())
 
 
+def _q(x) -> str:
+    return shlex.quote(str(x))
+
+
 class MongoBench:
-    def __init__(self, ctx: Ctx, source: servers.FerretDB, target: servers.FerretDB, small: servers.FerretDB):
+    """The DocumentDB runs: `source` holds the 10x data set, `small` the 1x set, `target` is
+    emptied before every restore."""
+
+    def __init__(self, ctx: Ctx, source, target, small):
         self.ctx, self.source, self.target, self.small = ctx, source, target, small
         self.dest = ctx.work / "dumps"              # our backups: file:///.../dumps
         self.mongodump, self.mongorestore, self.tools_missing = mongo_tools_status()
         self.backups: list[str] = []                # ids of our backups of the big data set
-        self.tool_archive: Path | None = None
+        self.tool_archive: Path | None = None       # mongodump's (zstd) archive of the big data set
 
     # ------------------------------------------------------------------ helpers
-    def _backup_args(self, url: str, compression: str = "zstd") -> list[str]:
-        return ["backup", "--mongodb-url", url, "-d", f"file://{self.dest}", "--compression", compression]
+    def backup_args(self, url: str, dest: Path, compression: str = "zstd") -> list[str]:
+        return ["backup", "--mongodb-url", url, "-d", f"file://{dest}", "--compression", compression]
 
-    def restore_args(self, backup_id: str) -> list[str]:
-        return ["restore", backup_id, "--mongodb-url", self.target.url, "-d", f"file://{self.dest}"]
+    def restore_args(self, backup_id: str, verify: str = "full", dest: Path | None = None,
+                     url: str | None = None) -> list[str]:
+        return ["restore", backup_id, "--mongodb-url", url or self.target.url, "-d", f"file://{dest or self.dest}",
+                "--verify", verify]
 
     def empty_target(self) -> None:
         drop_all(self.target.client())
+
+    def archive(self) -> Path:
+        return next((self.dest / "backups" / self.backups[-1]).glob("mongodb.archive*"))
+
+    def settle(self) -> None:
+        """One unmeasured read of the freshly seeded source: PostgreSQL's first read of new
+        rows writes their visibility hints (and is ~2x slower); every measured dump then
+        reads the same settled table."""
+        t0 = time.monotonic()
+        self.ctx.run_unmeasured([PY, "-m", "bench.baselines", "read", self.source.url, "--threads", "4"])
+        self.ctx.log(f"settled the source (one unmeasured read, {time.monotonic() - t0:.1f}s)")
 
     # ------------------------------------------------------------------ rounds
     def dump_round(self, i: int) -> None:
         ctx, env = self.ctx, self.ctx.env()
         ctx.log(f"dump round {i + 1}/{ctx.runs}")
-        ctx.measure("read_raw_par", f"raw read, 4 threads #{i + 1}",
-                    [PY, "-m", "bench.baselines", "read", self.source.url, "--threads", "4"], env)
-        if i == 0:      # once: the reference for the restore's one-collection-at-a-time read-back
-            ctx.measure("read_raw_seq", "raw read, 1 thread",
-                        [PY, "-m", "bench.baselines", "read", self.source.url, "--threads", "1"], env)
+
+        def raw() -> None:
+            ctx.measure("read_raw_par", f"raw read, 4 threads #{i + 1}",
+                        [PY, "-m", "bench.baselines", "read", self.source.url, "--threads", "4"], env)
 
         def ours() -> None:
             r, res = ctx.ours("dump_ours", f"mender-backup backup (zstd) #{i + 1}",
-                              self._backup_args(self.source.url), env)
-            m = manifest_of(self.dest, res["id"])
-            r.extra.update(bson=bson_bytes(m), archive=res["archive_size"], documents=res["documents"])
+                              self.backup_args(self.source.url, self.dest), env)
+            r.extra.update(bson=bson_bytes(manifest_of(self.dest, res["id"])), archive=res["archive_size"],
+                           documents=res["documents"])
             self.backups.append(res["id"])
             if len(self.backups) > 1:              # keep one to restore: disk stays small
                 shutil.rmtree(self.dest / "backups" / self.backups.pop(0), ignore_errors=True)
@@ -120,54 +143,80 @@ class MongoBench:
                 s.missing = self.tools_missing
                 return
             out = ctx.work / "mongodump.archive.zst"
-            cmd = (f"{shlex.quote(str(self.mongodump))} --uri={shlex.quote(self.source.url)} --archive --quiet"
-                   f" | zstd -3 -T0 -q -c > {shlex.quote(str(out))}")
-            r = ctx.measure("dump_mongodump_zstd", f"mongodump --archive | zstd #{i + 1}", cmd, env,
-                            shell=True, sample_tree=True)
+            r = ctx.measure("dump_mongodump_zstd", f"mongodump --archive | zstd -3 -T0 #{i + 1}",
+                            f"{_q(self.mongodump)} --uri={_q(self.source.url)} --archive --quiet"
+                            f" | zstd -3 -T0 -q -c > {_q(out)}", env, shell=True, sample_tree=True)
             r.extra["archive"] = out.stat().st_size
             self.tool_archive = out
 
-        for step in ((ours, theirs) if i % 2 == 0 else (theirs, ours)):
+        steps = [raw, ours, theirs]
+        for step in steps[i % 3:] + steps[:i % 3]:      # each goes first once in three rounds
             step()
 
-        if i == 0 and self.mongodump:
-            # the documented way with xz: once, both sides (xz is slow and single-threaded)
-            ctx.ours("dump_ours_xz", "mender-backup backup --compression xz", self._backup_args(self.source.url, "xz"), env)
+    def xz_round(self, i: int) -> None:
+        """xz on the 1x data set: preset 6 with a thread per core on both sides (`xz -T0`);
+        at ~1.5 MB/s per core, the 10x set would take ~6 minutes a run."""
+        ctx, env = self.ctx, self.ctx.env()
+        dest = ctx.work / "dumps-xz"
+
+        def ours() -> None:
+            r, res = ctx.ours("dump_ours_xz", f"mender-backup backup --compression xz, 1x data #{i + 1}",
+                              self.backup_args(self.small.url, dest, "xz"), env)
+            r.extra.update(bson=bson_bytes(manifest_of(dest, res["id"])), archive=res["archive_size"])
+            shutil.rmtree(dest / "backups" / res["id"], ignore_errors=True)
+
+        def theirs() -> None:
+            if not self.mongodump:
+                ctx.s("dump_mongodump_xz").missing = self.tools_missing
+                return
             out = ctx.work / "mongodump.archive.xz"
-            ctx.measure("dump_mongodump_xz", "mongodump --archive | xz",
-                        f"{shlex.quote(str(self.mongodump))} --uri={shlex.quote(self.source.url)} --archive --quiet"
-                        f" | xz -c > {shlex.quote(str(out))}", env, shell=True, sample_tree=True)
-        elif i == 0:
-            ctx.s("dump_ours_xz").missing = ctx.s("dump_mongodump_xz").missing = self.tools_missing
+            r = ctx.measure("dump_mongodump_xz", f"mongodump --archive | xz -T0, 1x data #{i + 1}",
+                            f"{_q(self.mongodump)} --uri={_q(self.small.url)} --archive --quiet"
+                            f" | xz -{XZ_PRESET} -T0 -c > {_q(out)}", env, shell=True, sample_tree=True)
+            r.extra["archive"] = out.stat().st_size
+            out.unlink()
+
+        for step in ((ours, theirs) if i % 2 == 0 else (theirs, ours)):
+            step()
 
     def restore_round(self, i: int) -> None:
         ctx, env = self.ctx, self.ctx.env()
-        backup_id = self.backups[-1]
-        archive = next((self.dest / "backups" / backup_id).glob("mongodb.archive*"))
+        backup_id, archive = self.backups[-1], self.archive()
         ctx.log(f"restore round {i + 1}/{ctx.runs} (backup {backup_id})")
 
-        self.empty_target()
-        ctx.measure("insert_raw", f"raw insert_many, 4 workers #{i + 1}",
-                    [PY, "-m", "bench.baselines", "insert", self.target.url, str(archive), "--workers", "4"], env)
-
-        def ours() -> None:
+        def raw() -> None:
+            # the server's limits for what a restore does: inserting the documents, then (right
+            # after, the rows as fresh as a restore's read-back finds them) reading them back
             self.empty_target()
-            ctx.ours("restore_ours", f"mender-backup restore #{i + 1}", self.restore_args(backup_id), env)
+            ctx.measure("insert_raw", f"raw insert_many, 4 workers #{i + 1}",
+                        [PY, "-m", "bench.baselines", "insert", self.target.url, str(archive), "--workers", "4"], env)
+            ctx.measure("read_raw_fresh", f"raw read of the just inserted data, 4 threads #{i + 1}",
+                        [PY, "-m", "bench.baselines", "read", self.target.url, "--threads", "4"], env)
+
+        def ours_full() -> None:
+            self.empty_target()
+            ctx.ours("restore_ours", f"mender-backup restore (--verify full) #{i + 1}",
+                     self.restore_args(backup_id), env)
+
+        def ours_counts() -> None:
+            self.empty_target()
+            ctx.ours("restore_ours_counts", f"mender-backup restore --verify counts #{i + 1}",
+                     self.restore_args(backup_id, "counts"), env)
 
         def theirs() -> None:
-            s = ctx.s("restore_mongorestore")
             if not self.mongorestore:
-                s.missing = self.tools_missing
+                ctx.s("restore_mongorestore").missing = self.tools_missing
                 return
             self.empty_target()
             src = self.tool_archive or archive     # mongodump's own archive when there is one
-            cmd = (f"zstd -dc {shlex.quote(str(src))} | {shlex.quote(str(self.mongorestore))} "
-                   f"--uri={shlex.quote(self.target.url)} --archive --quiet")
-            ctx.measure("restore_mongorestore", f"zstd -dc | mongorestore --archive #{i + 1}", cmd, env,
-                        shell=True, sample_tree=True)
+            ctx.measure("restore_mongorestore", f"zstd -dc | mongorestore --archive (with indexes) #{i + 1}",
+                        f"zstd -dc {_q(src)} | {_q(self.mongorestore)} --uri={_q(self.target.url)} --archive --quiet",
+                        env, shell=True, sample_tree=True)
 
-        for step in ((ours, theirs) if i % 2 == 0 else (theirs, ours)):
+        steps = [raw, ours_full, ours_counts, theirs]
+        for step in steps[i % 4:] + steps[:i % 4]:
             step()
+        self.empty_target()
 
     def memory_1x(self) -> None:
         """Backup and restore of the 1x data set (a tenth of the big one) on its own server:
@@ -176,10 +225,74 @@ class MongoBench:
         dest = ctx.work / "dumps-1x"
         for i in range(ctx.runs):
             r, res = ctx.ours("dump_ours_1x", f"mender-backup backup, 1x data #{i + 1}",
-                              ["backup", "--mongodb-url", self.small.url, "-d", f"file://{dest}"], env)
+                              self.backup_args(self.small.url, dest), env)
             r.extra["bson"] = bson_bytes(manifest_of(dest, res["id"]))
             self.empty_target()
             ctx.ours("restore_ours_1x", f"mender-backup restore, 1x data #{i + 1}",
-                     ["restore", res["id"], "--mongodb-url", self.target.url, "-d", f"file://{dest}"], env)
+                     self.restore_args(res["id"], dest=dest), env)
             shutil.rmtree(dest / "backups" / res["id"], ignore_errors=True)
         self.empty_target()
+
+    def s3_once(self, minio, bucket: str) -> None:
+        """A backup of the 1x set to MinIO, restored from there, counting what the restore
+        reads from S3 (bench/s3reads.py wraps the tool's S3 reads)."""
+        ctx = self.ctx
+        env = ctx.env(minio.env())
+        minio.client().create_bucket(Bucket=bucket)
+        _, res = ctx.ours("s3_backup", "mender-backup backup of the 1x data set to S3",
+                          ["backup", "--mongodb-url", self.small.url, "-d", f"s3://{bucket}/b"], env)
+        self.empty_target()
+        r = ctx.measure("restore_s3", "mender-backup restore from S3 (1x data), S3 reads counted",
+                        [PY, "-m", "bench.s3reads", "restore", res["id"], "--mongodb-url", self.target.url,
+                         "-d", f"s3://{bucket}/b", "--json"], env)
+        reads = json.loads([line for line in r.stderr.splitlines() if line.startswith("{\"s3reads\"")][-1])
+        archive_key = f"b/backups/{res['id']}/" + res.get("archive_key", "mongodb.archive.zst")
+        got = {k: v for k, v in reads["s3reads"].items() if "/mongodb.archive" in k}
+        r.extra.update(s3reads=got, archive_size=res["archive_size"], archive_key=archive_key)
+        self.empty_target()
+
+
+class FerretDBBench:
+    """FerretDB v1 (SQLite): the second table, on a smaller data set. Its server refuses the
+    `ns` option mongorestore sends with every index, so mongorestore runs with
+    --noIndexRestore and the same index builds are timed on their own (bench/baselines.py
+    indexes)."""
+
+    def __init__(self, ctx: Ctx, source, target, mb: MongoBench):
+        self.ctx, self.source, self.target, self.mb = ctx, source, target, mb
+        self.dest = ctx.work / "dumps-v1"
+        self.backup_id = ""
+
+    def round(self, i: int) -> None:
+        ctx, env, mb = self.ctx, self.ctx.env(), self.mb
+        ctx.log(f"FerretDB v1 round {i + 1}/{ctx.runs}")
+        r, res = ctx.ours("v1_dump_ours", f"FerretDB v1: mender-backup backup #{i + 1}",
+                          mb.backup_args(self.source.url, self.dest), env)
+        r.extra.update(bson=bson_bytes(manifest_of(self.dest, res["id"])))
+        if self.backup_id:
+            shutil.rmtree(self.dest / "backups" / self.backup_id, ignore_errors=True)
+        self.backup_id = res["id"]
+        archive = next((self.dest / "backups" / self.backup_id).glob("mongodb.archive*"))
+        ctx.measure("v1_read_raw", f"FerretDB v1: raw read, 4 threads #{i + 1}",
+                    [PY, "-m", "bench.baselines", "read", self.source.url, "--threads", "4"], env)
+        if not mb.mongodump:
+            for k in ("v1_dump_mongodump_zstd", "v1_restore_mongorestore", "v1_mongorestore_indexes"):
+                ctx.s(k).missing = mb.tools_missing
+        else:
+            out = ctx.work / "mongodump-v1.archive.zst"
+            ctx.measure("v1_dump_mongodump_zstd", f"FerretDB v1: mongodump --archive | zstd -3 -T0 #{i + 1}",
+                        f"{_q(mb.mongodump)} --uri={_q(self.source.url)} --archive --quiet | zstd -3 -T0 -q -c"
+                        f" > {_q(out)}", env, shell=True, sample_tree=True)
+            drop_all(self.target.client())
+            ctx.measure("v1_restore_mongorestore", f"FerretDB v1: mongorestore --noIndexRestore #{i + 1}",
+                        f"zstd -dc {_q(out)} | {_q(mb.mongorestore)} --uri={_q(self.target.url)} --archive "
+                        f"--quiet --noIndexRestore", env, shell=True, sample_tree=True)
+            ctx.measure("v1_mongorestore_indexes", f"FerretDB v1: the same index builds, on their own #{i + 1}",
+                        [PY, "-m", "bench.baselines", "indexes", self.target.url, str(archive)], env)
+        drop_all(self.target.client())
+        ctx.measure("v1_insert_raw", f"FerretDB v1: raw insert_many, 4 workers #{i + 1}",
+                    [PY, "-m", "bench.baselines", "insert", self.target.url, str(archive), "--workers", "4"], env)
+        drop_all(self.target.client())
+        ctx.ours("v1_restore_ours", f"FerretDB v1: mender-backup restore (--verify full) #{i + 1}",
+                 mb.restore_args(self.backup_id, dest=self.dest, url=self.target.url), env)
+        drop_all(self.target.client())

@@ -237,6 +237,16 @@ class DocumentDB:
         except (OSError, ValueError):
             return None
 
+    def pids(self) -> list[int]:
+        """The server's process trees: FerretDB v2 and the PostgreSQL postmaster (whose
+        children are the backends doing the work)."""
+        out = [self._pid()]
+        try:
+            out.append(int((self.datadir / "pgdata" / "postmaster.pid").read_text().split()[0]))
+        except (OSError, ValueError, IndexError):
+            pass
+        return [p for p in out if p]
+
     def kill(self) -> None:
         """Hard kill of the MongoDB wire server (FerretDB), as in a crash; PostgreSQL keeps running."""
         pid = self._pid()

@@ -173,3 +173,33 @@ def test_prelude_ends_only_at_the_spec_terminator():
     broken = raw[:end] + b"\xfe\xff\xff\xff" + raw[end + 4:]
     with pytest.raises(ArchiveError, match="invalid BSON length"):
         ArchiveReader(io.BytesIO(broken))
+
+
+def test_reader_marks_each_namespace_end_when_asked():
+    a1, b1, a2 = docs(5), docs(3, 100), docs(4, 5)
+    raw = write_archive([("db", "a", a1), ("db", "b", b1), ("db", "a", a2)], colls=("db.a", "db.b", "db.empty"))
+    got = [(s.collection, s.end, s.count) for s in ArchiveReader(io.BytesIO(raw)).segments(max_bytes=64, ends=True)]
+    ends = [c for c, end, _ in got if end]
+    assert sorted(ends) == ["a", "b", "empty"]
+    # every namespace's documents come before its end
+    for c in ends:
+        last_data = max((i for i, (cc, end, _) in enumerate(got) if cc == c and not end), default=-1)
+        assert last_data < got.index((c, True, 0))
+    assert sum(n for c, end, n in got if c == "a") == 9
+
+
+def test_xz_is_written_in_blocks_in_parallel_and_reads_back_whole():
+    """xz as `xz -T0` writes it: blocks of 3 x the dictionary, each a complete .xz stream;
+    our reader and the xz tool read the concatenation whole."""
+    import lzma
+    import random
+    data = random.Random(1).randbytes(1 << 20) * 3            # 3 MiB: 4 blocks at preset 0 (768 KiB)
+    out = io.BytesIO()
+    with compression.compressor(out, "xz", level=0, threads=2) as z:
+        for i in range(0, len(data), 100_000):
+            z.write(data[i:i + 100_000])
+    packed = out.getvalue()
+    assert packed.count(b"\xfd7zXZ\x00") == 4
+    assert lzma.decompress(packed) == data
+    kind, plain = compression.decompressor(io.BytesIO(packed))
+    assert kind == "xz" and plain.read() == data

@@ -257,6 +257,10 @@ containers:
       # Python and boto3 write caches under HOME: keep them on the writable /tmp.
       - name: HOME
         value: /tmp
+      # A restore from S3 copies the archive to /tmp once (hashing it on the way): it checks
+      # the free space against this, which the emptyDir's statfs does not show.
+      - name: MENDER_BACKUP_TMP_LIMIT
+        value: {{ $v.tmpSizeLimit | quote }}
     securityContext:
       {{- toYaml $v.securityContext | nindent 6 }}
     {{- with $v.resources }}

@@ -2,18 +2,22 @@
 
 Order of work, each step only when the one before succeeded:
  1. prove the archive intact before touching anything: sha256 against the
-    manifest, or, for a vendor archive without manifest, a full parse (CRCs);
+    manifest, or, for a vendor archive without manifest, a full parse (CRCs); a remote
+    archive is copied to a local temporary file in that same read;
  2. plan: refuse a target database that holds data unless --drop; --dry-run
     prints the plan and stops;
  3. drop (only the collections the backup holds), create with options (time-series
     collections first: a server that cannot create one fails the restore before it
     has changed anything), insert;
- 4. read the documents back and compare counts and digests with the manifest;
+ 4. read the documents back and compare counts and digests with the manifest (--verify
+    counts: the server's counts only), each collection as soon as its inserts are
+    acknowledged, while others still insert (engine/load.py);
  5. replay the oplog (a consistent backup's own, then the slices up to --to-time):
     after the documents, before the indexes, as mongorestore does;
- 6. build the indexes (as the oplog left the catalog), check them, copy artifacts. TTL
-    indexes come after the count check too: the server's TTL monitor deletes expired
-    documents within a minute of their build; those already expired are reported.
+ 6. build the indexes (as the oplog left the catalog; with nothing to replay, each
+    collection's right after its check), check them, copy artifacts. TTL indexes come
+    after the count check too: the server's TTL monitor deletes expired documents within
+    a minute of their build; those already expired are reported.
 Namespaces mongorestore would not restore (system databases, `system.*`, users and
 roles without --restore-users-and-roles) are skipped and listed (engine/namespaces.py).
 """
@@ -23,8 +27,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import tempfile
-from datetime import datetime, timezone
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from pymongo import errors as perr
@@ -33,7 +35,6 @@ from ..errors import ConflictError, IntegrityError, MenderBackupError, UsageErro
 from ..format import compression
 from ..format.archive import ArchiveReader, iter_documents
 from ..format.encryption import Keyring
-from ..format.digest import CollectionDigest
 from ..format.layout import ARTIFACTS, backup_key
 from ..format.metadata import CollectionSpec
 from ..format.oplog import parse_time
@@ -44,9 +45,8 @@ from ..output import Reporter, human_bytes
 from ..stores import bucket_store, destination_store, split_object_url
 from . import artifacts, catalog, integrity, mender_secrets, namespaces, pitr, restore_oplog
 from .commands import IndexCatalog
+from .load import VERIFY_LEVELS, Loader
 
-INSERT_WORKERS = 4
-SEGMENT_BYTES = 4 * 1024 * 1024
 
 
 @dataclass
@@ -68,6 +68,7 @@ class RestoreOptions:
     secrets_namespace: str = ""            # default: the namespace they were read from
     db_prefix: str = ""                    # restore database X as <prefix>X (verify --restore-into)
     skip_artifacts: bool = False           # databases only, on purpose (no warning)
+    verify: str = "full"                   # full: read every document back; counts: the server's counts only
 
 
 @dataclass
@@ -95,15 +96,19 @@ class Plan:
         }
 
 
-def _open_archive(opts: RestoreOptions, reporter: Reporter):
-    """-> (store, key, manifest or None, the archive scan for vendor archives, the --to-time plan)"""
+def _open_archive(opts: RestoreOptions, reporter: Reporter, stack: contextlib.ExitStack):
+    """-> (store, key, manifest or None, the archive scan for vendor archives, the --to-time plan,
+    a function that opens the proven archive's bytes as stored). Before anything is written
+    the archive is proven intact, in one read that also leaves a local copy of a remote one
+    (so a restore from S3 reads it once)."""
     if opts.archive:
         if opts.backup_id or opts.to_time:
             raise UsageError("give either a backup id (or --to-time) or --archive, not both")
         store, key = split_object_url(opts.archive)
-        with contextlib.closing(store.open_read(key)) as f:
+        opener, first = stack.enter_context(integrity.vendor_copy(store, key))
+        with contextlib.closing(first) as f:
             contents = integrity.scan_archive(f, reporter, f"checking {key}")
-        return store, key, None, contents, None
+        return store, key, None, contents, None, opener
     if not opts.backup_id and not opts.to_time:
         raise UsageError("no backup id given (an id from `mender-backup list`, `latest`, --to-time TIME or "
                          "--archive URL)")
@@ -111,13 +116,13 @@ def _open_archive(opts: RestoreOptions, reporter: Reporter):
     manifest = catalog.resolve(store, opts.backup_id) if opts.backup_id else None
     point = _point_in_time(store, opts, manifest)
     manifest = point.manifest if point else manifest
-    integrity.check_sha256(store, manifest, reporter, opts.keyring)
-    return store, backup_key(manifest.id, manifest.archive.key), manifest, None, point
+    opener = stack.enter_context(integrity.local_copy(store, manifest, reporter, opts.keyring))
+    return store, backup_key(manifest.id, manifest.archive.key), manifest, None, point, opener
 
 
-def _read(store, key: str, manifest, keyring: Keyring | None):
-    """The archive's compressed bytes (decrypted when the backup is encrypted)."""
-    return integrity.open_archive(store, manifest, keyring) if manifest else store.open_read(key)
+def _read(store, manifest, keyring: Keyring | None, opener):
+    """The archive's compressed bytes (decrypted, and authenticated again, when encrypted)."""
+    return integrity.open_archive(store, manifest, keyring, opener) if manifest else opener()
 
 
 def _prefixed(prefix: str, sel: namespaces.Selection, *keyed: dict) -> None:
@@ -164,79 +169,6 @@ def _plan(client, wanted: list[CollectionSpec], counts, opts: RestoreOptions) ->
     return Plan(wanted, {k: counts.get(k, 0) for k in ours}, to_drop, kept)
 
 
-def _insert_all(client, stream, data: dict[tuple[str, str], tuple[str, str]], side: dict, reporter: Reporter,
-                total: int) -> None:
-    """Insert the documents of the namespaces in `data` (archive ns -> target ns); the
-    namespaces in `side` (the oplog, users, roles) are written to their sinks instead."""
-    kind, plain = compression.decompressor(stream)
-    reader = ArchiveReader(plain)
-    with ThreadPoolExecutor(INSERT_WORKERS) as pool, \
-            reporter.progress("restoring documents", total=total or None, unit="documents") as prog:
-        pending = set()
-        for seg in reader.segments(SEGMENT_BYTES):
-            ns = (seg.db, seg.collection)
-            if ns in side:
-                side[ns](seg.data)
-                continue
-            if ns not in data:
-                continue
-            if len(pending) >= 2 * INSERT_WORKERS:          # bounded memory: wait for a slot
-                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-                for f in done:
-                    prog.advance(f.result())
-            pending.add(pool.submit(mongo.insert_raw, client, *data[ns], seg.data))
-        done, _ = wait(pending, return_when=FIRST_EXCEPTION)
-        for f in done:
-            prog.advance(f.result())
-
-
-def _verify_documents(client, data: dict[tuple[str, str], tuple[str, str]],
-                      expected: dict[tuple[str, str], integrity.Expected], reporter: Reporter) -> None:
-    """Before the oplog moves anything: the target holds exactly the archive's documents."""
-    def read_back(target: tuple[str, str]) -> CollectionDigest:
-        d = CollectionDigest()
-        for batch in mongo.raw_batches(client, *target):
-            d.update(batch)
-        return d
-
-    sources = sorted(data)
-    digests: dict[tuple[str, str], CollectionDigest] = {}
-    # read back in parallel, as the dump reads: the server, not us, is the bottleneck
-    with ThreadPoolExecutor(INSERT_WORKERS) as pool:
-        for ns, d in zip(sources, pool.map(read_back, [data[ns] for ns in sources])):
-            digests[ns] = d
-    problems = integrity.compare({ns: e for ns, e in expected.items() if ns in data}, digests, "the target")
-    if problems:
-        raise IntegrityError("restore verification failed: " + "; ".join(problems[:5]))
-    reporter.info(f"verified: {sum(d.count for d in digests.values())} documents in {len(digests)} "
-                  f"collections match the backup")
-
-
-def _build_and_check_indexes(client, catalog: IndexCatalog, reporter: Reporter) -> dict[str, int]:
-    """Build and check every index; returns the documents already past a TTL index's limit
-    per namespace (restored and verified; the server deletes them within a minute, as
-    Mender expects)."""
-    problems = []
-    expired: dict[str, int] = {}
-    now = datetime.now(timezone.utc)
-    for (db, coll), specs in sorted(catalog.indexes.items()):
-        if coll not in client[db].list_collection_names(filter={"name": coll}):
-            continue                       # dropped by the oplog, or a view
-        mongo.build_indexes(client, db, coll, specs)
-        want = {i.get("name") for i in specs}
-        have = mongo.index_names(client, db, coll)
-        if want - have:
-            problems.append(f"{db}.{coll}: index(es) missing: {', '.join(sorted(want - have))}")
-        n = mongo.expired(client, db, coll, specs, now)
-        if n:
-            expired[f"{db}.{coll}"] = n
-            reporter.info(f"{db}.{coll}: {n} restored document(s) are past their TTL: MongoDB's TTL monitor "
-                          f"deletes them within a minute", namespace=f"{db}.{coll}", expired=n)
-    if problems:
-        raise IntegrityError("restore verification failed: " + "; ".join(problems[:5]))
-    return expired
-
-
 def _create_collections(client, plan: Plan, reporter: Reporter) -> None:
     """Time-series collections first, before anything else changes: the one thing a
     compatible server may refuse (FerretDB, DocumentDB) is refused on an untouched target."""
@@ -268,14 +200,23 @@ def run(opts: RestoreOptions, reporter: Reporter) -> dict:
         opts.keyring = from_env()
     if opts.db_prefix and opts.to_time:
         raise UsageError("a test restore (scratch databases) restores a backup, not a point in time")
+    if opts.verify not in VERIFY_LEVELS:
+        raise UsageError(f"--verify {opts.verify}: choose one of {', '.join(VERIFY_LEVELS)}")
     client = mongo_client.connect(opts.mongodb_url)
     target_bucket = bucket_store(opts.artifacts_bucket) if opts.artifacts_bucket else None
     if target_bucket:
         target_bucket.check()
-    store, key, manifest, scanned, point = _open_archive(opts, reporter)
+    with contextlib.ExitStack() as stack:
+        summary = _restore(opts, reporter, client, target_bucket, stack)
+    return summary
+
+
+def _restore(opts: RestoreOptions, reporter: Reporter, client, target_bucket, stack: contextlib.ExitStack) -> dict:
+    store, key, manifest, scanned, point, opener = _open_archive(opts, reporter, stack)
+    read_archive = lambda: _read(store, manifest, opts.keyring, opener)  # noqa: E731
 
     # the prelude: cheap to read again, and the only source for vendor archives
-    with contextlib.closing(_read(store, key, manifest, opts.keyring)) as f:
+    with contextlib.closing(read_archive()) as f:
         _, plain = compression.decompressor(f)
         prelude = ArchiveReader(plain).prelude
     sel = namespaces.select(prelude, opts.databases, opts.users_and_roles)
@@ -305,38 +246,40 @@ def run(opts: RestoreOptions, reporter: Reporter) -> dict:
         reporter.warn(f"backup holds {len(manifest.artifacts)} artifact(s) but no --artifacts-bucket was "
                       f"given: restoring the databases only")
 
-    summary = {"backup": manifest.id if manifest else key, "dry_run": opts.dry_run, **plan.describe()}
+    summary = {"backup": manifest.id if manifest else key, "dry_run": opts.dry_run, "verify": opts.verify,
+               **plan.describe()}
     if secrets:
         summary["secrets"] = {"namespace": secrets[2], "actions": secrets[1]}
-    read_archive = lambda: _read(store, key, manifest, opts.keyring)  # noqa: E731
     catalog_ = IndexCatalog()
     for info in plan.namespaces:
         if info.type != "view":
             catalog_.add_collection(info.db, info.name, info.indexes)
-    with contextlib.ExitStack() as stack:
-        # slices are fetched and checked before the target is touched
-        slices = stack.enter_context(pitr.fetched(store, point, reporter, opts.keyring)) if point else []
-        if opts.dry_run:
-            summary["oplog"]["replayed"] = restore_oplog.replay(
-                None, read_archive, plan.oplog, catalog_, opts, point, slices, None, reporter)
-            return summary
-
-        _create_collections(client, plan, reporter)
-        spool = stack.enter_context(tempfile.TemporaryFile(prefix="mender-backup-oplog-"))
-        auth: dict[str, list] = {kind: [] for kind in sel.auth}
-        side = {namespaces.OPLOG: spool.write}
-        for kind, ns in sel.auth.items():
-            side[ns] = lambda data, k=kind: auth[k].extend(_raw_docs(data))
-        with contextlib.closing(read_archive()) as f:
-            _insert_all(client, f, sel.data, side, reporter, sum(plan.counts.values()))
-        expected = (integrity.expected_from_manifest(manifest) if manifest
-                    else integrity.expected_from_digests(scanned.digests))
-        _verify_documents(client, sel.data, expected, reporter)
-        if auth:
-            summary["users_and_roles"] = mongo_users.merge(client, auth, opts.drop)
+    # slices are fetched and checked before the target is touched
+    slices = stack.enter_context(pitr.fetched(store, point, reporter, opts.keyring)) if point else []
+    if opts.dry_run:
         summary["oplog"]["replayed"] = restore_oplog.replay(
-            client, read_archive, plan.oplog, catalog_, opts, point, slices, spool, reporter)
-    summary["expired"] = _build_and_check_indexes(client, catalog_, reporter)
+            None, read_archive, plan.oplog, catalog_, opts, point, slices, None, reporter)
+        return summary
+
+    _create_collections(client, plan, reporter)
+    spool = stack.enter_context(tempfile.TemporaryFile(prefix="mender-backup-oplog-"))
+    auth: dict[str, list] = {kind: [] for kind in sel.auth}
+    side = {namespaces.OPLOG: spool.write}
+    for kind, ns in sel.auth.items():
+        side[ns] = lambda data, k=kind: auth[k].extend(_raw_docs(data))
+    expected = (integrity.expected_from_manifest(manifest) if manifest
+                else integrity.expected_from_digests(scanned.digests))
+    # documents checked before the oplog moves anything; indexes after the replay (all of
+    # them at once), or, with nothing to replay, each collection's right after its check
+    loader = Loader(client, sel.data, expected, opts.verify, catalog_, not plan.oplog.get("replay"), reporter)
+    with contextlib.closing(read_archive()) as f:
+        loader.run(f, side, sum(plan.counts.values()))
+    loader.report()
+    if auth:
+        summary["users_and_roles"] = mongo_users.merge(client, auth, opts.drop)
+    summary["oplog"]["replayed"] = restore_oplog.replay(
+        client, read_archive, plan.oplog, catalog_, opts, point, slices, spool, reporter)
+    summary["expired"] = loader.build_indexes()
 
     if plan.artifacts is not None and plan.artifacts.to_copy:
         artifacts.copy(store, ARTIFACTS, target_bucket, "", plan.artifacts.to_copy, reporter,
@@ -393,7 +336,8 @@ def describe(s: dict) -> str:
     if s["dry_run"]:
         lines.append("dry run: nothing was changed")
     else:
-        lines.append("verified: counts and content digests match the backup")
+        lines.append("verified: counts and content digests match the backup" if s.get("verify", "full") == "full"
+                     else "verified: counts match the backup (--verify counts: contents not read back)")
         for ns, n in sorted((s.get("expired") or {}).items()):
             lines.append(f"  expired {ns}: {n} documents past their TTL (restored and verified; MongoDB's "
                          f"TTL monitor deletes them within a minute)")

@@ -11,7 +11,6 @@ only one segment's worth of data is ever held in memory.
 
 from __future__ import annotations
 
-import io
 import struct
 from dataclasses import dataclass, field
 from typing import BinaryIO, Iterator
@@ -29,6 +28,7 @@ MIN_BSON = 5
 MAX_BSON = 16 * 1024 * 1024 + 16 * 1024
 _LEN = struct.Struct("<i")
 _INT64_MAX = 2**63
+_CHUNK = 1 << 20
 
 
 class ArchiveError(IntegrityError):
@@ -117,6 +117,7 @@ class Segment:
     collection: str
     data: bytes
     count: int
+    end: bool = False       # the namespace's EOF block (segments(ends=True)): no data
 
 
 @dataclass
@@ -126,23 +127,40 @@ class Prelude:
 
 
 class ArchiveReader:
-    """Reads an archive from a binary stream; every structural error is an ArchiveError."""
+    """Reads an archive from a binary stream; every structural error is an ArchiveError.
+
+    The stream is read in 1 MiB chunks and documents are found by walking their length
+    prefixes in the buffer: a segment is one slice of it, not a join of one read per
+    document (which cost ~4 µs a document, most of a restore's own CPU)."""
 
     def __init__(self, inp: BinaryIO):
         self._in = inp
-        self.offset = 0
+        self._buf = b""          # read from the stream; self._buf[self._pos:] is not consumed yet
+        self._pos = 0
+        self.offset = 0          # archive bytes consumed
         self.prelude = self._read_prelude()
         self.eof: dict[tuple[str, str], int] = {}     # namespace -> CRC, once its EOF block was read
 
-    def _read_exact(self, n: int) -> bytes:
-        data = self._in.read(n)
-        while data is not None and len(data) < n:
-            more = self._in.read(n - len(data))
-            if not more:
+    def _available(self, n: int) -> bool:
+        """At least n unconsumed bytes in the buffer; False when the stream ends first."""
+        have = len(self._buf) - self._pos
+        if have >= n:
+            return True
+        parts = [self._buf[self._pos:]]
+        while have < n:
+            data = self._in.read(max(_CHUNK, n - have))
+            if not data:
                 break
-            data += more
-        if data is None or len(data) != n:
-            raise ArchiveError(f"archive truncated at byte {self.offset + len(data or b'')}")
+            parts.append(data)
+            have += len(data)
+        self._buf, self._pos = b"".join(parts), 0
+        return have >= n
+
+    def _read_exact(self, n: int) -> bytes:
+        if not self._available(n):
+            raise ArchiveError(f"archive truncated at byte {self.offset + len(self._buf) - self._pos}")
+        data = self._buf[self._pos:self._pos + n]
+        self._pos += n
         self.offset += n
         return data
 
@@ -192,17 +210,56 @@ class ArchiveReader:
                 raise ArchiveError(f"bad collection metadata: {exc}") from None
         return prelude
 
-    def segments(self, max_bytes: int = 8 * 1024 * 1024) -> Iterator[Segment]:
+    def _documents(self, limit: int) -> tuple[bytes, int, bool]:
+        """Whole documents from the buffer, up to about `limit` bytes: (data, count, the
+        block's terminator was reached and consumed)."""
+        if not self._available(4):
+            raise ArchiveError(f"archive truncated at byte {self.offset + len(self._buf) - self._pos}")
+        buf, start = self._buf, self._pos
+        pos, end, count = start, len(buf), 0
+        unpack = _LEN.unpack_from
+        while pos + 4 <= end and pos - start < limit:
+            (n,) = unpack(buf, pos)
+            if n == -1:                                   # the terminator, 0xffffffff
+                break
+            if n < MIN_BSON or n > MAX_BSON:
+                raise ArchiveError(f"invalid BSON length {n} at byte {self.offset + pos - start}")
+            if pos + n > end:
+                break                                     # runs past the buffer: read more below
+            if buf[pos + n - 1] != 0:
+                raise ArchiveError(f"BSON document at byte {self.offset + pos - start} is not terminated")
+            pos += n
+            count += 1
+        self._pos = pos
+        self.offset += pos - start
+        data = buf[start:pos]
+        if pos - start >= limit:
+            return data, count, False
+        if not self._available(4):
+            raise ArchiveError(f"archive truncated at byte {self.offset + len(self._buf) - self._pos}")
+        if self._buf[self._pos:self._pos + 4] == TERMINATOR:
+            self._pos += 4
+            self.offset += 4
+            return data, count, True
+        (n,) = _LEN.unpack_from(self._buf, self._pos)
+        if not count and (n < MIN_BSON or n > MAX_BSON or not self._available(n)):
+            # nothing could be taken: a bad length, or a document cut by the end of the stream
+            if n < MIN_BSON or n > MAX_BSON:
+                raise ArchiveError(f"invalid BSON length {n} at byte {self.offset}")
+            raise ArchiveError(f"archive truncated at byte {self.offset + len(self._buf) - self._pos}")
+        return data, count, False
+
+    def segments(self, max_bytes: int = 8 * 1024 * 1024, ends: bool = False) -> Iterator[Segment]:
         """Yield documents namespace by namespace, in chunks of about `max_bytes`;
-        checks each namespace's CRC at its EOF block."""
+        checks each namespace's CRC at its EOF block. With `ends`, also an empty segment
+        with `end` set after each namespace's EOF block (its last documents came before)."""
         crc: dict[tuple[str, str], int | None] = {}
         while True:
-            raw = self._in.read(4)
-            if not raw:
+            if not self._available(4):
+                if len(self._buf) > self._pos:
+                    raise ArchiveError(f"archive truncated at byte {self.offset}")
                 break   # clean end of archive
-            if len(raw) < 4:
-                raise ArchiveError(f"archive truncated at byte {self.offset}")
-            self.offset += 4
+            raw = self._read_exact(4)
             if raw == TERMINATOR:
                 raise ArchiveError(f"unexpected terminator at byte {self.offset - 4}")
             (n,) = _LEN.unpack(raw)
@@ -224,23 +281,23 @@ class ArchiveReader:
                 if expected != got:
                     raise ArchiveError(f"CRC mismatch for {key[0]}.{key[1]}: archive says {expected}, data gives {got}")
                 self.eof[key] = got
+                if ends:
+                    yield Segment(key[0], key[1], b"", 0, end=True)
                 continue
-            buf = io.BytesIO()
-            count = 0
-            while (dn := self._read_length()) is not None:
-                doc = self._read_doc_rest(dn, _LEN.pack(dn))
-                buf.write(doc)
-                count += 1
-                if buf.tell() >= max_bytes:
-                    data = buf.getvalue()
+            parts: list[bytes] = []
+            size = count = 0
+            done = False
+            while not done:
+                data, n_docs, done = self._documents(max_bytes - size)
+                if data:
+                    parts.append(data)
+                    size += len(data)
+                    count += n_docs
+                if size >= max_bytes or (done and count):
+                    data = parts[0] if len(parts) == 1 else b"".join(parts)
                     crc[key] = crc_update(crc.get(key), data)
                     yield Segment(key[0], key[1], data, count)
-                    buf = io.BytesIO()
-                    count = 0
-            if count:
-                data = buf.getvalue()
-                crc[key] = crc_update(crc.get(key), data)
-                yield Segment(key[0], key[1], data, count)
+                    parts, size, count = [], 0, 0
         open_ns = [f"{db}.{c}" for (db, c) in crc if (db, c) not in self.eof]
         if open_ns:
             raise ArchiveError(f"archive ends before the end of {', '.join(sorted(open_ns))}")

@@ -32,6 +32,14 @@ def specs(client: pymongo.MongoClient, db: str) -> list[CollectionSpec]:
     return sorted(out, key=lambda s: s.name)
 
 
+def size(client: pymongo.MongoClient, db: str, name: str) -> int:
+    """The collection's data size as the server reports it (collStats); 0 when it does not."""
+    try:
+        return int(client[db].command("collStats", name).get("size") or 0)
+    except (pymongo.errors.PyMongoError, TypeError, ValueError):
+        return 0
+
+
 def raw_batches(client: pymongo.MongoClient, db: str, name: str) -> Iterator[bytes]:
     """The collection's documents as concatenated raw BSON, batch by batch."""
     cursor = client[db][name].find_raw_batches({}, batch_size=1000, no_cursor_timeout=False)
@@ -46,10 +54,17 @@ def create(client: pymongo.MongoClient, spec: CollectionSpec) -> None:
 
 
 def insert_raw(client: pymongo.MongoClient, db: str, name: str, data: bytes) -> int:
-    docs = [RawBSONDocument(bytes(d)) for d in iter_documents(data)]
+    # views into the segment, not copies: RawBSONDocument takes any buffer and pymongo's
+    # encoder sends its bytes as they are (checked byte for byte)
+    docs = [RawBSONDocument(d) for d in iter_documents(data)]
     if docs:
         client[db][name].insert_many(docs, ordered=False, bypass_document_validation=True)
     return len(docs)
+
+
+def count(client: pymongo.MongoClient, db: str, name: str) -> int:
+    """The documents the server holds (counted, not its estimate)."""
+    return client[db][name].count_documents({})
 
 
 def build_indexes(client: pymongo.MongoClient, db: str, name: str, specs: list[dict]) -> None:

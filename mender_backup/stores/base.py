@@ -26,6 +26,7 @@ class Store(ABC):
     """A place that holds objects under keys (relative, '/'-separated)."""
 
     url: str
+    local = False      # objects are files on this machine: reading one again costs no transfer
 
     @abstractmethod
     def open_write(self, key: str) -> contextlib.AbstractContextManager[BinaryIO]:

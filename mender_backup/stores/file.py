@@ -20,6 +20,8 @@ PARTIAL = ".partial"
 
 
 class FileStore(Store):
+    local = True
+
     def __init__(self, root: Path, url: str):
         self.root = root
         self.url = url

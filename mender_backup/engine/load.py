@@ -1,0 +1,227 @@
+"""The documents' way into the target: parallel inserts, each collection checked as soon as
+its last insert is acknowledged (while others still insert), its indexes built right after
+when no oplog is replayed, and the index builds of different collections in parallel.
+
+Why overlap: a server takes inserts into one table from a few connections at a time only
+(PostgreSQL-based ones extend a table under a lock; MongoDB's collection-level work), so
+while the archive streams, the server has room for the read-back and the index builds of
+the collections already complete (measured: bench/FINDINGS.md). The guarantees do not
+move: a collection is read back and compared with the manifest only after every one of
+its documents was acknowledged, and its indexes (TTL ones above all) come after that; with
+an oplog to replay, every index waits for the replay (engine/restore.py).
+
+Memory stays bounded: at most 2 x INSERT_WORKERS segments of SEGMENT_BYTES in flight, and
+one batch per read-back cursor.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from datetime import datetime, timezone
+from typing import BinaryIO, Callable
+
+from ..errors import IntegrityError
+from ..format import compression
+from ..format.archive import ArchiveReader
+from ..format.digest import CollectionDigest
+from ..mongo import collections as mongo
+from ..output import Reporter
+from . import integrity
+from .commands import IndexCatalog
+
+Namespace = tuple[str, str]
+
+# tuned on DocumentDB (2 cores): 2-8 insert workers and 1-16 MiB segments are within noise
+# of each other there, so the smaller memory wins; 2 checkers keep one collection's read-back
+# or index build going beside the inserts without starving them
+INSERT_WORKERS = 4
+SEGMENT_BYTES = 2 * 1024 * 1024
+CHECK_WORKERS = 2
+# index builds run one collection a task, in parallel across collections. Not one index a
+# task: DocumentDB answers concurrent createIndexes on one collection with "deadlock
+# detected", and they were no faster there (3 indexes of the largest collection: 3.8 s in
+# one command, 3.0-3.5 s each at once)
+INDEX_WORKERS = 2
+VERIFY_LEVELS = ("full", "counts")
+BUCKETS = "system.buckets."
+
+
+class Loader:
+    """Inserts the archive's documents and checks each collection against `expected`:
+    `full` reads every document back (count and content digest), `counts` compares the
+    server's count with the manifest's. With `indexes_now` (nothing to replay), a
+    collection's indexes are built as soon as it is checked."""
+
+    def __init__(self, client, data: dict[Namespace, Namespace], expected: dict[Namespace, integrity.Expected],
+                 verify: str, catalog: IndexCatalog, indexes_now: bool, reporter: Reporter):
+        self.client, self.data, self.expected, self.verify = client, data, expected, verify
+        self.catalog, self.indexes_now, self.reporter = catalog, indexes_now, reporter
+        self.found: dict[Namespace, CollectionDigest] = {}    # archive ns -> what the target holds
+        self.expired: dict[str, int] = {}
+        self.built: set[Namespace] = set()
+        self._lock = threading.Lock()
+        self._inflight: dict[Namespace, int] = {}             # archive ns -> inserts not acknowledged yet
+        self._ended: set[Namespace] = set()                   # its EOF block was read
+        self._checks: list[Future] = []
+        self._checked: set[Namespace] = set()
+        self._closing = False                                 # after a failure: start no more checks
+        self._indexer = ThreadPoolExecutor(INDEX_WORKERS, thread_name_prefix="index")
+        self._builds: dict[Namespace, Future] = {}            # collection -> its index build
+
+    # -------------------------------------------------------------- the insert pass
+    def run(self, stream: BinaryIO, side: dict[Namespace, Callable[[bytes], object]], total: int) -> None:
+        """Insert everything (namespaces in `side` go to their sinks instead) and check
+        every collection; with `indexes_now`, build every index too."""
+        _, plain = compression.decompressor(stream)
+        reader = ArchiveReader(plain)
+        with ThreadPoolExecutor(INSERT_WORKERS, thread_name_prefix="insert") as inserts, \
+                ThreadPoolExecutor(CHECK_WORKERS, thread_name_prefix="check") as self._checker, \
+                self.reporter.progress("restoring documents", total=total or None, unit="documents") as prog:
+            try:
+                pending: set[Future] = set()
+                for seg in reader.segments(SEGMENT_BYTES, ends=True):
+                    ns = (seg.db, seg.collection)
+                    if ns in side:
+                        if seg.data:
+                            side[ns](seg.data)
+                        continue
+                    if ns not in self.data:
+                        continue
+                    if seg.end:
+                        self._ended_ns(ns)
+                        continue
+                    if len(pending) >= 2 * INSERT_WORKERS:          # bounded memory: wait for a slot
+                        done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                        self._settle(done, prog)
+                    with self._lock:
+                        self._inflight[ns] = self._inflight.get(ns, 0) + 1
+                    f = inserts.submit(mongo.insert_raw, self.client, *self.data[ns], seg.data)
+                    f.add_done_callback(lambda _f, ns=ns: self._acknowledged(ns))
+                    pending.add(f)
+                    self._raise_failed_check()
+                done, _ = wait(pending, return_when=FIRST_EXCEPTION)
+                self._settle(done, prog)
+                # namespaces without an EOF block of their own (none in a well-formed archive
+                # that the reader accepted, but nothing is left unchecked)
+                for ns in self.data:
+                    self._ended_ns(ns)
+                self._wait_checks()
+            except BaseException:
+                with self._lock:
+                    self._closing = True
+                for f in self._checks:
+                    f.cancel()
+                self._indexer.shutdown(wait=True, cancel_futures=True)
+                raise
+
+    def _settle(self, done: set[Future], prog) -> None:
+        for f in done:
+            prog.advance(f.result())          # an insert's error is raised here
+
+    def _acknowledged(self, ns: Namespace) -> None:
+        with self._lock:
+            self._inflight[ns] -= 1
+        self._maybe_check(ns)
+
+    def _ended_ns(self, ns: Namespace) -> None:
+        with self._lock:
+            self._ended.add(ns)
+        self._maybe_check(ns)
+
+    def _maybe_check(self, ns: Namespace) -> None:
+        """Once a namespace's block ended and its last insert is acknowledged: check it."""
+        with self._lock:
+            if self._closing or ns in self._checked or ns not in self._ended or self._inflight.get(ns, 0):
+                return
+            self._checked.add(ns)
+            self._checks.append(self._checker.submit(self._check, ns))
+
+    def _raise_failed_check(self) -> None:
+        for f in self._checks:
+            if f.done() and f.exception() is not None:
+                raise f.exception()
+
+    def _wait_checks(self) -> None:
+        done, not_done = wait(self._checks, return_when=FIRST_EXCEPTION)
+        for f in done:
+            f.result()
+        for f in not_done:         # only after a failure
+            f.cancel()
+
+    # -------------------------------------------------------------- one collection
+    def _check(self, ns: Namespace) -> None:
+        target = self.data[ns]
+        want = self.expected.get(ns)
+        if self.verify == "full":
+            got = CollectionDigest()
+            for batch in mongo.raw_batches(self.client, *target):
+                got.update(batch)
+        else:
+            got = _Counted(mongo.count(self.client, *target))
+        self.found[ns] = got
+        if want is not None:
+            problems = integrity.compare({ns: want}, {ns: got}, "the target", counts_only=self.verify != "full")
+            if problems:
+                raise IntegrityError("restore verification failed: " + "; ".join(problems))
+        if self.indexes_now:
+            key = (target[0], target[1].removeprefix(BUCKETS))
+            if key in self.catalog.indexes:
+                self._build(key)
+
+    def _build(self, key: Namespace) -> None:
+        """Start the build of one collection's indexes (checked in build_indexes)."""
+        with self._lock:
+            if key in self.built or self._closing:
+                return
+            self.built.add(key)
+        db, coll = key
+        if coll not in self.client[db].list_collection_names(filter={"name": coll}):
+            return                        # dropped by the oplog, or a view
+        self._builds[key] = self._indexer.submit(mongo.build_indexes, self.client, db, coll, self.catalog.indexes[key])
+
+    def report(self) -> None:
+        docs = sum(d.count for d in self.found.values())
+        how = "counts and content digests" if self.verify == "full" else "counts (--verify counts)"
+        self.reporter.info(f"verified: {docs} documents in {len(self.found)} collections match the backup ({how})")
+
+    def build_indexes(self) -> dict[str, int]:
+        """Every index not built yet (after an oplog replay: as the replay left the catalog),
+        then every collection's index set checked; returns the documents already past a TTL
+        index's limit (restored and verified; the server deletes them within a minute)."""
+        for key in sorted(self.catalog.indexes):
+            self._build(key)
+        try:
+            for key, build in sorted(self._builds.items()):
+                build.result()
+                problem, n = check_indexes(self.client, key, self.catalog.indexes[key], self.reporter)
+                if problem:
+                    raise IntegrityError("restore verification failed: " + problem)
+                if n:
+                    self.expired[f"{key[0]}.{key[1]}"] = n
+        finally:
+            self._closing = True
+            self._indexer.shutdown(wait=True, cancel_futures=True)
+        return dict(sorted(self.expired.items()))
+
+
+class _Counted(CollectionDigest):
+    """A count from the server, compared like a digest whose content is not known."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.count = n
+
+
+def check_indexes(client, key: Namespace, specs: list[dict], reporter: Reporter) -> tuple[str, int]:
+    """One collection's built indexes -> (a problem or "", documents already past a TTL limit)."""
+    db, coll = key
+    want = {i.get("name") for i in specs}
+    missing = want - mongo.index_names(client, db, coll)
+    if missing:
+        return f"{db}.{coll}: index(es) missing: {', '.join(sorted(missing))}", 0
+    n = mongo.expired(client, db, coll, specs, datetime.now(timezone.utc))
+    if n:
+        reporter.info(f"{db}.{coll}: {n} restored document(s) are past their TTL: MongoDB's TTL monitor "
+                      f"deletes them within a minute", namespace=f"{db}.{coll}", expired=n)
+    return "", n
