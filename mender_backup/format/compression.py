@@ -9,12 +9,12 @@ from __future__ import annotations
 import gzip
 import io
 import lzma
-import os
 from contextlib import contextmanager
 from typing import BinaryIO, Iterator
 
 import zstandard
 
+from .. import limits
 from ..errors import UsageError
 
 EXTENSIONS = {"zstd": ".zst", "xz": ".xz", "gzip": ".gz", "none": ""}
@@ -92,12 +92,20 @@ class _ParallelXZ(io.RawIOBase):
 _XZ_DICT_LOG2 = {0: 18, 1: 20, 2: 21, 3: 22, 4: 22, 5: 23, 6: 23, 7: 24, 8: 25, 9: 26}
 
 
+# what one xz thread holds at preset 6: liblzma's match finder (~94 MiB), its 24 MiB input
+# block, the compressed block waiting its turn, and slack
+XZ_THREAD_BYTES = 160 << 20
+XZ_BASE_BYTES = 256 << 20        # the rest of a backup (reader buffers, zstd, boto3), measured ~90 MiB
+
+
 def xz_threads() -> int:
-    """The threads `xz -T0` uses: the processors this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
+    """The threads `xz -T0` would use here: one per processor the container may use, fewer
+    when its memory limit would not hold them (as xz lowers its threads to its memory limit)."""
+    n = limits.cpus()
+    mem = limits.memory()
+    if mem is not None:
+        n = min(n, max(1, (mem - XZ_BASE_BYTES) // XZ_THREAD_BYTES))
+    return n
 
 
 @contextmanager
