@@ -476,8 +476,11 @@ def _s3(ctx: Ctx) -> list[str]:
 def _costs(ctx: Ctx) -> list[str]:
     """CPU per MB of BSON of each compression, as our backups measured it (whole process)."""
     out = []
-    for key, what, nbytes in (("dump_ours", "zstd -3 (one thread)", _bson(ctx, "dump_ours")),
-                              ("dump_ours_xz", "xz -6 (a thread per core)", _bson(ctx, "dump_ours_xz"))):
+    for key, what, nbytes in (("dump_ours", "zstd -3 (one thread), 10x data", _bson(ctx, "dump_ours")),
+                              ("dump_ours_1x", "zstd -3 (one thread), 1x data", _bson(ctx, "dump_ours_1x")),
+                              ("dump_ours_xz", "xz -6 (a thread per core), 1x data", _bson(ctx, "dump_ours_xz")),
+                              ("dump_ours_gzip", "gzip -6, 1x data", _bson(ctx, "dump_ours_gzip")),
+                              ("dump_ours_none", "none, 1x data", _bson(ctx, "dump_ours_none"))):
         s = ctx.s(key)
         if s.measured and nbytes:
             archive = s.runs[0].extra.get("archive", 0)

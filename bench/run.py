@@ -154,8 +154,12 @@ def _code() -> dict:
 
 def _findings(ctx: Ctx) -> str:
     """The hand-written reading of the profiles (bench/FINDINGS.md), when there are profiles."""
-    path = HERE / "FINDINGS.md"
-    return path.read_text() if ctx.facts.get("profiles") and path.exists() else ""
+    path, ab = HERE / "FINDINGS.md", HERE / "AB.md"
+    if not (ctx.facts.get("profiles") and path.exists()):
+        return ""
+    # each change against its parent: `python -m bench.ab` writes AB.md
+    table = ab.read_text().strip() if ab.exists() else "(no A/B table: run `python -m bench.ab`)"
+    return path.read_text().replace("AB_TABLE", table)
 
 
 def _before(results: Path | None) -> Ctx | None:
