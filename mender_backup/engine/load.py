@@ -17,7 +17,7 @@ one batch per read-back cursor.
 from __future__ import annotations
 
 import threading
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from datetime import datetime, timezone
 from typing import BinaryIO, Callable
 
@@ -92,7 +92,7 @@ class Loader:
                         self._ended_ns(ns)
                         continue
                     if len(pending) >= 2 * INSERT_WORKERS:          # bounded memory: wait for a slot
-                        done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                        done, pending = wait(pending, return_when=FIRST_COMPLETED)
                         self._settle(done, prog)
                     with self._lock:
                         self._inflight[ns] = self._inflight.get(ns, 0) + 1
