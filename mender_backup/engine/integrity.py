@@ -12,7 +12,7 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Mapping
 
-from ..errors import IntegrityError, MenderBackupError
+from ..errors import IntegrityError
 from ..format import compression
 from ..format.archive import ArchiveReader, Prelude
 from ..format.digest import CollectionDigest, HashingReader
@@ -92,11 +92,10 @@ def local_copy(store: Store, manifest: Manifest, reporter: Reporter, keyring: Ke
         yield lambda: store.open_read(key)
         return
     folder = tempfile.gettempdir()
-    free = free_space(folder)
-    if free < manifest.archive.size:
-        raise MenderBackupError(
-            f"not enough space in {folder} for a local copy of the archive: {human_bytes(manifest.archive.size)} "
-            f"needed, {human_bytes(free)} free (set TMPDIR to a larger folder; in the chart: tmpSizeLimit)")
+    if not _room_for_copy(folder, manifest.archive.size, reporter):
+        check_sha256(store, manifest, reporter, keyring)
+        yield lambda: store.open_read(key)
+        return
     with tempfile.NamedTemporaryFile(prefix="mender-backup-archive-", dir=folder) as spool:
         check_sha256(store, manifest, reporter, keyring, copy=spool)
         spool.flush()
@@ -104,7 +103,7 @@ def local_copy(store: Store, manifest: Manifest, reporter: Reporter, keyring: Ke
 
 
 @contextlib.contextmanager
-def vendor_copy(store: Store, key: str):
+def vendor_copy(store: Store, key: str, reporter: Reporter):
     """A plain mongodump archive (no manifest, so no sha256: scan_archive proves it) ->
     (opener of the bytes read, the stream to scan first). From a remote store, the scan's
     read also fills a local temporary file that the restore reads instead."""
@@ -113,11 +112,9 @@ def vendor_copy(store: Store, key: str):
         return
     folder = tempfile.gettempdir()
     size = next((o.size for o in store.list(key) if o.key == key), 0)
-    free = free_space(folder)
-    if size > free:
-        raise MenderBackupError(f"not enough space in {folder} for a local copy of {key}: {human_bytes(size)} "
-                                f"needed, {human_bytes(free)} free (set TMPDIR to a larger folder; in the chart: "
-                                f"tmpSizeLimit)")
+    if not _room_for_copy(folder, size, reporter):
+        yield (lambda: store.open_read(key)), store.open_read(key)
+        return
     with tempfile.NamedTemporaryFile(prefix="mender-backup-archive-", dir=folder) as spool:
         tee = _Tee(store.open_read(key), spool)
         yield (lambda: open(spool.name, "rb", buffering=1 << 20)), tee
@@ -147,6 +144,21 @@ class _Tee(io.RawIOBase):
     def close(self) -> None:
         self._inner.close()
         super().close()
+
+
+def _room_for_copy(folder: str, size: int, reporter: Reporter) -> bool:
+    """Whether `folder` holds a local copy of a `size` byte archive. When it does not, the
+    restore still runs, reading the archive from the store twice (once to prove it, once to
+    restore it), as it would with no disk at all: a restore never fails for want of /tmp.
+    What the second read brings is checked as it is restored (CRCs, authentication when
+    encrypted, and the documents against the manifest's digests with --verify full)."""
+    free = free_space(folder)
+    if size <= free:
+        return True
+    reporter.warn(f"not enough space in {folder} for a local copy of the archive ({human_bytes(size)} needed, "
+                  f"{human_bytes(free)} free): reading it from the store twice instead (to read it once, give "
+                  f"TMPDIR a larger folder; in the chart: tmpSizeLimit)")
+    return False
 
 
 def free_space(folder: str) -> int:

@@ -105,7 +105,7 @@ def _open_archive(opts: RestoreOptions, reporter: Reporter, stack: contextlib.Ex
         if opts.backup_id or opts.to_time:
             raise UsageError("give either a backup id (or --to-time) or --archive, not both")
         store, key = split_object_url(opts.archive)
-        opener, first = stack.enter_context(integrity.vendor_copy(store, key))
+        opener, first = stack.enter_context(integrity.vendor_copy(store, key, reporter))
         with contextlib.closing(first) as f:
             contents = integrity.scan_archive(f, reporter, f"checking {key}")
         return store, key, None, contents, None, opener
