@@ -85,7 +85,8 @@ def archive_context(manifest: Manifest) -> str:
 def local_copy(store: Store, manifest: Manifest, reporter: Reporter, keyring: Keyring | None):
     """The archive proven intact (check_sha256) in one read: a local store's file as it
     is; a remote one's (S3) streamed once into a temporary file while it is hashed, so a
-    restore reads S3 once. Yields a function that opens the proven bytes (as stored)."""
+    restore reads S3 once (twice when TMPDIR has no room: _room_for_copy). Yields a
+    function that opens the proven bytes (as stored)."""
     key = backup_key(manifest.id, manifest.archive.key)
     if store.local:
         check_sha256(store, manifest, reporter, keyring)
@@ -106,7 +107,8 @@ def local_copy(store: Store, manifest: Manifest, reporter: Reporter, keyring: Ke
 def vendor_copy(store: Store, key: str, reporter: Reporter):
     """A plain mongodump archive (no manifest, so no sha256: scan_archive proves it) ->
     (opener of the bytes read, the stream to scan first). From a remote store, the scan's
-    read also fills a local temporary file that the restore reads instead."""
+    read also fills a local temporary file that the restore reads instead (when TMPDIR has
+    room for it: _room_for_copy)."""
     if store.local:
         yield (lambda: store.open_read(key)), store.open_read(key)
         return
