@@ -71,6 +71,13 @@ def run_job(hx: Helm, ns: str) -> str:
     return out.split()[0].removeprefix("job.batch/")
 
 
+def set_suspend(cluster, ns: str, suspend: bool) -> None:
+    """The backup CronJob's schedule on or off, through the API (as an operator's kubectl patch)."""
+    for cj in cluster.get(f"/apis/batch/v1/namespaces/{ns}/cronjobs")["items"]:
+        cj["spec"]["suspend"] = suspend
+        cluster.request("PUT", f"/apis/batch/v1/namespaces/{ns}/cronjobs/{cj['metadata']['name']}", cj)
+
+
 def job_outcome(cluster, ns: str, job: str) -> dict | None:
     """The Job's final condition (Complete or Failed), once it has one."""
     conds = cluster.get(f"/apis/batch/v1/namespaces/{ns}/jobs/{job}").get("status", {}).get("conditions", [])
@@ -171,8 +178,10 @@ def test_run_killed_at_its_deadline_leaves_no_manifest_nor_lock_and_the_next_sch
     mender_data.seed_mongo(mongo.client(), scale=1)
     proxy = TcpProxy(mongo.port)        # MongoDB as the pods reach it
     try:
+        # suspended while the run is killed: a scheduled run stalled beside it would hold the
+        # lock, and under hostNetwork every pod's lock names the same host
         m = install(hx, image, tmp_path, minio, mongo, mongodb_url=f"mongodb://127.0.0.1:{proxy.port}/",
-                    schedule="* * * * *", activeDeadlineSeconds=30)
+                    schedule="* * * * *", activeDeadlineSeconds=30, suspend=True)
         proxy.stall_after = 256 << 10       # MongoDB stops answering in the middle of a collection
         killed = run_job(hx, m.ns)
         outcome = wait_job(hx.cluster, m.ns, killed, timeout=120)
@@ -187,6 +196,7 @@ def test_run_killed_at_its_deadline_leaves_no_manifest_nor_lock_and_the_next_sch
         proxy.stall_after = None
         started = time.monotonic()
         lifted = datetime.now(timezone.utc).replace(microsecond=0)
+        set_suspend(hx.cluster, m.ns, False)
 
         def scheduled_run_done() -> dict | None:
             """The outcome of the first run the CronJob started after the stall was lifted."""
