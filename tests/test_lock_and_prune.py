@@ -57,11 +57,17 @@ def test_two_backups_at_once_one_runs_the_other_refuses(seeded, tmp_path):
     assert len(listing) == 1 and listing[0]["complete"]
 
 
-def lock_body(host: str, pid: int, refreshed_ago: timedelta, started_ago: timedelta | None = None) -> bytes:
+def lock_body(host: str, pid: int, refreshed_ago: timedelta, started_ago: timedelta | None = None,
+              pid_namespace: str | None = None) -> bytes:
+    """A lock as another run wrote it; by default in this process's PID namespace."""
     now = datetime.now(timezone.utc)
-    return json.dumps({"owner": f"{host}:{pid}", "host": host, "pid": pid, "operation": "backup",
-                       "started_at": (now - (started_ago or refreshed_ago)).isoformat(),
-                       "refreshed_at": (now - refreshed_ago).isoformat(), "token": "theirs"}).encode()
+    body = {"owner": f"{host}:{pid}", "host": host, "pid": pid, "operation": "backup",
+            "started_at": (now - (started_ago or refreshed_ago)).isoformat(),
+            "refreshed_at": (now - refreshed_ago).isoformat(), "token": "theirs",
+            "pid_namespace": os.readlink("/proc/self/ns/pid") if pid_namespace is None else pid_namespace}
+    if pid_namespace == "":
+        del body["pid_namespace"]            # as versions before it wrote their locks
+    return json.dumps(body).encode()
 
 
 def test_live_lock_refuses_naming_its_holder(seeded, tmp_path):
@@ -108,6 +114,13 @@ def test_lock_of_a_dead_process_on_this_host_is_stale_at_once(seeded, tmp_path):
     # a live process on this host is respected
     store.create_exclusive(layout.LOCK, lock_body(socket.gethostname(), os.getpid(), timedelta(seconds=1)))
     assert_one_line_error(run("backup", env=e, check=False), 4, f"{socket.gethostname()}:{os.getpid()}")
+    # so is a PID seen from another PID namespace (another pod on this node, under hostNetwork),
+    # or from an older lock that does not say which: its age alone can make it stale
+    for ns in ("pid:[4026530000]", ""):
+        store.delete([layout.LOCK])
+        store.create_exclusive(layout.LOCK, lock_body(socket.gethostname(), dead.pid, timedelta(seconds=1),
+                                                      pid_namespace=ns))
+        assert_one_line_error(run("backup", env=e, check=False), 4, f"{socket.gethostname()}:{dead.pid}")
 
 
 @pytest.fixture(params=["file", "s3"])

@@ -5,7 +5,8 @@ write (O_EXCL / S3 If-None-Match), so two runs cannot both win. It names its
 holder (host, PID, start time) and the holder refreshes it every
 REFRESH_SECONDS. It is stale, and the next run takes it over with a warning,
 when it has not been refreshed for `stale_after` seconds (default 10 minutes),
-or at once when its holder is a process on this host that no longer exists.
+or at once when its holder is a process on this host, in this PID namespace, that no
+longer exists (pods share a host name under hostNetwork, and each has its own PIDs).
 A live lock is only removed by --break-lock.
 
 A holder that cannot refresh (the store unreachable for half the stale time) or
@@ -47,6 +48,7 @@ class LockInfo:
     refreshed_at: datetime
     backup_id: str = ""
     token: str = ""
+    pid_namespace: str = ""          # whose PIDs `pid` counts in ("" in locks of older versions)
 
     @property
     def owner(self) -> str:
@@ -58,8 +60,10 @@ class LockInfo:
         return (_now() - self.refreshed_at).total_seconds()
 
     def dead_local_holder(self) -> bool:
-        """Its holder ran on this host and is gone (PID reuse aside, as restic)."""
-        if self.host != socket.gethostname() or self.pid <= 0:
+        """Its holder ran on this host, with the PIDs this process sees, and is gone (PID
+        reuse aside, as restic). A lock without a PID namespace is never judged this way."""
+        if self.host != socket.gethostname() or self.pid <= 0 or not self.pid_namespace \
+                or self.pid_namespace != pid_namespace():
             return False
         try:
             os.kill(self.pid, 0)
@@ -78,7 +82,8 @@ class LockInfo:
             return cls(host=d.get("host", host), pid=int(d.get("pid", pid or 0)), operation=d["operation"],
                        started_at=started,
                        refreshed_at=datetime.fromisoformat(d.get("refreshed_at") or d["started_at"]),
-                       backup_id=d.get("backup_id", ""), token=d.get("token", ""))
+                       backup_id=d.get("backup_id", ""), token=d.get("token", ""),
+                       pid_namespace=d.get("pid_namespace", ""))
         except (ValueError, KeyError, TypeError):
             epoch = datetime.fromtimestamp(0, timezone.utc)
             return cls("unknown (unreadable lock file)", 0, "unknown", epoch, epoch)
@@ -87,8 +92,16 @@ class LockInfo:
         return json.dumps({
             "owner": self.owner, "host": self.host, "pid": self.pid, "operation": self.operation,
             "started_at": self.started_at.isoformat(), "refreshed_at": self.refreshed_at.isoformat(),
-            "backup_id": self.backup_id, "token": self.token,
+            "backup_id": self.backup_id, "token": self.token, "pid_namespace": self.pid_namespace,
         }).encode()
+
+
+def pid_namespace() -> str:
+    """This process's PID namespace ("pid:[4026531836]"), or "" where there is none to read."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
 
 
 def _age(seconds: float) -> str:
@@ -130,7 +143,7 @@ class Lock:
         """Take the lock, taking over a stale one; `break_lock` removes a live one first."""
         now = _now()
         mine = LockInfo(socket.gethostname(), os.getpid(), self.operation, now, now, self.backup_id,
-                        secrets.token_hex(8))
+                        secrets.token_hex(8), pid_namespace())
         for _ in range(3):      # a retry when the holder released it between our calls
             if self.store.create_exclusive(self.key, mine.to_json()):
                 self.held, self._info = True, mine
