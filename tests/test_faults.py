@@ -249,17 +249,24 @@ def test_server_killed_mid_restore_then_rerun_with_drop(big_source, new_mongodb,
     bid = result_of(run("backup", "--json", env=e))["id"]
     target = new_mongodb()
     te = {**e, "MONGODB_URL": target.url}
-    proc = start("restore", bid, env=te)
-    probe = target.client()
+    # the restore reaches the server through a slow proxy: it takes seconds, not the split
+    # second it takes on 10 MB, so it is caught in the middle (it once finished first)
+    proxy = TcpProxy(target.port)
+    proxy.delay = 0.005
+    try:
+        proc = start("restore", bid, env={**te, "MONGODB_URL": f"mongodb://127.0.0.1:{proxy.port}/"})
+        probe = target.client()
 
-    def restoring() -> bool:
-        return any(probe[db][c].estimated_document_count() > 0 for db, c in mender_data.BASE_COUNTS
-                   if c in probe[db].list_collection_names())
+        def restoring() -> bool:
+            return any(probe[db][c].estimated_document_count() > 0 for db, c in mender_data.BASE_COUNTS
+                       if c in probe[db].list_collection_names())
 
-    wait_until(restoring, proc, "documents reached the target")
-    with frozen(proc):
-        target.kill()
-    r = finish(proc)
+        wait_until(restoring, proc, "documents reached the target")
+        with frozen(proc):
+            target.kill()
+        r = finish(proc)
+    finally:
+        proxy.close()
     assert_one_line_error(r, 6, "lost the connection to MongoDB")
     target.restart()
     assert_one_line_error(run("restore", bid, env=te, check=False), 4, "not empty")
