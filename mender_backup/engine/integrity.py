@@ -88,12 +88,8 @@ def local_copy(store: Store, manifest: Manifest, reporter: Reporter, keyring: Ke
     restore reads S3 once (twice when TMPDIR has no room: _room_for_copy). Yields a
     function that opens the proven bytes (as stored)."""
     key = backup_key(manifest.id, manifest.archive.key)
-    if store.local:
-        check_sha256(store, manifest, reporter, keyring)
-        yield lambda: store.open_read(key)
-        return
     folder = tempfile.gettempdir()
-    if not _room_for_copy(folder, manifest.archive.size, reporter):
+    if store.local or not _room_for_copy(folder, manifest.archive.size, reporter):
         check_sha256(store, manifest, reporter, keyring)
         yield lambda: store.open_read(key)
         return
@@ -109,12 +105,8 @@ def vendor_copy(store: Store, key: str, reporter: Reporter):
     (opener of the bytes read, the stream to scan first). From a remote store, the scan's
     read also fills a local temporary file that the restore reads instead (when TMPDIR has
     room for it: _room_for_copy)."""
-    if store.local:
-        yield (lambda: store.open_read(key)), store.open_read(key)
-        return
     folder = tempfile.gettempdir()
-    size = next((o.size for o in store.list(key) if o.key == key), 0)
-    if not _room_for_copy(folder, size, reporter):
+    if store.local or not _room_for_copy(folder, _size(store, key), reporter):
         yield (lambda: store.open_read(key)), store.open_read(key)
         return
     with tempfile.NamedTemporaryFile(prefix="mender-backup-archive-", dir=folder) as spool:
@@ -122,6 +114,10 @@ def vendor_copy(store: Store, key: str, reporter: Reporter):
         yield (lambda: open(spool.name, "rb", buffering=1 << 20)), tee
         if not tee.finished:
             raise IntegrityError(f"{key}: the archive was not read to its end")
+
+
+def _size(store: Store, key: str) -> int:
+    return next((o.size for o in store.list(key) if o.key == key), 0)
 
 
 class _Tee(io.RawIOBase):
@@ -169,19 +165,11 @@ def free_space(folder: str) -> int:
     free = shutil.disk_usage(folder).free
     limit = os.environ.get("MENDER_BACKUP_TMP_LIMIT", "").strip()
     if limit:
+        # the Kubernetes client's own parser: the quantity is the one the API validated
+        from kubernetes.utils.quantity import parse_quantity
         with contextlib.suppress(ValueError):
-            free = min(free, parse_quantity(limit))
+            free = min(free, int(parse_quantity(limit)))
     return free
-
-
-def parse_quantity(q: str) -> int:
-    """'1Gi', '500M', '2048' -> bytes."""
-    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
-             "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18}
-    for suffix in sorted(units, key=len, reverse=True):
-        if q.endswith(suffix):
-            return int(float(q[:-len(suffix)]) * units[suffix])
-    return int(float(q))
 
 
 def open_archive(store: Store, manifest: Manifest, keyring: Keyring | None,
