@@ -58,7 +58,6 @@ class Loader:
         self.client, self.data, self.expected, self.verify = client, data, expected, verify
         self.catalog, self.indexes_now, self.reporter = catalog, indexes_now, reporter
         self.found: dict[Namespace, CollectionDigest] = {}    # archive ns -> what the target holds
-        self.expired: dict[str, int] = {}
         self.built: set[Namespace] = set()
         self._lock = threading.Lock()
         self._inflight: dict[Namespace, int] = {}             # archive ns -> inserts not acknowledged yet
@@ -191,6 +190,7 @@ class Loader:
         index's limit (restored and verified; the server deletes them within a minute)."""
         for key in sorted(self.catalog.indexes):
             self._build(key)
+        expired: dict[str, int] = {}
         try:
             for key, build in sorted(self._builds.items()):
                 build.result()
@@ -198,11 +198,11 @@ class Loader:
                 if problem:
                     raise IntegrityError("restore verification failed: " + problem)
                 if n:
-                    self.expired[f"{key[0]}.{key[1]}"] = n
+                    expired[f"{key[0]}.{key[1]}"] = n
         finally:
             self._closing = True
             self._indexer.shutdown(wait=True, cancel_futures=True)
-        return dict(sorted(self.expired.items()))
+        return dict(sorted(expired.items()))
 
 
 class _Counted(CollectionDigest):

@@ -13,6 +13,7 @@ is written; so is a slice whose bytes do not match its manifest.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime
@@ -168,8 +169,7 @@ def fetched(store: Store, plan: Plan, reporter: Reporter, keyring: Keyring | Non
             try:
                 with contextlib.closing(store.open_read(s.data_key)) as src:
                     h = HashingReader(src)
-                    while chunk := h.read(1 << 20):
-                        f.write(chunk)
+                    shutil.copyfileobj(h, f, 1 << 20)
             except NotFoundError:
                 raise IntegrityError(f"oplog slice {s.name} is missing its data ({s.data_key})") from None
             if h.size != s.manifest.size or h.hexdigest() != s.manifest.sha256:
@@ -189,8 +189,6 @@ def _decrypted(stack: contextlib.ExitStack, f, s: "Slice", keyring: Keyring | No
     what = f"oplog slice {s.name}"
     (keyring or Keyring([])).require(fp, what)
     plain = stack.enter_context(tempfile.TemporaryFile(prefix="mender-backup-slice-"))
-    reader = encryption.decryptor(f, keyring, slice_context(s.name), what, fp)
-    while chunk := reader.read(1 << 20):
-        plain.write(chunk)
+    shutil.copyfileobj(encryption.decryptor(f, keyring, slice_context(s.name), what, fp), plain, 1 << 20)
     plain.seek(0)
     return plain

@@ -156,9 +156,13 @@ class ArchiveReader:
         self._buf, self._pos = b"".join(parts), 0
         return have >= n
 
+    def _truncated(self) -> ArchiveError:
+        """The stream ended inside a structure: where (the bytes that did arrive counted)."""
+        return ArchiveError(f"archive truncated at byte {self.offset + len(self._buf) - self._pos}")
+
     def _read_exact(self, n: int) -> bytes:
         if not self._available(n):
-            raise ArchiveError(f"archive truncated at byte {self.offset + len(self._buf) - self._pos}")
+            raise self._truncated()
         data = self._buf[self._pos:self._pos + n]
         self._pos += n
         self.offset += n
@@ -214,7 +218,7 @@ class ArchiveReader:
         """Whole documents from the buffer, up to about `limit` bytes: (data, count, the
         block's terminator was reached and consumed)."""
         if not self._available(4):
-            raise ArchiveError(f"archive truncated at byte {self.offset + len(self._buf) - self._pos}")
+            raise self._truncated()
         buf, start = self._buf, self._pos
         pos, end, count = start, len(buf), 0
         unpack = _LEN.unpack_from
@@ -236,7 +240,7 @@ class ArchiveReader:
         if pos - start >= limit:
             return data, count, False
         if not self._available(4):
-            raise ArchiveError(f"archive truncated at byte {self.offset + len(self._buf) - self._pos}")
+            raise self._truncated()
         if self._buf[self._pos:self._pos + 4] == TERMINATOR:
             self._pos += 4
             self.offset += 4
@@ -246,7 +250,7 @@ class ArchiveReader:
             # nothing could be taken: a bad length, or a document cut by the end of the stream
             if n < MIN_BSON or n > MAX_BSON:
                 raise ArchiveError(f"invalid BSON length {n} at byte {self.offset}")
-            raise ArchiveError(f"archive truncated at byte {self.offset + len(self._buf) - self._pos}")
+            raise self._truncated()
         return data, count, False
 
     def segments(self, max_bytes: int = 8 * 1024 * 1024, ends: bool = False) -> Iterator[Segment]:
