@@ -238,15 +238,16 @@ class DocumentDB:
         except (OSError, ValueError):
             return None
 
+    def _postmaster_pid(self) -> int | None:
+        try:
+            return int((self.datadir / "pgdata" / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
     def pids(self) -> list[int]:
         """The server's process trees: FerretDB v2 and the PostgreSQL postmaster (whose
         children are the backends doing the work)."""
-        out = [self._pid()]
-        try:
-            out.append(int((self.datadir / "pgdata" / "postmaster.pid").read_text().split()[0]))
-        except (OSError, ValueError, IndexError):
-            pass
-        return [p for p in out if p]
+        return [p for p in (self._pid(), self._postmaster_pid()) if p]
 
     def kill(self) -> None:
         """Hard kill of the MongoDB wire server (FerretDB), as in a crash; PostgreSQL keeps running."""
@@ -269,16 +270,14 @@ class DocumentDB:
         shutdown (SIGQUIT: no checkpoint; 0.1 s where stop.sh takes ~4.5 s, for each of the
         suite's hundred-odd servers); stop.sh when the pids are not known."""
         self.kill()
-        pm = self.pids()[-1:] if (self.datadir / "pgdata" / "postmaster.pid").exists() else []
-        if not pm:
-            _documentdb_script("stop.sh", [str(self.datadir), "--purge"], self.env)
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pm[0], signal.SIGQUIT)
-        deadline = time.monotonic() + 30
-        while not _exited(pm[0]) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if not _exited(pm[0]):
+        pm = self._postmaster_pid()
+        if pm:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pm, signal.SIGQUIT)
+            deadline = time.monotonic() + 30
+            while not _exited(pm) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        if not pm or not _exited(pm):
             _documentdb_script("stop.sh", [str(self.datadir), "--purge"], self.env)
             return
         shutil.rmtree(self.datadir, ignore_errors=True)
