@@ -87,6 +87,7 @@ class AB:
         kinds = ["dump", "restore"] if kind == "both" else [kind]
         for k in kinds:
             url = self.small.url if k == "xz" else self.source.url
+            # the backup whose manifest gives the data's size: the one restored, or the last one made
             dest = ctx.work / f"dest-{before}"
             backup_id = "" if k in ("dump", "xz") else self._backup(codes[before], url, dest, "", None)
             for i in range(ctx.runs):
@@ -96,12 +97,12 @@ class AB:
                     if k == "restore":
                         self._restore(codes[v], dest, backup_id, f"{v} restore #{i + 1}", series)
                     else:
-                        self._backup(codes[v], url, ctx.work / f"dest-{v}", f"{v} backup ({k}) #{i + 1}", series,
-                                     "xz" if k == "xz" else "zstd")
+                        dest = ctx.work / f"dest-{v}"
+                        backup_id = self._backup(codes[v], url, dest, f"{v} backup ({k}) #{i + 1}", series,
+                                                 "xz" if k == "xz" else "zstd")
             b, a = ctx.s(f"{k}:{before}:{after}:{before}"), ctx.s(f"{k}:{before}:{after}:{after}")
-            size = bson_bytes(manifest_of(dest, backup_id)) if backup_id else bson_bytes(
-                manifest_of(ctx.work / f"dest-{after}", next((ctx.work / f"dest-{after}" / "backups").iterdir()).name))
-            self.rows.append({"change": after, "what": what, "measure": k, "mb": size / 1e6,
+            size = bson_bytes(manifest_of(dest, backup_id))
+            self.rows.append({"what": what, "measure": k, "mb": size / 1e6,
                               "before": (b.wall, b.cpu, b.maxrss, b.walls), "after": (a.wall, a.cpu, a.maxrss, a.walls),
                               "commits": (before, after)})
 
