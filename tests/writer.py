@@ -69,11 +69,14 @@ def writes_until(client, end: Timestamp) -> int:
 
 
 class Writer:
-    """Writes in a thread until stopped; `done` counts the writes made."""
+    """Writes in a thread until stopped; `done` counts the writes made, those of earlier
+    writers on the same server included: a second writer goes on where the first stopped
+    (starting again at write 0 re-inserted pairs still there: a duplicate key)."""
 
     def __init__(self, client):
         self.client = client
-        self.done = 0
+        self.done = writes_until(client, Timestamp(2**32 - 1, 2**32 - 1))
+        self._started = self.done
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self.error: BaseException | None = None
@@ -88,7 +91,7 @@ class Writer:
 
     def __enter__(self) -> "Writer":
         self._thread.start()
-        while self.done < 30 and self._thread.is_alive():   # writing before the caller goes on
+        while self.done < self._started + 30 and self._thread.is_alive():   # writing before the caller goes on
             time.sleep(0.01)
         return self
 
