@@ -17,7 +17,7 @@ from . import __version__
 from .engine.failures import translate
 from .engine.lock import STALE_AFTER_SECONDS
 from .engine.retention import Policy
-from .errors import EXIT_CODES_HELP, EncryptionKeyError, MenderBackupError
+from .errors import EXIT_CODES_HELP, MenderBackupError
 from .output import Reporter, backups_table, human_bytes
 from .redact import register_url_secrets, scrub
 
@@ -135,7 +135,7 @@ def backup(
     """
     from .engine import backup as engine_backup
     from .engine import prune as engine_prune
-    from .stores import destination_store
+    from .engine.repository import Repository
 
     rep = _reporter(json_out, quiet)
     register_url_secrets(mongodb_url)
@@ -153,7 +153,7 @@ def backup(
 
     def retention() -> None:   # after a successful backup, under a lock of its own
         try:
-            engine_prune.run(destination_store(destination), policy, rep, dry_run=False)
+            engine_prune.run(Repository.at(destination), policy, rep, dry_run=False)
         except Exception as exc:
             err = translate(exc)
             raise MenderBackupError(f"backup {m.id} is complete, but applying the retention policy failed: "
@@ -249,35 +249,19 @@ def restore(
 
 @app.command("list")
 def list_(destination: Destination = "", json_out: JsonOut = False) -> None:
-    """List the backups at a destination, oldest first, with whether each is complete, the time it is
-    consistent at, and up to when the shipped oplog makes it restorable (restore --to-time)."""
-    from .engine import catalog, pitr
-    from .stores import destination_store
+    """List the backups at a destination, oldest first: each complete, incomplete (no manifest) or
+    unknown (its manifest unreadable, damaged or of a newer version: kept, never deleted), the time
+    it is consistent at, and up to when the shipped oplog makes it restorable (restore --to-time).
+    Reads only: works on a read-only destination, and without a key for plain backups."""
+    from .engine.listing import listing
+    from .engine.repository import Repository
 
     rep = _reporter(json_out, False)
-
-    def body():
-        store = destination_store(destination)
-        store.check()
-        entries = catalog.scan(store)
-        rows = [e.as_dict() for e in entries]
-        pitr.annotate(rows, {e.id: e.manifest for e in entries if e.manifest}, pitr.scan(store))
-        return rows
-
-    rows = _run(rep, body)
     keyring = _run(rep, _keyring)
-    encrypted = [r for r in rows if r.get("encryption")]
-    for r in encrypted:   # which backups the key(s) given can read (manifests are never encrypted)
-        r["encryption"]["key_available"] = keyring.find(r["encryption"]["key_fingerprint"]) is not None
-    if encrypted and not any(r["encryption"]["key_available"] for r in encrypted):
-        # none readable: no key, or the wrong one. With one key of a rotation given, the
-        # list shows which backups need another (marked "missing").
-        needed = sorted({r["encryption"]["key_fingerprint"] for r in encrypted})
-        _fail(rep, f"the backups at {destination} are encrypted with key(s) {', '.join(needed)}: "
-              + ("no key given (set MENDER_BACKUP_ENCRYPTION_KEY or MENDER_BACKUP_ENCRYPTION_KEY_FILE)"
-                 if not keyring.keys else f"not with the key(s) given ({', '.join(keyring.fingerprints)}): wrong key"),
-              EncryptionKeyError.exit_code)
-    rep.result(rows, backups_table(rows))
+    found = _run(rep, lambda: listing(Repository.at(destination), keyring))
+    for w in found.warnings():
+        rep.warn(w)
+    rep.result(found.rows, backups_table(found.rows))
 
 
 @app.command()
@@ -369,13 +353,17 @@ def prune(
 ) -> None:
     """Delete backups the retention policy no longer keeps, incomplete backups older than
     an hour, artifacts that no remaining backup references, and oplog slices that end before
-    the oldest remaining backup's consistency point."""
+    the oldest remaining backup's consistency point.
+
+    Deletes only what it has proven it may: if any manifest cannot be read it deletes nothing
+    (exit 1); backups in an unknown state (damaged, newer format) and backups dated in the
+    future are kept and not counted, and while one is unknown no artifact or slice is deleted."""
     from .engine import prune as engine_prune
-    from .stores import destination_store
+    from .engine.repository import Repository
 
     rep = _reporter(json_out, quiet)
     policy = _run(rep, lambda: Policy(keep_last, keep_daily, keep_weekly, keep_monthly))
-    r = _run(rep, lambda: engine_prune.run(destination_store(destination), policy, rep, dry_run, break_lock))
+    r = _run(rep, lambda: engine_prune.run(Repository.at(destination), policy, rep, dry_run, break_lock))
     verb = "would delete" if dry_run else "deleted"
     rep.result(r, f"kept {len(r['keep'])} backup(s); {verb} {len(r['delete'])} backup(s), "
                   f"{len(r['delete_incomplete'])} incomplete backup(s), {r['delete_artifacts']} artifact(s), "

@@ -112,6 +112,13 @@ class _Progress:
             self._bar.stop()
 
 
+def _state(row: dict) -> str:
+    if row["complete"]:
+        return "yes (dated in the future)" if row.get("future") else "yes"
+    word = "UNKNOWN" if row.get("state") == "unknown" else "NO"
+    return f"{word}: {row.get('problem', '')}"
+
+
 def backups_table(rows: list[dict]) -> str:
     """`list` for people: one line per backup, sizes in binary units."""
     if not rows:
@@ -129,7 +136,7 @@ def backups_table(rows: list[dict]) -> str:
                   str(r["documents"] if r["documents"] is not None else "-"),
                   str(r["artifacts"] if r["artifacts"] is not None else "-"),
                   consistent, r.get("restorable_until") or "-", key, verdict,
-                  "yes" if r["complete"] else f"NO: {r.get('problem', '')}")
+                  _state(r))
     console = Console(width=200, record=True, file=io.StringIO())
     console.print(t)
     return console.export_text().rstrip("\n")

@@ -24,6 +24,7 @@ from ..stores import Store, bucket_store, destination_store
 from . import artifacts, mender, mender_secrets
 from .capture import Capture
 from .lock import STALE_AFTER_SECONDS, Lock
+from .repository import Repository
 
 
 @dataclass
@@ -118,13 +119,14 @@ def run(opts: BackupOptions, reporter: Reporter) -> Manifest:
 
     backup_id = new_id()
     started = datetime.now(timezone.utc)
-    with Lock(dest, "backup", backup_id, opts.lock_stale_after) as lock:
+    repo = Repository(dest)
+    with repo.backups_lock("backup", backup_id, opts.lock_stale_after) as lock:
         lock.acquire(opts.break_lock, reporter.warn)
-        n = dest.abort_unfinished_writes()   # leftovers of a killed run; we hold the lock
+        n = repo.collect_leftovers(lock)   # of killed runs: we hold the lock, none is running
         if n:
-            reporter.info(f"aborted {n} unfinished upload(s) left by an earlier run")
+            reporter.info(f"removed {n} unfinished upload(s) or partial file(s) left by an earlier run")
         try:
-            return _backup(opts, reporter, dest, source_bucket, client, backup_id, started, comp, lock, bundle)
+            return _backup(opts, reporter, repo, source_bucket, client, backup_id, started, comp, lock, bundle)
         except BaseException:
             # nothing half-written: the archive of a failed backup goes (best effort)
             with contextlib.suppress(Exception):
@@ -147,8 +149,9 @@ def _sealed(out, key: encryption.Key | None, context: str):
     return encryption.encryptor(out, key, context) if key else contextlib.nullcontext(out)
 
 
-def _backup(opts: BackupOptions, reporter: Reporter, dest: Store, source_bucket: Store | None, client,
+def _backup(opts: BackupOptions, reporter: Reporter, repo: Repository, source_bucket: Store | None, client,
             backup_id: str, started: datetime, comp: str, lock: Lock, bundle=None) -> Manifest:
+    dest = repo.store
     # the oplog position first: a collection created after it is then in the dump or in the oplog
     capture = Capture(client, reporter, opts.databases)
     dbs = mongo_client.list_databases(client, opts.databases or None)
@@ -213,7 +216,5 @@ def _backup(opts: BackupOptions, reporter: Reporter, dest: Store, source_bucket:
             manifest.mender_secrets = mender_secrets.store_bundle(dest, backup_id, bundle, key)
     # the manifest is the commit point: written last, in one piece, after all else is durable,
     # and only while we still hold the lock
-    dest.sync()
-    lock.ensure_held()
-    dest.put_bytes(backup_key(backup_id, MANIFEST), manifest.to_json())
+    repo.commit(lock, backup_key(backup_id, MANIFEST), manifest.to_json())
     return manifest

@@ -23,20 +23,20 @@ from datetime import datetime, timezone
 from bson.raw_bson import RawBSONDocument
 
 from .. import __version__
-from ..errors import IntegrityError, UsageError
+from ..errors import IntegrityError, MenderBackupError, UsageError
 from ..format import compression
 from ..format.archive import iter_documents
 from ..format import encryption
 from ..format.digest import HashingWriter
 from ..format.encryption import Keyring
-from ..format.layout import OPLOG_LOCK, slice_key
+from ..format.layout import slice_key
 from ..format.oplog import ENCRYPTED_SLICE_VERSION, OpTime, SliceManifest, slice_context, slice_name
 from ..mongo import client as mongo_client
 from ..mongo import oplog as mongo_oplog
 from ..output import Reporter
-from ..stores import Store, destination_store
-from . import catalog, pitr
+from ..stores import destination_store
 from .lock import STALE_AFTER_SECONDS, Lock
+from .repository import Repository
 
 
 @dataclass
@@ -48,12 +48,20 @@ class OplogOptions:
     keyring: Keyring | None = None     # with a key, slices are encrypted as the backups are
 
 
-def _since(store: Store, slices: list[pitr.Slice]) -> tuple[OpTime | None, str]:
-    """Where this run continues from, and what that position is."""
-    if slices:
-        return max(s.last for s in slices), "the last slice"
-    ends = [e.manifest.point_in_time.end for e in catalog.scan(store)
-            if e.complete and e.manifest.point_in_time and e.manifest.point_in_time.end]
+def _since(repo: Repository) -> tuple[OpTime | None, str]:
+    """Where this run continues from, and what that position is. Decided on a read without
+    errors (an unread slice may be the newest); a damaged slice is passed over (the chain
+    continues from the valid ones, and `list` shows the damaged one)."""
+    slices = repo.slices()
+    slices.require_readable("cannot tell where the oplog continues")
+    if slices.valid:
+        return max(s.last for s in slices.valid), "the last slice"
+    cat = repo.backups()
+    if cat.read_errors:
+        raise MenderBackupError(f"cannot tell where the oplog continues: backup {cat.read_errors[0].id}'s "
+                                f"{cat.read_errors[0].problem}")
+    ends = [e.manifest.point_in_time.end for e in cat.complete
+            if e.manifest.point_in_time and e.manifest.point_in_time.end]
     if ends:
         return max(ends), "the newest consistent backup"
     return None, "the oldest entry of the oplog"
@@ -66,13 +74,18 @@ def run(opts: OplogOptions, reporter: Reporter) -> dict:
     reason = mongo_oplog.available(client)
     if reason:
         raise UsageError(f"cannot ship the oplog: {reason}; point-in-time recovery needs a replica set")
-    with Lock(dest, "oplog", stale_after=opts.lock_stale_after, key=OPLOG_LOCK) as lock:
+    repo = Repository(dest)
+    with repo.oplog_lock(opts.lock_stale_after) as lock:
         lock.acquire(opts.break_lock, reporter.warn)
-        return _ship(client, dest, lock, reporter, opts.keyring.current if opts.keyring else None)
+        n = repo.collect_leftovers(lock)     # of killed oplog runs: only under oplog/
+        if n:
+            reporter.info(f"removed {n} unfinished upload(s) or partial file(s) left by an earlier oplog run")
+        return _ship(client, repo, lock, reporter, opts.keyring.current if opts.keyring else None)
 
 
-def _ship(client, dest: Store, lock: Lock, reporter: Reporter, key: encryption.Key | None) -> dict:
-    since, origin = _since(dest, pitr.scan(dest))
+def _ship(client, repo: Repository, lock: Lock, reporter: Reporter, key: encryption.Key | None) -> dict:
+    dest = repo.store
+    since, origin = _since(repo)
     end = mongo_oplog.newest(client)
     if end is None or (since is not None and end <= since.ts):
         reporter.info(f"no new oplog entries since {since or 'the start'}")
@@ -110,9 +123,7 @@ def _ship(client, dest: Store, lock: Lock, reporter: Reporter, key: encryption.K
     if key:
         manifest.format_version = ENCRYPTED_SLICE_VERSION
         manifest.encryption = {"algorithm": encryption.ALGORITHM, "key_fingerprint": key.fingerprint}
-    dest.sync()
-    lock.ensure_held()
-    dest.put_bytes(slice_key(f"{name}.json"), manifest.to_json())
+    repo.commit(lock, slice_key(f"{name}.json"), manifest.to_json())
     result = {"shipped": count, "since": since.as_json() if since else None,
               "slice": {"from": first_pos.as_json(), "to": last_pos.as_json(), "key": data_key,
                         "size": hashing.size}}

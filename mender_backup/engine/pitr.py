@@ -20,7 +20,7 @@ from datetime import datetime
 
 from bson import Timestamp
 
-from ..errors import IntegrityError, NotFoundError, UsageError
+from ..errors import IntegrityError, MenderBackupError, NotFoundError, UsageError
 from ..format import encryption
 from ..format.digest import HashingReader
 from ..format.encryption import Keyring
@@ -53,17 +53,71 @@ class Slice:
         return slice_key(f"{self.name}.json")
 
 
-def scan(store: Store) -> list[Slice]:
-    """Every committed slice (its manifest written), oldest first."""
-    found = []
+@dataclass
+class DamagedSlice:
+    """A slice manifest that could not be read or is not valid: its range comes from its
+    name. Never used by a restore; removed by prune only as a valid slice would be (when no
+    kept backup can need its range), and never while it may just have been unreadable."""
+    name: str
+    first: OpTime
+    last: OpTime
+    problem: str
+    read_error: bool          # reading failed (transient, access): it may well be valid
+
+    @property
+    def data_key(self) -> str:
+        return slice_key(f"{self.name}.bson.zst")
+
+    @property
+    def manifest_key(self) -> str:
+        return slice_key(f"{self.name}.json")
+
+
+@dataclass
+class Slices:
+    """The oplog slices at a destination: the valid ones oldest first, and the others."""
+    valid: list[Slice]
+    damaged: list[DamagedSlice]
+
+    @property
+    def read_errors(self) -> list[DamagedSlice]:
+        return [d for d in self.damaged if d.read_error]
+
+    def require_readable(self, what: str) -> None:
+        """`what` (a restore to a time, the next slice) cannot be decided with an unread slice."""
+        if self.read_errors:
+            d = self.read_errors[0]
+            raise MenderBackupError(f"{what}: oplog slice {d.name}'s manifest could not be read ({d.problem})")
+
+
+def scan(store: Store) -> Slices:
+    """Every committed slice (its manifest written). One bad manifest does not hide the
+    others: it is listed apart (DamagedSlice) with its reason."""
+    valid, damaged = [], []
     for obj in store.list(OPLOG):
         name = obj.key[len(OPLOG):]
         parsed = parse_slice_name(name)
         if parsed is None or parsed[2] != "json":
             continue
         base = name[:-len(".json")]
-        found.append(Slice(base, SliceManifest.from_json(store.get_bytes(obj.key), f"oplog slice {base}")))
-    return sorted(found, key=lambda s: (s.first, s.last))
+        try:
+            raw = store.get_bytes(obj.key)
+        except NotFoundError:         # pruned while we listed
+            continue
+        except Exception as exc:
+            damaged.append(_damaged(base, parsed, exc, True))
+            continue
+        try:
+            valid.append(Slice(base, SliceManifest.from_json(raw, f"oplog slice {base}")))
+        except Exception as exc:
+            damaged.append(_damaged(base, parsed, exc, False))
+    return Slices(sorted(valid, key=lambda s: (s.first, s.last)), sorted(damaged, key=lambda d: (d.first, d.last)))
+
+
+def _damaged(base: str, parsed, exc: Exception, read_error: bool) -> DamagedSlice:
+    (t1, i1), (t2, i2), _ = parsed
+    return DamagedSlice(base, OpTime(t1, i1), OpTime(t2, i2), " ".join(str(exc).split()) or type(exc).__name__,
+                        read_error)
 
 
 def follower(slices: list[Slice], prev: Slice) -> Slice | None:
@@ -159,29 +213,68 @@ def choose(backups: list[Manifest], slices: list[Slice], target: Target, backup_
 
 @contextlib.contextmanager
 def fetched(store: Store, plan: Plan, reporter: Reporter, keyring: Keyring | None = None):
-    """The plan's slices, read once into local temporary files and checked against their
-    manifests (size, sha256) before the restore writes anything; an encrypted slice is
-    decrypted whole then too (every segment authenticated); -> [(slice, compressed file)]."""
+    """The plan's slices, checked against their manifests (size, sha256) before the restore
+    writes anything; an encrypted slice is decrypted whole then too (every segment
+    authenticated); -> [(slice, opener of its compressed bytes)]. Each is read once into a
+    temporary file when TMPDIR has room for it, else read twice (checked, then replayed):
+    a restore never fails for want of /tmp."""
+    from .integrity import free_space
     with contextlib.ExitStack() as stack:
         out = []
         for s in plan.slices:
-            f = stack.enter_context(tempfile.TemporaryFile(prefix="mender-backup-slice-"))
-            try:
-                with contextlib.closing(store.open_read(s.data_key)) as src:
-                    h = HashingReader(src)
-                    shutil.copyfileobj(h, f, 1 << 20)
-            except NotFoundError:
-                raise IntegrityError(f"oplog slice {s.name} is missing its data ({s.data_key})") from None
-            if h.size != s.manifest.size or h.hexdigest() != s.manifest.sha256:
-                raise IntegrityError(f"oplog slice {s.name} is corrupt: sha256 {h.hexdigest()[:16]}… size "
-                                     f"{h.size}, its manifest says {s.manifest.sha256[:16]}… size {s.manifest.size}")
+            room = free_space(tempfile.gettempdir()) > 2 * s.manifest.size + (64 << 20)
+            if not room:
+                reporter.warn(f"oplog slice {s.name} ({s.manifest.size} bytes) does not fit in TMPDIR: reading it "
+                              f"from the store twice instead")
+            f = stack.enter_context(tempfile.TemporaryFile(prefix="mender-backup-slice-")) if room else None
+            _check_slice(store, s, f)
+            if f is None:
+                out.append((s, _rereader(stack, store, s, keyring)))
+                continue
             f.seek(0)
             if s.manifest.encryption:
                 f = _decrypted(stack, f, s, keyring)
-            out.append((s, f))
+            out.append((s, _rewinder(f)))
         if out:
             reporter.info(f"{len(out)} oplog slice(s) checked: {out[0][0].first} to {out[-1][0].last}")
         yield out
+
+
+def _check_slice(store: Store, s: Slice, copy_to) -> None:
+    """Read the slice's bytes once, hashing them (into `copy_to` when given)."""
+    try:
+        with contextlib.closing(store.open_read(s.data_key)) as src:
+            h = HashingReader(src)
+            if copy_to is not None:
+                shutil.copyfileobj(h, copy_to, 1 << 20)
+            else:
+                while h.read(1 << 20):
+                    pass
+    except NotFoundError:
+        raise IntegrityError(f"oplog slice {s.name} is missing its data ({s.data_key})") from None
+    if h.size != s.manifest.size or h.hexdigest() != s.manifest.sha256:
+        raise IntegrityError(f"oplog slice {s.name} is corrupt: sha256 {h.hexdigest()[:16]}… size "
+                             f"{h.size}, its manifest says {s.manifest.sha256[:16]}… size {s.manifest.size}")
+
+
+def _rewinder(f):
+    def opener():
+        f.seek(0)
+        return f
+    return opener
+
+
+def _rereader(stack: contextlib.ExitStack, store: Store, s: Slice, keyring: Keyring | None):
+    """Opens the slice from the store again; a second read that differs from the checked one
+    fails on the decoder's own checks or, encrypted, on authentication."""
+    def opener():
+        src = stack.enter_context(contextlib.closing(store.open_read(s.data_key)))
+        if s.manifest.encryption:
+            fp = s.manifest.encryption["key_fingerprint"]
+            (keyring or Keyring([])).require(fp, f"oplog slice {s.name}")
+            return encryption.decryptor(src, keyring, slice_context(s.name), f"oplog slice {s.name}", fp)
+        return src
+    return opener
 
 
 def _decrypted(stack: contextlib.ExitStack, f, s: "Slice", keyring: Keyring | None):

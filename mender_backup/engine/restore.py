@@ -46,6 +46,7 @@ from ..stores import bucket_store, destination_store, split_object_url
 from . import artifacts, catalog, integrity, mender_secrets, namespaces, pitr, restore_oplog
 from .commands import IndexCatalog
 from .load import VERIFY_LEVELS, Loader
+from .repository import Repository
 
 
 
@@ -142,8 +143,14 @@ def _point_in_time(store, opts: RestoreOptions, manifest) -> pitr.Plan | None:
     if not opts.to_time:
         return None
     when, ts = parse_time(opts.to_time)
-    backups = [e.manifest for e in catalog.scan(store) if e.complete]
-    return pitr.choose(backups, pitr.scan(store), pitr.Target(when, ts), manifest.id if manifest else None)
+    repo = Repository(store)
+    cat, slices = repo.backups(), repo.slices()
+    slices.require_readable(f"cannot plan a restore to {opts.to_time}")
+    if cat.read_errors and not manifest:
+        raise MenderBackupError(f"cannot choose the base of a restore to {opts.to_time}: backup "
+                                f"{cat.read_errors[0].id}'s {cat.read_errors[0].problem}")
+    backups = [e.manifest for e in cat.complete]
+    return pitr.choose(backups, slices.valid, pitr.Target(when, ts), manifest.id if manifest else None)
 
 
 def _plan(client, wanted: list[CollectionSpec], counts, opts: RestoreOptions) -> Plan:

@@ -61,8 +61,8 @@ def replay(client, read_archive, oplog: dict, catalog_: IndexCatalog, opts, poin
             spool.seek(0)
             r.feed_stream(spool)
     if point:
-        for _, f in slices:            # from the one holding the backup's consistency point on
-            _, plain = compression.decompressor(f)
+        for _, open_slice in slices:   # from the one holding the backup's consistency point on
+            _, plain = compression.decompressor(open_slice())
             if not r.feed_stream(plain):
                 break
     stats = r.finish()

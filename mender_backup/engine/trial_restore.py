@@ -22,11 +22,12 @@ from datetime import datetime, timezone
 from .. import __version__
 from ..errors import ConflictError, IntegrityError, MenderBackupError, UsageError
 from ..format.encryption import Keyring
-from ..format.layout import ARTIFACTS, VERIFIED, backup_key
+from ..format.layout import ARTIFACTS
 from ..mongo import client as mongo_client
 from ..output import Reporter
 from ..stores import bucket_store, destination_store
 from . import artifacts, catalog, integrity, restore
+from .repository import Repository
 
 PREFIX = "mbv_"
 MAX_DB_NAME = 63
@@ -104,7 +105,7 @@ def _record(store, backup_id: str, result: dict, started: float, reporter: Repor
     doc = {**result, "verified_at": datetime.now(timezone.utc).isoformat(),
            "duration_seconds": round(time.time() - started, 3), "tool_version": __version__}
     try:
-        store.put_bytes(backup_key(backup_id, VERIFIED), (json.dumps(doc, indent=2) + "\n").encode())
+        Repository(store).commit_verdict(backup_id, (json.dumps(doc, indent=2) + "\n").encode())
         result["recorded"] = True
     except MenderBackupError as exc:     # a read-only destination: the verdict is still printed
         reporter.warn(f"verdict not recorded at the destination: {exc}")

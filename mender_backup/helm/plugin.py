@@ -16,14 +16,15 @@ from typing import Optional
 
 import typer
 
-from ..engine import catalog
 from ..engine.failures import translate
+from ..engine.keys import from_env as keyring_from_env
+from ..engine.listing import listing
+from ..engine.repository import Repository
 from ..errors import EXIT_CODES_HELP, NotFoundError, UsageError
 from ..kube import secrets as kube_secrets
 from ..kube.connection import Kube
 from ..output import Reporter, backups_table
 from ..redact import register_url_secrets, scrub
-from ..stores import destination_store
 from . import companion, mender, plan as restore_plan, runbook
 from . import values as yamlvalues
 from .runner import Helm, HelmEnv, ReleaseInfo, redacted_argv
@@ -161,10 +162,12 @@ def list_(
     """List the backups of RELEASE (read from the destination by this machine)."""
     helm = _helm()
     info = _release(helm, release)
-    store = destination_store(destination or companion.companion_destination(helm, info))
-    store.check()
-    rows = [e.as_dict() for e in catalog.scan(store)]
-    Reporter("json" if as_json else "human").result(rows, backups_table(rows))
+    repo = Repository.at(destination or companion.companion_destination(helm, info))
+    found = listing(repo, keyring_from_env())
+    rep = Reporter("json" if as_json else "human")
+    for w in found.warnings():
+        rep.warn(w)
+    rep.result(found.rows, backups_table(found.rows))
 
 
 @app.command()

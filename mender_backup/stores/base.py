@@ -46,8 +46,9 @@ class Store(ABC):
         """Create `key` only if it does not exist; False when it does."""
 
     @abstractmethod
-    def check(self) -> None:
-        """Fail early with a clear error when the store cannot be reached or written."""
+    def check(self, write: bool = True) -> None:
+        """Fail early with a clear error when the store cannot be reached (or, with `write`,
+        written: a listing needs only to read, and works on a read-only destination)."""
 
     def replace(self, key: str, data: bytes) -> None:
         """Overwrite an existing small object in one piece (a lock's heartbeat)."""
@@ -56,8 +57,14 @@ class Store(ABC):
     def sync(self) -> None:
         """Make everything written so far durable (before the manifest, the commit point)."""
 
-    def abort_unfinished_writes(self) -> int:
-        """Remove what killed runs left half-written; returns how many. Only under the lock."""
+    def put_durable(self, key: str, data: bytes) -> None:
+        """Write a commit point (a manifest, a verdict): whole and durable when this returns."""
+        self.put_bytes(key, data)
+
+    def abort_unfinished_writes(self, under: tuple[str, ...]) -> int:
+        """Remove what killed runs left half-written below these key prefixes (never outside
+        them: another run, or another destination in the same bucket, may be writing there);
+        returns how many. Only for the holder of the lock that covers those prefixes."""
         return 0
 
     def copy_within_service(self, src: "Store", src_key: str, key: str, size: int) -> bool:

@@ -185,7 +185,9 @@ class S3Store(Store):
                 return False
             raise err from None
 
-    def check(self) -> None:
+    def check(self, write: bool = True) -> None:
+        # HEAD of the bucket proves it exists and the credentials work; a write is proven by
+        # the lock, the first object any writing command creates
         try:
             self.client.head_bucket(Bucket=self.bucket)
         except Exception as exc:
@@ -207,15 +209,18 @@ class S3Store(Store):
             raise s3_error(exc, f"copying {src_key}") from None
         return True
 
-    def abort_unfinished_writes(self) -> int:
-        """Abort multipart uploads left by a killed run (they cost storage, are invisible to list)."""
+    def abort_unfinished_writes(self, under: tuple[str, ...]) -> int:
+        """Abort multipart uploads left by a killed run (they cost storage, are invisible to
+        list), below `under` only: the oplog run's uploads, or another destination's in the
+        same bucket, are not ours to abort."""
+        prefixes = tuple(self.full_key(p) for p in under)
         n = 0
         try:
             # no Prefix in the request: MinIO only honours one that names a whole object key
             pages = self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket)
             for page in pages:
                 for up in page.get("Uploads", []):
-                    if not up["Key"].startswith(self.prefix):
+                    if not prefixes or not up["Key"].startswith(prefixes):
                         continue
                     self.client.abort_multipart_upload(Bucket=self.bucket, Key=up["Key"], UploadId=up["UploadId"])
                     n += 1
