@@ -50,6 +50,11 @@ def mark_hand_made(root: Path) -> None:
     (root / HAND_MADE).write_text("manifests here are damaged on purpose by a test\n")
 
 
+def mark_hand_made_s3(s3, bucket: str, prefix: str) -> None:
+    """The same for an S3 destination: s3://bucket/prefix."""
+    s3.put_object(Bucket=bucket, Key=f"{prefix.strip('/')}/{HAND_MADE}".lstrip("/"), Body=b"damaged on purpose\n")
+
+
 def _hand_made(path: Path) -> bool:
     return any((p / HAND_MADE).exists() for p in path.parents)
 
@@ -73,14 +78,18 @@ def audit_minio(minio) -> int:
     """Validate every manifest in every bucket of a running MinIO; returns how many."""
     s3, n = minio.client(), 0
     for b in s3.list_buckets().get("Buckets", []):
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=b["Name"]):
-            for o in page.get("Contents", []):
-                parts = o["Key"].split("/")
-                if parts[-1] == MANIFEST and len(parts) >= 3 and parts[-3] == "backups":
-                    check(s3.get_object(Bucket=b["Name"], Key=o["Key"])["Body"].read(), f"s3://{b['Name']}/{o['Key']}")
-                    n += 1
-                elif _is_slice_manifest(parts):
-                    check(s3.get_object(Bucket=b["Name"], Key=o["Key"])["Body"].read(), f"s3://{b['Name']}/{o['Key']}",
-                          "slice")
-                    n += 1
+        objects = [o for page in s3.get_paginator("list_objects_v2").paginate(Bucket=b["Name"])
+                   for o in page.get("Contents", [])]
+        hand_made = tuple(o["Key"][:-len(HAND_MADE)] for o in objects if o["Key"].endswith(HAND_MADE))
+        for o in objects:
+            if hand_made and o["Key"].startswith(hand_made):
+                continue
+            parts = o["Key"].split("/")
+            if parts[-1] == MANIFEST and len(parts) >= 3 and parts[-3] == "backups":
+                check(s3.get_object(Bucket=b["Name"], Key=o["Key"])["Body"].read(), f"s3://{b['Name']}/{o['Key']}")
+                n += 1
+            elif _is_slice_manifest(parts):
+                check(s3.get_object(Bucket=b["Name"], Key=o["Key"])["Body"].read(), f"s3://{b['Name']}/{o['Key']}",
+                      "slice")
+                n += 1
     return n

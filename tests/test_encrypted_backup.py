@@ -142,6 +142,11 @@ def test_missing_and_wrong_key_fail_in_one_line_before_any_write(mender, new_mon
     run("backup", env=with_key(env, KEY_B))
     r = run("list", env=with_key(env, KEY_B))
     assert f"{KEY_A.fingerprint[:12]} (missing)" in r.stdout and KEY_B.fingerprint[:12] in r.stdout
+    # a plain backup beside them: listed with no key at all, the encrypted ones marked as needing theirs
+    plain = result_of(run("backup", "--json", env=env))["id"]
+    rows = result_of(run("list", "--json", env=env))
+    assert [x["id"] for x in rows if x["encryption"] is None] == [plain]
+    assert [x["encryption"]["key_available"] for x in rows if x["encryption"]] == [False, False]
 
     # a key that is not a key: usage error, its value never printed
     bad = "bm90IGEga2V5"

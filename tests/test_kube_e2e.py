@@ -227,3 +227,32 @@ def test_run_dry_run_prints_a_valid_job(hx, ns, minio, tmp_path):
     assert job["metadata"]["name"].startswith("mender-backup-manual-")
     kubernetes_validate.validate(job, kubernetes_validate.latest_version(), strict=True)
     assert hx.cluster.get(f"/apis/batch/v1/namespaces/{ns}/jobs")["items"] == []     # nothing created
+
+
+# --- list ---------------------------------------------------------------------------------------
+
+def test_plugin_list_prints_the_same_rows_as_mender_backup_list(hx, ns, minio, tmp_path):
+    """One listing serves both front ends: the same JSON rows (states, consistency, keys)."""
+    from datetime import datetime, timedelta, timezone
+
+    from mender_backup.engine.repository import Repository
+    from mender_backup.stores import FileStore
+    from tests import manifests
+    from tests.cli import result_of, run
+    from tests.test_repository import put_backup
+
+    install_mender(hx, ns, VERSION, mender_values(VERSION, mongodb_url="mongodb://mongo.example:27017/",
+                                                  minio=minio, bucket="mender-artifacts"), tmp_path)
+    dest = tmp_path / "dest"
+    manifests.mark_hand_made(dest)
+    repo = Repository(FileStore(dest, f"file://{dest}"))
+    now = datetime.now(timezone.utc)
+    put_backup(repo, now - timedelta(days=1), ["a"])
+    put_backup(repo, now - timedelta(hours=1), raw=b"{")        # unknown: damaged
+    ours = result_of(run("list", "--json", env={"MENDER_BACKUP_DESTINATION": f"file://{dest}"}))
+    theirs = [json.loads(line) for line in hx("-n", ns, "mender-backup", "list", "mender", "--destination",
+                                               f"file://{dest}", "--json").stdout.splitlines()
+              if line.startswith("{")]
+    (result,) = [e["result"] for e in theirs if e.get("event") == "result"]
+    assert result == ours and [r["state"] for r in ours] == ["complete", "unknown"]
+    assert "consistent" in ours[0] and "restorable_until" in ours[0]

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from bson import Timestamp
 
 from testenv import mender_data
-from tests import writer
+from tests import manifests, writer
 from tests.cli import assert_one_line_error, result_of, run
 from tests.test_backup_restore import snapshot
 
@@ -53,9 +53,9 @@ class Source:
         return sorted(p.name[:-len(".json")] for p in (self.dest / "oplog").glob("*.json"))
 
 
-def restore_to(src: Source, target, when: str, *args, check=True):
+def restore_to(src: Source, target, when: str, *args, check=True, env_extra: dict | None = None):
     return run("restore", "--to-time", when, "--json", *args,
-               env={**src.env, "MONGODB_URL": target.url}, check=check)
+               env={**src.env, "MONGODB_URL": target.url, **(env_extra or {})}, check=check)
 
 
 def user_databases(client) -> list[str]:
@@ -196,3 +196,34 @@ def test_slices_are_encrypted_with_the_backups_key(new_replica_set, new_ferretdb
     assert user_databases(target.client()) == []
     assert result_of(restore_to(src, target, when))["verified"]
     assert writer.state(target.client()) == writer.expected(n)       # the state at `when`, exactly
+
+
+def test_a_damaged_slice_manifest_wedges_nothing_and_slices_need_no_room_in_tmpdir(
+        new_replica_set, new_ferretdb, minio, bucket, tmp_path):
+    """An empty oplog/*.json (a damaged object at the destination) is listed apart and used by
+    no restore: `list`, `oplog`, `prune` and `restore --to-time` go on. With no room in TMPDIR
+    (MENDER_BACKUP_TMP_LIMIT=1Ki) the slices are read from S3 twice, not refused."""
+    src = Source(new_replica_set(), tmp_path)
+    src.env = {**minio.env(), "MONGODB_URL": src.server.url, "MENDER_BACKUP_DESTINATION": f"s3://{bucket}/pitr"}
+    manifests.mark_hand_made_s3(minio.client(), bucket, "pitr")
+    src.write(12)
+    first = src.backup()
+    src.write(12)
+    result_of(src.ship())
+    when, n = src.point()
+    src.write(6)
+    result_of(src.ship())
+    minio.client().put_object(Bucket=bucket, Key="pitr/oplog/1.1-2.1.json", Body=b"")   # damaged, oldest
+    listed = run("list", "--json", env=src.env)
+    assert "oplog slice 1.1-2.1" in listed.stdout and [b["id"] for b in result_of(listed)] == [first]
+    src.write(6)
+    assert result_of(src.ship())["shipped"] >= 6             # continues from the valid slices
+
+    target = new_ferretdb()
+    r = restore_to(src, target, when, env_extra={"MENDER_BACKUP_TMP_LIMIT": "1Ki"})
+    assert result_of(r)["verified"] is True and "reading it from the store twice" in r.stdout
+    assert writer.state(target.client()) == writer.expected(n)
+
+    pruned = result_of(run("prune", "--keep-last", "1", "--json", env=src.env))
+    assert pruned["delete"] == [] and "1.1-2.1" in pruned["delete_oplog_slices"]   # before every kept backup
+    assert "1.1-2.1" not in run("list", "--json", env=src.env).stdout

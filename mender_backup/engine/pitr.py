@@ -222,8 +222,9 @@ def fetched(store: Store, plan: Plan, reporter: Reporter, keyring: Keyring | Non
     with contextlib.ExitStack() as stack:
         out = []
         for s in plan.slices:
-            room = free_space(tempfile.gettempdir()) > 2 * s.manifest.size + (64 << 20)
-            if not room:
+            # a local store is read again at no cost; a remote one is copied once when it fits
+            room = not store.local and free_space(tempfile.gettempdir()) > 2 * s.manifest.size + (64 << 20)
+            if not room and not store.local:
                 reporter.warn(f"oplog slice {s.name} ({s.manifest.size} bytes) does not fit in TMPDIR: reading it "
                               f"from the store twice instead")
             f = stack.enter_context(tempfile.TemporaryFile(prefix="mender-backup-slice-")) if room else None
