@@ -135,8 +135,10 @@ def test_heartbeat_refreshes_the_lock(lock_store):
     with Lock(lock_store, "backup", "b1", stale_after=4.0, refresh_every=0.2) as lock:
         lock.acquire()
         first = Lock(lock_store, "x").read()
-        time.sleep(1.0)
-        later = Lock(lock_store, "x").read()
+        deadline = time.monotonic() + 5      # a refresh every 0.2 s: waits for the first one only
+        while (later := Lock(lock_store, "x").read()).refreshed_at == first.refreshed_at:
+            assert time.monotonic() < deadline, "the heartbeat never refreshed the lock"
+            time.sleep(0.02)
         assert later.token == first.token and later.refreshed_at > first.refreshed_at
         assert later.started_at == first.started_at
         lock.ensure_held()

@@ -249,8 +249,7 @@ def _check_slice(store: Store, s: Slice, copy_to) -> None:
             if copy_to is not None:
                 shutil.copyfileobj(h, copy_to, 1 << 20)
             else:
-                while h.read(1 << 20):
-                    pass
+                h.drain()
     except NotFoundError:
         raise IntegrityError(f"oplog slice {s.name} is missing its data ({s.data_key})") from None
     if h.size != s.manifest.size or h.hexdigest() != s.manifest.sha256:
