@@ -231,3 +231,27 @@ def test_sigterm_cleans_up_and_releases_the_lock(new_mongodb, tmp_path):
     assert not (dest / layout.LOCK).exists()
     assert not list(dest.rglob("*.partial")) and not list(dest.rglob("mongodb.archive*"))
     assert not list(dest.rglob("manifest.json"))
+
+
+def test_a_backup_dated_a_year_ahead_does_not_make_retention_delete_new_ones(new_mongodb, tmp_path):
+    """A clock a year ahead once: that backup is flagged in `list`, kept, not counted; each new
+    backup with --keep-last 1 is kept (it used to be deleted right after it was written)."""
+    import shutil
+    mongo = new_mongodb()
+    mender_data.seed_mongo(mongo.client(), scale=0.01)
+    e = {"MONGODB_URL": mongo.url, "MENDER_BACKUP_DESTINATION": f"file://{tmp_path}"}
+    real = result_of(run("backup", "--json", env=e))["id"]
+    ahead = datetime.now(timezone.utc) + timedelta(days=365)
+    future = layout.new_id(ahead)
+    shutil.copytree(tmp_path / "backups" / real, tmp_path / "backups" / future)
+    m = json.loads((tmp_path / "backups" / future / "manifest.json").read_text())
+    m.update(id=future, created_at=ahead.isoformat(), finished_at=ahead.isoformat())
+    (tmp_path / "backups" / future / "manifest.json").write_text(json.dumps(m))
+
+    newest = [result_of(run("backup", "--keep-last", "1", "--json", env=e))["id"] for _ in range(2)][-1]
+    rows = {r["id"]: r for r in result_of(run("list", "--json", env=e))}
+    assert set(rows) == {future, newest}
+    assert rows[future]["future"] is True and "dated" in rows[future]["problem"]
+    assert rows[newest]["future"] is False
+    run("verify", "latest", "--deep", env=e)        # `latest` is the newest real one
+    assert result_of(run("verify", "latest", "--json", env=e))["id"] == newest

@@ -31,8 +31,21 @@ from ..output import Reporter
 from ..stores import Store
 
 
+class _Named:
+    """A slice's two objects, from its name `<from>-<to>`."""
+    name: str
+
+    @property
+    def data_key(self) -> str:
+        return slice_key(f"{self.name}.bson.zst")
+
+    @property
+    def manifest_key(self) -> str:
+        return slice_key(f"{self.name}.json")
+
+
 @dataclass
-class Slice:
+class Slice(_Named):
     name: str                 # <from>-<to>, without extension
     manifest: SliceManifest
 
@@ -44,17 +57,9 @@ class Slice:
     def last(self) -> OpTime:
         return self.manifest.last
 
-    @property
-    def data_key(self) -> str:
-        return slice_key(f"{self.name}.bson.zst")
-
-    @property
-    def manifest_key(self) -> str:
-        return slice_key(f"{self.name}.json")
-
 
 @dataclass
-class DamagedSlice:
+class DamagedSlice(_Named):
     """A slice manifest that could not be read or is not valid: its range comes from its
     name. Never used by a restore; removed by prune only as a valid slice would be (when no
     kept backup can need its range), and never while it may just have been unreadable."""
@@ -63,14 +68,6 @@ class DamagedSlice:
     last: OpTime
     problem: str
     read_error: bool          # reading failed (transient, access): it may well be valid
-
-    @property
-    def data_key(self) -> str:
-        return slice_key(f"{self.name}.bson.zst")
-
-    @property
-    def manifest_key(self) -> str:
-        return slice_key(f"{self.name}.json")
 
 
 @dataclass
