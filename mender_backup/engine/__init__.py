@@ -1,4 +1,6 @@
-"""What the commands do: backup, restore, verify, prune, and what they share
-(the lock, the catalog of backups, retention, artifact copies, integrity
-checks). Each command module has one entry point, `run`, that takes options and
-a Reporter and returns a result document; nothing here prints or exits."""
+"""What the commands do: backup, restore, verify, prune, oplog, list, and what they
+share. The destination has one owner, repository.py (layout, locks, the catalogs of
+backups and slices in catalog.py and pitr.py, commits, deletions); retention, artifact
+copies, integrity checks, the restore's loading and oplog replay are libraries the
+commands use. Commands take their options and a Reporter and return a result
+document; nothing here prints to stdout or exits."""

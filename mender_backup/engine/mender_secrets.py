@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from ..errors import ConflictError, IntegrityError, MenderBackupError, NotFoundError, UsageError
+from ..errors import ConflictError, IntegrityError, NotFoundError, UsageError
 from ..format import encryption
 from ..format.digest import HashingWriter
 from ..format.encryption import Key, Keyring
@@ -136,8 +136,6 @@ def restore(bundle: Bundle, backup_id: str, reporter: Reporter, namespace: str =
 
 
 def require_encryption(names: list[str], keyring: Keyring | None) -> Key:
-    if not names:
-        raise MenderBackupError("no Mender secrets named")
     if keyring is None or keyring.current is None:
         raise UsageError("Mender's secrets are only stored encrypted: set MENDER_BACKUP_ENCRYPTION_KEY or "
                          "MENDER_BACKUP_ENCRYPTION_KEY_FILE (or do not ask for --mender-secrets)")

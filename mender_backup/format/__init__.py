@@ -1,6 +1,7 @@
 """The backup format: what is written at a destination, byte by byte.
 
-Nothing here does I/O of its own: archive, compression and digests work on
-streams handed to them; layout names the keys; manifest and metadata are the
-documents. docs/FORMAT.md is the specification these modules implement.
+Archive, compression, encryption and digests work on streams handed to them;
+layout names the keys; manifest, metadata, oplog and secrets_bundle are the documents;
+compat is the compatibility rule they share. No module here opens a connection or a
+store. docs/FORMAT.md is the specification these modules implement.
 """

@@ -66,7 +66,6 @@ class Plan:
     new_values: str
     chart_ref: str
     workloads: list[Workload] = field(default_factory=list)
-    value_changes: dict[tuple[str, ...], object] = field(default_factory=dict)
     secret_changes: list[SecretChange] = field(default_factory=list)
     kept_keys: dict[str, str] = field(default_factory=dict)      # service -> where its signing key comes from
     notes: list[str] = field(default_factory=list)
@@ -232,7 +231,7 @@ def build(helm: Helm, kube: Kube, req: Request) -> Plan:
         target_bucket=target_bucket if manifest.artifacts else None,
         repoints_mongodb=bool(req.mongodb_url) and req.mongodb_url != current_url,
         user_values=user_text, new_values=new_text, chart_ref=chart_ref,
-        workloads=_workloads(helm, kube, info), value_changes=changes, secret_changes=secret_changes,
+        workloads=_workloads(helm, kube, info), secret_changes=secret_changes,
         kept_keys=kept, notes=notes)
 
 

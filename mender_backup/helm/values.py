@@ -178,8 +178,7 @@ def _expand_empty(text: str, lines: list[str], parent: CommentedMap, key: str, d
     if not m:
         raise UsageError(f"cannot set {key}.{'.'.join(keys)}: unexpected layout on line {line + 1}")
     comment = f" {m.group(3)}" if m.group(3) else ""
-    eol = "\n" if src.endswith("\n") else "\n"
-    lines[line] = m.group(1) + comment + eol + _block(keys, value, col + unit, unit)
+    lines[line] = m.group(1) + comment + "\n" + _block(keys, value, col + unit, unit)
     return "".join(lines)
 
 

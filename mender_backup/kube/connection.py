@@ -51,11 +51,6 @@ class Kube:
         from kubernetes import client
         return client.BatchV1Api(self.api)
 
-    @property
-    def rbac(self):
-        from kubernetes import client
-        return client.RbacAuthorizationV1Api(self.api)
-
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Kube":
         return connect(os.environ if env is None else env)
