@@ -12,8 +12,8 @@ import base64
 import json
 from dataclasses import dataclass, field
 
-from ..engine import catalog
 from ..engine import mender as mender_info
+from ..engine.repository import Repository
 from ..errors import ConflictError, NotFoundError, UnreachableError, UsageError
 from ..format.manifest import Manifest
 from ..kube import secrets as kube_secrets
@@ -22,7 +22,7 @@ from ..kube import workloads
 from ..kube.workloads import Workload
 from ..mongo import client as mongo_client
 from ..redact import redact_url, register_secret, register_url_secrets
-from ..stores import bucket_store, destination_store
+from ..stores import bucket_store
 from . import mender
 from .companion import companion_destination, companion_name, cronjob_from_manifest
 from .runner import Helm, ReleaseInfo, resolve_chart
@@ -110,7 +110,16 @@ def _live(kube: Kube, ns: str, name: str, keys: tuple[str, ...]) -> dict[str, st
     return {k: data[k].decode() for k in keys if k in data}
 
 
+@dataclass
+class _Changes:
+    """What the plan changes, gathered by the steps of `build`."""
+    values: dict[tuple[str, ...], object] = field(default_factory=dict)    # path in the values -> new value
+    secrets: list[SecretChange] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
 def build(helm: Helm, kube: Kube, req: Request) -> Plan:
+    """Read and check everything a restore of `req` needs; -> the plan, or a one-line refusal."""
     info = ReleaseInfo.from_metadata(helm.get_metadata(req.release))
     mender.check_supported(info)
     info.require_deployed()
@@ -123,41 +132,58 @@ def build(helm: Helm, kube: Kube, req: Request) -> Plan:
                          f"supported; nothing was changed")
     register_url_secrets(req.mongodb_url)
     register_url_secrets(req.connect_url)
-    changes: dict[tuple[str, ...], object] = {}
-    secret_changes: list[SecretChange] = []
-    notes: list[str] = []
+    ch = _Changes()
+    current_url, connect = _repoint_mongodb(kube, ns, mv, req, ch)
+    target_bucket = _repoint_bucket(kube, ns, mv, req, ch)
+    destination, repo, manifest = _backup(helm, info, req, connect, mv, ch)
+    kept = _carry_signing_keys(kube, ns, mv, repo, manifest, ch)
+    new_text = rewrite_values(user_text, ch.values) if ch.values else user_text
+    load_values(new_text)
+    return Plan(
+        request=req, info=info, mender=mv, manifest=manifest, destination=destination, connect_url=connect,
+        target_bucket=target_bucket if manifest.artifacts else None,
+        repoints_mongodb=bool(req.mongodb_url) and req.mongodb_url != current_url,
+        user_values=user_text, new_values=new_text, chart_ref=chart_ref,
+        workloads=_workloads(helm, kube, info), secret_changes=ch.secrets,
+        kept_keys=kept, notes=ch.notes)
 
-    # --- MongoDB: where Mender reads it now, and where it will
+
+def _repoint_mongodb(kube: Kube, ns: str, mv: mender.MenderValues, req: Request, ch: _Changes) -> tuple[str, str]:
+    """Where Mender reads MongoDB now, and where it will; -> (the current URL, the URL this
+    machine restores to)."""
     current = _live(kube, ns, mv.mongodb_secret, mender.MONGODB_KEYS)
     current_url = current.get("MONGO_URL") or current.get("MONGO") or ""
     register_url_secrets(current_url)
     if req.mongodb_url:
         if mv.user_mongodb_secret:
-            secret_changes.append(SecretChange(mv.mongodb_secret, {k: req.mongodb_url for k in current},
-                                               "global.mongodb.existingSecret: Mender reads the URL from it"))
+            ch.secrets.append(SecretChange(mv.mongodb_secret, {k: req.mongodb_url for k in current},
+                                           "global.mongodb.existingSecret: Mender reads the URL from it"))
         else:
-            changes[mender.MONGODB_URL] = req.mongodb_url
+            ch.values[mender.MONGODB_URL] = req.mongodb_url
             if mv.embedded_mongodb:
-                changes[mender.EMBEDDED_MONGODB] = False
-                notes.append("the release runs the chart's embedded MongoDB; Mender moves to the given URL, so "
-                             "the plan turns it off (mongodb.enabled: false): the upgrade removes its workload, "
-                             "its volume is kept")
+                ch.values[mender.EMBEDDED_MONGODB] = False
+                ch.notes.append("the release runs the chart's embedded MongoDB; Mender moves to the given URL, so "
+                                "the plan turns it off (mongodb.enabled: false): the upgrade removes its workload, "
+                                "its volume is kept")
         for svc, secret in mv.service_mongodb_secrets.items():
             keys = _live(kube, ns, secret, mender.MONGODB_KEYS)
             if not keys:
                 raise UsageError(f"{svc}.mongodbExistingSecret {secret} holds neither MONGO nor MONGO_URL: update "
                                  f"it yourself or unset it; nothing was changed")
-            secret_changes.append(SecretChange(secret, {k: req.mongodb_url for k in keys},
-                                               f"{svc}.mongodbExistingSecret: the {svc} service reads its URL from it"))
+            ch.secrets.append(SecretChange(secret, {k: req.mongodb_url for k in keys},
+                                           f"{svc}.mongodbExistingSecret: the {svc} service reads its URL from it"))
     elif mv.service_mongodb_secrets:
-        notes.append("services with their own MongoDB Secret (" + ", ".join(
+        ch.notes.append("services with their own MongoDB Secret (" + ", ".join(
             f"{s}: {n}" for s, n in mv.service_mongodb_secrets.items()) + ") keep it: the data goes to the "
             "release's MongoDB only")
     connect = req.connect_url or req.mongodb_url or current_url
     if not connect:
         raise NotFoundError(f"no MongoDB URL in Secret {mv.mongodb_secret}: pass --mongodb-url or --connect-url")
+    return current_url, connect
 
-    # --- the bucket
+
+def _repoint_bucket(kube: Kube, ns: str, mv: mender.MenderValues, req: Request, ch: _Changes) -> str | None:
+    """The bucket Mender reads artifacts from after the restore (checked reachable)."""
     s3 = _live(kube, ns, mv.s3_secret, mender.BUCKET_KEYS)
     old_bucket = s3.get("AWS_BUCKET") or s3.get("STORAGE_BUCKET") or mv.get(mender.BUCKET) or ""
     if req.bucket and req.bucket != old_bucket:
@@ -165,27 +191,30 @@ def build(helm: Helm, kube: Kube, req: Request) -> Plan:
             if not s3:
                 raise UsageError(f"global.s3.existingSecret {mv.s3_secret} holds neither AWS_BUCKET nor "
                                  f"STORAGE_BUCKET: nothing was changed")
-            secret_changes.append(SecretChange(mv.s3_secret, {k: req.bucket for k in s3},
-                                               "global.s3.existingSecret: Mender reads the bucket from it"))
+            ch.secrets.append(SecretChange(mv.s3_secret, {k: req.bucket for k in s3},
+                                           "global.s3.existingSecret: Mender reads the bucket from it"))
         else:
-            changes[mender.BUCKET] = req.bucket
+            ch.values[mender.BUCKET] = req.bucket
         rule = mv.proxy_rule
         if rule:
             moved = mender.proxy_rule_for(rule, old_bucket, req.bucket)
             if moved:
-                changes[mender.PROXY_RULE] = moved
+                ch.values[mender.PROXY_RULE] = moved
             else:
-                notes.append(f"the storage proxy route {rule!r} does not name the bucket: left as it is")
-
+                ch.notes.append(f"the storage proxy route {rule!r} does not name the bucket: left as it is")
     target_bucket = (req.bucket or old_bucket or None)
     if target_bucket:
         bucket_store(target_bucket).check()      # before anything stops
+    return target_bucket
 
-    # --- the backup, and the Mender that wrote it
+
+def _backup(helm: Helm, info: ReleaseInfo, req: Request, connect: str, mv: mender.MenderValues,
+            ch: _Changes) -> tuple[str, Repository, Manifest]:
+    """The backup to restore, its key present, and a Mender no newer than the release."""
     destination = req.destination or companion_destination(helm, info)
-    store = destination_store(destination)
-    store.check()
-    manifest = catalog.resolve(store, req.backup)
+    repo = Repository.at(destination)
+    repo.check(write=False)
+    manifest = repo.resolve(req.backup)
     if manifest.encryption:      # the key it needs, here, before anything stops (exit 6 without)
         from ..engine import keys
         keys.from_env().require(manifest.encryption.key_fingerprint, f"backup {manifest.id}")
@@ -196,13 +225,18 @@ def build(helm: Helm, kube: Kube, req: Request) -> Plan:
         raise ConflictError(f"backup {manifest.id} is from a newer Mender ({'; '.join(newer)}): the release "
                             f"cannot run it; upgrade the release first, or pass --force")
     if newer:
-        notes.append(f"--force: restoring data from a newer Mender ({'; '.join(newer)})")
+        ch.notes.append(f"--force: restoring data from a newer Mender ({'; '.join(newer)})")
     if not mv.migrations:
-        notes.append("dbmigration.enable is false in the release: the upgrade runs no migrations")
+        ch.notes.append("dbmigration.enable is false in the release: the upgrade runs no migrations")
+    return destination, repo, manifest
 
-    # --- the signing keys: the backup's, when it holds them (tokens signed before the backup
-    # verify after it, also on a new cluster); else the live ones, so the upgrade generates none
-    from_backup = _backup_signing_keys(store, manifest, notes)
+
+def _carry_signing_keys(kube: Kube, ns: str, mv: mender.MenderValues, repo: Repository, manifest: Manifest,
+                        ch: _Changes) -> dict[str, str]:
+    """The signing keys the upgrade keeps: the backup's, when it holds them (tokens signed
+    before the backup verify after it, also on a new cluster); else the live ones, so the
+    upgrade generates none; -> service -> where its key comes from."""
+    from_backup = _backup_signing_keys(repo.store, manifest, ch.notes)
     regenerated = mv.signing_keys_to_keep()
     kept: dict[str, str] = {}
     for svc, secret in mv.signing_key_services().items():
@@ -213,26 +247,17 @@ def build(helm: Helm, kube: Kube, req: Request) -> Plan:
             except NotFoundError:
                 pem = None
             if not pem:
-                notes.append(f"{secret} has no private.pem: the upgrade generates a new {svc} key (sessions and "
-                             f"tokens it signed become invalid)")
+                ch.notes.append(f"{secret} has no private.pem: the upgrade generates a new {svc} key (sessions "
+                                f"and tokens it signed become invalid)")
                 continue
             key, source = pem.decode(), f"Secret {secret}"
         if key is None:
             continue
         register_secret(key)
         register_secret(json.dumps(key)[1:-1])      # as it stands in the values file
-        changes[(svc, "certs", "key")] = key
+        ch.values[(svc, "certs", "key")] = key
         kept[svc] = source
-
-    new_text = rewrite_values(user_text, changes) if changes else user_text
-    load_values(new_text)
-    return Plan(
-        request=req, info=info, mender=mv, manifest=manifest, destination=destination, connect_url=connect,
-        target_bucket=target_bucket if manifest.artifacts else None,
-        repoints_mongodb=bool(req.mongodb_url) and req.mongodb_url != current_url,
-        user_values=user_text, new_values=new_text, chart_ref=chart_ref,
-        workloads=_workloads(helm, kube, info), secret_changes=secret_changes,
-        kept_keys=kept, notes=notes)
+    return kept
 
 
 def _backup_signing_keys(store, manifest: Manifest, notes: list[str]) -> dict[str, str]:
