@@ -145,6 +145,20 @@ def _collect_secrets(opts: BackupOptions, reporter: Reporter):
     return mender_secrets.collect(kube, opts.mender_namespace or kube.namespace, required, optional, reporter)
 
 
+def _copy_artifacts(opts: BackupOptions, reporter: Reporter, source_bucket: Store, dest: Store) -> list:
+    """Copy the artifacts the destination lacks (they are immutable: same key, same size, same
+    object); -> the manifest's inventory of every artifact the backup references."""
+    source = artifacts.inventory(source_bucket)
+    have = artifacts.inventory(dest, ARTIFACTS)
+    p = artifacts.plan(source, have)
+    reporter.info(f"artifacts: {len(source)} in {source_bucket}, {p.present} already backed up, "
+                  f"copying {len(p.to_copy)} ({p.bytes} bytes)",
+                  artifacts=len(source), artifacts_copied=len(p.to_copy), artifact_bytes_copied=p.bytes)
+    artifacts.copy(source_bucket, "", dest, ARTIFACTS, p.to_copy, reporter, "copying artifacts")
+    opts.stats.update(artifacts_copied=len(p.to_copy), artifact_bytes_copied=p.bytes)
+    return artifacts.entries(source)
+
+
 def _sealed(out, key: encryption.Key | None, context: str):
     return encryption.encryptor(out, key, context) if key else contextlib.nullcontext(out)
 
@@ -187,18 +201,7 @@ def _backup(opts: BackupOptions, reporter: Reporter, repo: Repository, source_bu
     reporter.info(f"archive written: {docs} documents, {hashing.size} bytes ({comp})",
                   documents=docs, archive_bytes=hashing.size)
 
-    artifact_entries: list = []
-    if source_bucket:
-        source = artifacts.inventory(source_bucket)
-        have = artifacts.inventory(dest, ARTIFACTS)
-        p = artifacts.plan(source, have)
-        reporter.info(f"artifacts: {len(source)} in {source_bucket}, {p.present} already backed up, "
-                      f"copying {len(p.to_copy)} ({p.bytes} bytes)",
-                      artifacts=len(source), artifacts_copied=len(p.to_copy), artifact_bytes_copied=p.bytes)
-        artifacts.copy(source_bucket, "", dest, ARTIFACTS, p.to_copy, reporter, "copying artifacts")
-        opts.stats.update(artifacts_copied=len(p.to_copy), artifact_bytes_copied=p.bytes)
-        artifact_entries = artifacts.entries(source)
-
+    artifact_entries = _copy_artifacts(opts, reporter, source_bucket, dest) if source_bucket else []
     manifest = Manifest(
         id=backup_id, created_at=started.isoformat(), finished_at=datetime.now(timezone.utc).isoformat(),
         tool_version=__version__, server_version=server_version,
