@@ -357,7 +357,9 @@ def start_pushgateway(workdir: Path) -> Pushgateway:
 
 # --- the real Mender Server backend (../shared/mender-server, built by `make test-env`) ----
 
-MENDER_SERVER = CACHE / "mender-server"     # build.sh's PREFIX, with the scripts in scripts/
+# build.sh's PREFIX, with the scripts in scripts/ (MENDER_BACKUP_MENDER_SERVER: one built elsewhere,
+# with start.sh, smoke.sh and stop.sh copied into its scripts/)
+MENDER_SERVER = Path(os.environ.get("MENDER_BACKUP_MENDER_SERVER", CACHE / "mender-server"))
 MENDER_SERVICES = ("useradm", "deviceauth", "inventory", "deployments", "workflows", "deviceconnect",
                    "deviceconfig", "iot-manager")
 
