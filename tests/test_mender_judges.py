@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import shutil
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -62,12 +63,15 @@ def new_bucket(minio) -> str:
     return name
 
 
+@dataclass(frozen=True)
 class Seeded:
     """Mender A, seeded, backed up twice (plain and encrypted), then stopped."""
-
-    def __init__(self, state: Path, keys: Path, plain: str, encrypted: str, key: str, bucket: str):
-        self.state, self.keys, self.plain, self.encrypted, self.key, self.bucket = \
-            state, keys, plain, encrypted, key, bucket
+    state: Path         # smoke.sh's STATE_DIR: what seed made (user, device key, artifact, ids)
+    keys: Path          # A's JWT signing keys (KEYS_DIR)
+    plain: str          # file:// destination of the plain backup
+    encrypted: str      # ... and of the encrypted one
+    key: str            # its MENDER_BACKUP_ENCRYPTION_KEY
+    bucket: str         # A's artifact bucket
 
 
 @pytest.fixture(scope="module")
