@@ -17,7 +17,7 @@ from . import __version__
 from .engine.failures import translate
 from .engine.lock import STALE_AFTER_SECONDS
 from .engine.retention import Policy
-from .errors import EXIT_CODES_HELP, MenderBackupError
+from .errors import EXIT_CODES_HELP, EXIT_FAILED, MenderBackupError
 from .output import Reporter, backups_table, human_bytes
 from .redact import register_url_secrets, scrub
 
@@ -279,15 +279,31 @@ def verify(
         "--restore-artifacts-into", envvar="MENDER_BACKUP_VERIFY_ARTIFACTS_BUCKET", show_envvar=True,
         show_default=False, help="With --restore-into: also copy every artifact into this scratch bucket "
                                  "(under the same unique prefix, removed after) and check it.")] = "",
+    mender: Annotated[Optional[list[str]], typer.Option(
+        "--mender", envvar="MENDER_BACKUP_VERIFY_MENDER", show_envvar=True, show_default=False,
+        help="Check the running Mender instead of a backup (after a restore): call each service's health "
+             "endpoint and print one line per service. SERVICE=URL or a URL whose host name names the "
+             "service (http://mender-useradm:8080); repeat, or comma-separate. Exit 1 if any is unhealthy.")
+    ] = None,
     json_out: JsonOut = False, quiet: Quiet = False,
 ) -> None:
     """Check a backup's archive checksum and artifacts (and, with --deep, its contents;
-    with --restore-into, restore it into a scratch MongoDB and verify that)."""
+    with --restore-into, restore it into a scratch MongoDB and verify that); with --mender,
+    check that the running Mender services are healthy."""
     from .engine import trial_restore
     from .engine import verify as engine_verify
     from .stores import destination_store
 
     rep = _reporter(json_out, quiet)
+    if mender:
+        from .engine import health
+        targets = _run(rep, lambda: health.parse_targets(mender))
+        checked = health.check_all(targets)
+        rep.result(health.as_json(checked), health.lines(checked))
+        sick = [f"{h.service} ({h.detail})" for h in checked if not h.healthy]
+        if sick:
+            _fail(rep, f"{len(sick)} of {len(checked)} Mender services unhealthy: {', '.join(sick)}", EXIT_FAILED)
+        return
     register_url_secrets(restore_into)
     obs = _observer("verify", destination, rep)
     keyring = _run(rep, _keyring, obs)

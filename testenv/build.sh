@@ -18,12 +18,12 @@ mkdir -p "$BIN" "$LOG"
 DEMO=0
 [[ "${1:-}" == "--demo" ]] && DEMO=1
 
-# The project's shared folder (DocumentDB and mongo-tools sources): next to the clone,
+# The project's shared folder (DocumentDB, mongo-tools and Mender Server sources): next to the clone,
 # wherever CI put it, or where the developers' machines have it.
 SHARED="${MENDER_BACKUP_SHARED:-$REPO/../shared}"
 [[ -d "$SHARED" || -n "${MENDER_BACKUP_SHARED:-}" ]] || SHARED=/work/shared
-if [[ ! -x "$SHARED/documentdb/build.sh" || ! -x "$SHARED/mongo-tools/build.sh" ]]; then
-  echo "FAILED the shared folder with documentdb/ and mongo-tools/ is not at $SHARED: set MENDER_BACKUP_SHARED"
+if [[ ! -x "$SHARED/documentdb/build.sh" || ! -x "$SHARED/mongo-tools/build.sh" || ! -x "$SHARED/mender-server/build.sh" ]]; then
+  echo "FAILED the shared folder with documentdb/, mongo-tools/ and mender-server/ is not at $SHARED: set MENDER_BACKUP_SHARED"
   exit 1
 fi
 
@@ -393,6 +393,26 @@ prometheusrule_crd() {
     && echo "copied prometheusrules.crd.yaml (prometheus-operator $PROMETHEUS_OPERATOR_VERSION)"
 }
 
+# The real Mender Server backend (v4.1.3, the services of chart mender-8.2.1), from the
+# source tarball in the shared folder: its build.sh (idempotent: 0 s when built) into
+# $CACHE/mender-server, with a copy of its start.sh, smoke.sh and stop.sh in scripts/ (taken
+# anew on every run), which the tests run (testenv/servers.py mender_server()). A half-made
+# prefix is removed.
+mender_server() {
+  local prefix="$CACHE/mender-server" start=$SECONDS f
+  if ! "$SHARED/mender-server/build.sh" "$prefix" >"$LOG/mender-server.log.new" 2>&1; then
+    mv "$LOG/mender-server.log.new" "$LOG/mender-server.log"
+    failed mender-server "$LOG/mender-server.log"; rm -rf "$prefix"; return 1
+  fi
+  mkdir -p "$prefix/scripts"
+  for f in start.sh smoke.sh stop.sh; do install -m 755 "$SHARED/mender-server/$f" "$prefix/scripts/$f" || return 1; done
+  if grep -q '^ok ' "$LOG/mender-server.log.new"; then    # built before: keep that build's log
+    rm -f "$LOG/mender-server.log.new"; echo "ok     mender-server ($(cat "$prefix/VERSION"), cached)"; return 0
+  fi
+  mv "$LOG/mender-server.log.new" "$LOG/mender-server.log"
+  echo "built  mender-server in $((SECONDS - start))s"
+}
+
 go_builds() {
   local status=0
   timed minio build minio minio "github.com/minio/minio@$MINIO_VERSION" || status=1
@@ -411,6 +431,7 @@ go_builds() {
   timed rules-check in_wrapper rules-check "github.com/prometheus/prometheus/model/rulefmt@$PROMETHEUS_VERSION" \
     rules_check_in_wrapper rules-check "$PROMETHEUS_VERSION" || status=1
   timed prometheus-crd prometheusrule_crd || status=1
+  timed mender-server mender_server || status=1
   return $status
 }
 

@@ -353,3 +353,112 @@ def start_pushgateway(workdir: Path) -> Pushgateway:
     pg = Pushgateway(server, f"http://127.0.0.1:{port}")
     _wait(pg.ready, "pushgateway", server.proc, server.log)
     return pg
+
+
+# --- the real Mender Server backend (../shared/mender-server, built by `make test-env`) ----
+
+# build.sh's PREFIX, with the scripts in scripts/ (MENDER_BACKUP_MENDER_SERVER: one built elsewhere,
+# with start.sh, smoke.sh and stop.sh copied into its scripts/)
+MENDER_SERVER = Path(os.environ.get("MENDER_BACKUP_MENDER_SERVER", CACHE / "mender-server"))
+MENDER_SERVICES = ("useradm", "deviceauth", "inventory", "deployments", "workflows", "deviceconnect",
+                   "deviceconfig", "iot-manager")
+
+
+@dataclass(frozen=True)
+class MenderBuild:
+    """Where the built Mender Server is: PREFIX (bin/, etc/, VERSION) and the shared
+    folder's start.sh, smoke.sh and stop.sh (copied by the build; their headers say how)."""
+    prefix: Path
+    start: Path
+    smoke: Path
+    stop: Path
+
+    @property
+    def version(self) -> str:
+        return (self.prefix / "VERSION").read_text().strip()
+
+
+def mender_server() -> MenderBuild:
+    """The Mender Server build of `make test-env`; ToolMissing when there is none."""
+    scripts = MENDER_SERVER / "scripts"
+    build = MenderBuild(MENDER_SERVER, scripts / "start.sh", scripts / "smoke.sh", scripts / "stop.sh")
+    for p in (MENDER_SERVER / "VERSION", MENDER_SERVER / "bin" / "useradm", build.start, build.smoke, build.stop):
+        if not p.exists():
+            raise ToolMissing(f"Mender Server not built ({p} missing): run `make test-env`")
+    return build
+
+
+def free_ports(n: int) -> int:
+    """The first of n consecutive free ports (start.sh's BASE_PORT)."""
+    import random
+    for _ in range(200):
+        base = random.randrange(20000, 60000 - n)
+        socks = []
+        try:
+            for p in range(base, base + n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError(f"no {n} consecutive free ports")
+
+
+@dataclass
+class Mender:
+    """The Mender services start.sh started in run_dir; `stop()` ends them and deletes run_dir."""
+    build: MenderBuild
+    run_dir: Path
+    env_file: Path
+    keys_dir: Path
+    log: str = ""
+
+    def urls(self) -> dict[str, str]:
+        """service -> base URL, read from start.sh's mender.env."""
+        env = dict(line.split("=", 1) for line in self.env_file.read_text().splitlines() if "=" in line)
+        return {s: env[s.upper().replace("-", "_") + "_URL"] for s in MENDER_SERVICES}
+
+    def smoke(self, mode: str, state: Path, env: dict[str, str] | None = None,
+              timeout: float = 180) -> subprocess.CompletedProcess:
+        """smoke.sh seed|verify|all: its ok/FAIL lines on stdout; exit 1 if a check failed."""
+        return subprocess.run([str(self.build.smoke), mode, str(self.env_file), str(state)], capture_output=True,
+                              text=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+    def stop_service(self, name: str) -> None:
+        """Stop one service (SIGTERM by its pid file, as stop.sh does): a partial outage."""
+        pidfile = self.run_dir / "pids" / f"{name}.pid"
+        pid = int(pidfile.read_text())
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while not _exited(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        pidfile.unlink()
+
+    def stop(self, purge: bool = True) -> None:
+        subprocess.run([str(self.build.stop), str(self.run_dir), *(["--purge"] if purge else [])],
+                       capture_output=True, timeout=60)
+
+
+def start_mender(build: MenderBuild, run_dir: Path, mongo_url: str, minio: MinIO, bucket: str,
+                 keys_dir: Path | None = None, automigrate: bool = True) -> Mender:
+    """start.sh on 10 free consecutive ports: the eight services and a private NATS, against
+    mongo_url and the bucket on MinIO (~5-10 s). keys_dir: the JWT signing keys to use
+    (a restore's must be the original's); default a new pair in run_dir/keys."""
+    keys = keys_dir or run_dir / "keys"
+    env = {**os.environ, "MENDER_PREFIX": str(build.prefix), "MONGO_URL": mongo_url, "S3_URL": minio.endpoint,
+           "S3_ACCESS_KEY": minio.access_key, "S3_SECRET_KEY": minio.secret_key, "S3_BUCKET": bucket,
+           "KEYS_DIR": str(keys), "BASE_PORT": str(free_ports(10)), "AUTOMIGRATE": "1" if automigrate else "0",
+           "START_TIMEOUT": "90"}
+    r = subprocess.run([str(build.start), str(run_dir)], capture_output=True, text=True, env=env, timeout=600)
+    mender = Mender(build, run_dir, run_dir / "mender.env", keys, r.stderr)
+    if r.returncode != 0:
+        mender.stop(purge=False)
+        raise RuntimeError(f"Mender start.sh exited {r.returncode}:\n{r.stderr[-3000:]}")
+    return mender
