@@ -2,8 +2,10 @@
 
 Order of work, each step only when the one before succeeded:
  1. prove the archive intact before touching anything: sha256 against the
-    manifest, or, for a vendor archive without manifest, a full parse (CRCs); a remote
-    archive is copied to a local temporary file in that same read;
+    manifest and, in the same read, a full parse (decompression, CRCs) compared with the
+    manifest (every collection it lists there and no other, counts and digests:
+    integrity.check_plan), or, for a vendor archive without manifest, the full parse; a
+    remote archive is copied to a local temporary file in that same read;
  2. plan: refuse a target database that holds data unless --drop; --dry-run
     prints the plan and stops;
  3. drop (only the collections the backup holds), create with options (time-series
