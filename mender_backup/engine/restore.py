@@ -191,9 +191,17 @@ def _create_collections(client, plan: Plan, reporter: Reporter) -> None:
         reporter.info(f"dropping {db}.{c} ({n} documents)")
         client[db].drop_collection(c)
     existing = mongo.existing_counts(client, [(i.db, i.name) for i in plan.namespaces])
-    for info in plan.namespaces:
-        if (info.db, info.name) not in existing:
-            mongo.create(client, info)
+    try:
+        for info in plan.namespaces:
+            if (info.db, info.name) not in existing:
+                mongo.create(client, info)
+                made.append(info)
+    except Exception:
+        # options the server refuses (the archive's metadata): leave no half-made target behind
+        for m in reversed(made):
+            with contextlib.suppress(perr.PyMongoError):
+                client[m.db].drop_collection(m.name)
+        raise
 
 
 def run(opts: RestoreOptions, reporter: Reporter) -> dict:
