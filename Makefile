@@ -69,6 +69,7 @@ image: venv
 # The hashed lock of the runtime dependencies (the image and the helm plugin install it).
 lock: venv
 	$(PY) -m pip install --quiet uv
+	cp requirements/runtime.txt requirements/runtime.txt.new   # uv keeps the pins it finds there
 	$(VENV)/bin/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes \
 	  --no-header --annotation-style line -o requirements/runtime.txt.new
 	{ echo "# The exact runtime dependencies of mender-backup, with their hashes: what the image and"; \

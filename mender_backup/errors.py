@@ -49,3 +49,8 @@ class UnreachableError(MenderBackupError):
 
 class EncryptionKeyError(UnreachableError):
     """An encrypted backup and no key for it (none given, or not the one it needs)."""
+
+
+class InvalidManifestError(IntegrityError):
+    """A manifest or oplog slice manifest that does not follow its JSON Schema
+    (mender_backup/format/schemas/): refused before any field of it is trusted."""

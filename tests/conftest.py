@@ -62,7 +62,7 @@ def minio(tmp_path_factory):
 @pytest.fixture(scope="session", autouse=True)
 def every_manifest_follows_the_format(tmp_path_factory):
     """After the session: every manifest our backups wrote under the tests' folders follows
-    docs/FORMAT.md's schema (MinIO buckets are audited when their server stops)."""
+    its schema (mender_backup/format/schemas/; MinIO buckets are audited when their server stops)."""
     yield
     manifests.audit_tree(tmp_path_factory.getbasetemp())
 

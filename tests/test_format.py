@@ -1,5 +1,6 @@
-"""docs/FORMAT.md is the format's one home: its manifest schema validates what backups write,
-rejects what they must not, and the readers follow its compatibility rule."""
+"""The format's schemas (mender_backup/format/schemas/, their one home; docs/FORMAT.md explains
+them) validate what backups write and reject what they must not, and the readers validate
+before they trust and follow docs/FORMAT.md's compatibility rule."""
 
 from __future__ import annotations
 
@@ -133,3 +134,35 @@ def test_a_reader_refuses_encryption_in_a_format_1_manifest(encrypted):
     m = dict(encrypted, format_version=1)
     with pytest.raises(IntegrityError, match="encrypted parts in format_version 1"):
         Manifest.from_json(json.dumps(m).encode(), "t")
+
+
+def test_format_md_points_at_the_schemas_the_wheel_ships():
+    import tomllib
+    from mender_backup.format import schema
+    text = manifests.ROOT.joinpath("docs", "FORMAT.md").read_text()
+    data = tomllib.loads(manifests.ROOT.joinpath("pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert data["mender_backup.format"] == ["schemas/*.schema.json"]
+    for name in ("manifest", "slice"):
+        assert f"mender_backup/format/schemas/{name}.schema.json" in text
+        assert schema.load(name)["$id"] == f"https://mender-backup/{name}.schema.json"
+    assert "```json\n{\n  \"$schema\"" not in text        # no second copy to drift
+
+
+def test_a_reader_refuses_a_manifest_that_breaks_the_schema_in_one_line(written):
+    from mender_backup.errors import InvalidManifestError
+    for breakage, field in [
+        (lambda m: m["databases"]["format_check"]["devices"].update(count=-1), "databases/format_check/devices/count"),
+        (lambda m: m["databases"]["format_check"]["devices"].update(count="10"), "databases/format_check/devices/count"),
+        (lambda m: m.update(artifacts=[{"key": "../../etc/passwd", "size": 1}]), "artifacts/0/key"),
+        (lambda m: m.update(artifacts=[{"key": "/etc/passwd", "size": 1}]), "artifacts/0/key"),
+        (lambda m: m.update(artifacts=[{"key": "a\x00b", "size": 1}]), "artifacts/0/key"),
+        (lambda m: m.update(artifacts=[{"key": "a\\b", "size": 1}]), "artifacts/0/key"),
+        (lambda m: m.update(created_at="2026-11-24T03:15:00"), "created_at"),
+        (lambda m: m["archive"].update(size=-5), "archive/size"),
+    ]:
+        m = json.loads(json.dumps(written["manifest"]))
+        breakage(m)
+        with pytest.raises(InvalidManifestError) as caught:
+            Manifest.from_json(json.dumps(m).encode(), "backup x")
+        assert caught.value.exit_code == 5 and "\n" not in str(caught.value)
+        assert str(caught.value).startswith(f"backup x: invalid manifest: {field}: "), str(caught.value)

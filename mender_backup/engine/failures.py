@@ -4,7 +4,7 @@ command line, the helm plugin), so a failure reads the same in both."""
 
 from __future__ import annotations
 
-from ..errors import EXIT_FAILED, EXIT_UNREACHABLE, MenderBackupError
+from ..errors import EXIT_FAILED, EXIT_UNREACHABLE, IntegrityError, MenderBackupError
 
 
 def translate(exc: BaseException) -> MenderBackupError:
@@ -16,9 +16,22 @@ def translate(exc: BaseException) -> MenderBackupError:
     if mod.startswith(("botocore", "boto3", "urllib3")):
         from ..stores import s3_error
         return s3_error(exc, "S3")
+    if _is_decoder_error(exc):        # (gzip's BadGzipFile is an OSError: before that branch)
+        return IntegrityError(f"compressed data is corrupt or truncated ({type(exc).__name__}: {exc})")
     if isinstance(exc, OSError):
         return _error(f"{exc.strerror or exc} ({getattr(exc, 'filename', '') or type(exc).__name__})", EXIT_FAILED)
     return _error(f"unexpected {type(exc).__name__}: {exc}", EXIT_FAILED)
+
+
+def _is_decoder_error(exc: BaseException) -> bool:
+    """A decompressor's own error (format/compression.py raises them as integrity errors
+    already; this is the net for any read that does not go through it)."""
+    import gzip
+    import lzma
+    import zlib
+
+    import zstandard
+    return isinstance(exc, (lzma.LZMAError, zlib.error, gzip.BadGzipFile, zstandard.ZstdError))
 
 
 def _mongo(exc: BaseException) -> MenderBackupError:

@@ -5,6 +5,7 @@ the comparison of what was found with what was expected."""
 from __future__ import annotations
 
 import contextlib
+import gzip
 import io
 import os
 import shutil
@@ -21,6 +22,7 @@ from ..format.layout import backup_key
 from ..format.manifest import Manifest
 from ..output import Reporter, human_bytes
 from ..stores import Store
+from .namespaces import BUCKETS, OPLOG
 
 Namespace = tuple[str, str]
 
@@ -33,32 +35,80 @@ def require_key(manifest: Manifest, keyring: Keyring | None) -> None:
 
 
 def check_sha256(store: Store, manifest: Manifest, reporter: Reporter, keyring: Keyring | None = None,
-                 copy: BinaryIO | None = None) -> None:
+                 copy: BinaryIO | None = None, scan: bool = False) -> None:
     """The stored archive against the manifest's sha256 and size; an encrypted one is
     also decrypted in the same read, so every segment is authenticated (the key is
     right and nothing was changed) before a restore writes anything. With `copy`, every
     byte read is also written there: one read of a remote archive both proves it and
-    leaves a local copy to restore from."""
+    leaves a local copy to restore from. With `scan`, that same read also decompresses and
+    parses the archive and proves it holds what the manifest lists (check_plan): a restore
+    knows all of it is there before its first write."""
     require_key(manifest, keyring)
     key = backup_key(manifest.id, manifest.archive.key)
-    auth_error: IntegrityError | None = None
+    read_error: IntegrityError | None = None
+    what = f"archive of backup {manifest.id}"
     with contextlib.closing(store.open_read(key)) as f, \
             reporter.progress(f"checking archive of {manifest.id}", total=manifest.archive.size) as prog:
         h = HashingReader(f)
         counted = _Counting(h, prog, copy)
-        if manifest.encryption:
-            try:
-                plain = decryptor(counted, keyring, archive_context(manifest), f"archive of backup {manifest.id}",
-                                  manifest.encryption.key_fingerprint)
+        try:
+            plain = (decryptor(counted, keyring, archive_context(manifest), what, manifest.encryption.key_fingerprint)
+                     if manifest.encryption else counted)
+            if scan:
+                check_plan(manifest, scan_archive(plain, reporter, what, progress=False))
+            elif manifest.encryption:
                 while plain.read(1 << 20):
                     pass
-            except IntegrityError as exc:
-                auth_error = exc
+        except IntegrityError as exc:
+            read_error = exc
         while counted.read(1 << 20):
             pass
     check_digest(manifest, h)          # a changed byte is reported as a checksum mismatch first
-    if auth_error is not None:
-        raise auth_error
+    if read_error is not None:
+        raise read_error
+
+
+def check_plan(manifest: Manifest, contents: "ArchiveContents") -> None:
+    """The archive holds exactly what the manifest lists (docs/FORMAT.md: nothing that is not
+    in the manifest is trusted): every collection and view in both, of the same type, with
+    the manifest's count and content digest, the oplog namespace as point_in_time says."""
+    listed = {(db, c): e for db, colls in manifest.databases.items() for c, e in colls.items()}
+    prelude = {(cm.db, cm.collection): cm for cm in contents.prelude.collections if (cm.db, cm.collection) != OPLOG}
+
+    def data_of(ns: Namespace) -> Namespace:
+        """Where the manifest counts a namespace's documents: a time-series collection's
+        buckets (system.buckets.<name>) under its own name, unless the manifest lists them."""
+        db, c = ns
+        base = (db, c[len(BUCKETS):])
+        return base if c.startswith(BUCKETS) and ns not in listed and base in listed else ns
+
+    problems = [f"{db}.{c}: in the manifest, not in the archive" for db, c in sorted(listed.keys() - prelude.keys())]
+    problems += [f"{db}.{c}: in the archive, not in the manifest" for db, c in sorted(prelude.keys() - listed.keys())
+                 if data_of((db, c)) not in listed]
+    problems += [f"{db}.{c}: a {cm.type} in the archive, a {listed[(db, c)].type} in the manifest"
+                 for (db, c), cm in sorted(prelude.items()) if (db, c) in listed and cm.type != listed[(db, c)].type]
+    found: dict[Namespace, CollectionDigest] = {}
+    for ns, d in contents.digests.items():
+        key = data_of(ns)
+        if key in found and found[key].count and d.count:
+            problems.append(f"{key[0]}.{key[1]}: documents under two names in the archive")
+        elif key not in found or d.count:
+            found[key] = d
+    pit = manifest.point_in_time
+    problems += [f"{db}.{c}: documents in the archive, not in the manifest" for (db, c), d in sorted(found.items())
+                 if d.count and (db, c) not in listed and (db, c) != OPLOG]
+    if OPLOG in found and found[OPLOG].count and not (pit and pit.oplog):
+        problems.append("the archive holds an oplog the manifest does not list")
+    # a time-series collection without a digest (our writer counts its data under its
+    # buckets, listed as a collection of their own): its count only
+    expected = expected_from_manifest(manifest)
+    no_digest = {ns for ns in expected if ns != OPLOG and listed[ns].type != "collection" and not listed[ns].digest}
+    problems += compare({ns: x for ns, x in expected.items() if ns not in no_digest}, found, "the archive")
+    problems += compare({ns: expected[ns] for ns in no_digest}, found, "the archive", counts_only=True)
+    if problems:
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise IntegrityError(f"backup {manifest.id}: the archive does not hold what the manifest lists: "
+                             f"{'; '.join(problems[:5])}{more}")
 
 
 class _Counting:
@@ -83,18 +133,19 @@ def archive_context(manifest: Manifest) -> str:
 
 @contextlib.contextmanager
 def local_copy(store: Store, manifest: Manifest, reporter: Reporter, keyring: Keyring | None):
-    """The archive proven intact (check_sha256) in one read: a local store's file as it
+    """The archive proven intact (check_sha256), and holding what the manifest lists
+    (check_plan), in one read: a local store's file as it
     is; a remote one's (S3) streamed once into a temporary file while it is hashed, so a
     restore reads S3 once (twice when TMPDIR has no room: _room_for_copy). Yields a
     function that opens the proven bytes (as stored)."""
     key = backup_key(manifest.id, manifest.archive.key)
     folder = tempfile.gettempdir()
     if store.local or not _room_for_copy(folder, manifest.archive.size, reporter):
-        check_sha256(store, manifest, reporter, keyring)
+        check_sha256(store, manifest, reporter, keyring, scan=True)
         yield lambda: store.open_read(key)
         return
     with tempfile.NamedTemporaryFile(prefix="mender-backup-archive-", dir=folder) as spool:
-        check_sha256(store, manifest, reporter, keyring, copy=spool)
+        check_sha256(store, manifest, reporter, keyring, copy=spool, scan=True)
         spool.flush()
         yield lambda: open(spool.name, "rb", buffering=1 << 20)
 
@@ -207,7 +258,8 @@ def decompression_errors(what: str):
             yield
         except IntegrityError:
             raise
-        except (EOFError, OSError, ValueError) as exc:
+        except (EOFError, ValueError, gzip.BadGzipFile) as exc:
+            # (not any OSError: a read of the store that fails is not the archive's fault)
             raise IntegrityError(f"{what}: archive is corrupt or truncated ({type(exc).__name__}: {exc})") from None
         except Exception as exc:
             if type(exc).__module__.startswith("zstd") or "zstd" in type(exc).__name__.lower():
@@ -216,8 +268,9 @@ def decompression_errors(what: str):
     return guard()
 
 
-def scan_archive(stream: BinaryIO, reporter: Reporter, what: str) -> ArchiveContents:
-    """Read a whole archive (any compression): structure, CRCs, counts and digests."""
+def scan_archive(stream: BinaryIO, reporter: Reporter, what: str, progress: bool = True) -> ArchiveContents:
+    """Read a whole archive (any compression): structure, CRCs, counts and digests.
+    `progress`: False when the caller reports the read already (check_sha256)."""
     with decompression_errors(what):
         kind, plain = compression.decompressor(stream)
         reader = ArchiveReader(plain)
@@ -225,10 +278,12 @@ def scan_archive(stream: BinaryIO, reporter: Reporter, what: str) -> ArchiveCont
         for cm in reader.prelude.collections:
             if cm.type != "view":
                 contents.digests[(cm.db, cm.collection)] = CollectionDigest()
-        with reporter.progress(what, total=None, unit="documents") as prog:
+        with (reporter.progress(what, total=None, unit="documents") if progress
+              else contextlib.nullcontext(None)) as prog:
             for seg in reader.segments():
                 contents.digests.setdefault((seg.db, seg.collection), CollectionDigest()).update(seg.data)
-                prog.advance(seg.count)
+                if prog is not None:
+                    prog.advance(seg.count)
     return contents
 
 

@@ -2,8 +2,10 @@
 
 Order of work, each step only when the one before succeeded:
  1. prove the archive intact before touching anything: sha256 against the
-    manifest, or, for a vendor archive without manifest, a full parse (CRCs); a remote
-    archive is copied to a local temporary file in that same read;
+    manifest and, in the same read, a full parse (decompression, CRCs) compared with the
+    manifest (every collection it lists there and no other, counts and digests:
+    integrity.check_plan), or, for a vendor archive without manifest, the full parse; a
+    remote archive is copied to a local temporary file in that same read;
  2. plan: refuse a target database that holds data unless --drop; --dry-run
     prints the plan and stops;
  3. drop (only the collections the backup holds), create with options (time-series
@@ -196,9 +198,17 @@ def _create_collections(client, plan: Plan, reporter: Reporter) -> None:
         reporter.info(f"dropping {db}.{c} ({n} documents)")
         client[db].drop_collection(c)
     existing = mongo.existing_counts(client, [(i.db, i.name) for i in plan.namespaces])
-    for info in plan.namespaces:
-        if (info.db, info.name) not in existing:
-            mongo.create(client, info)
+    try:
+        for info in plan.namespaces:
+            if (info.db, info.name) not in existing:
+                mongo.create(client, info)
+                made.append(info)
+    except Exception:
+        # options the server refuses (the archive's metadata): leave no half-made target behind
+        for m in reversed(made):
+            with contextlib.suppress(perr.PyMongoError):
+                client[m.db].drop_collection(m.name)
+        raise
 
 
 def run(opts: RestoreOptions, reporter: Reporter) -> dict:

@@ -202,15 +202,18 @@ class ArchiveReader:
         h = self._read_doc("archive header")
         if h is None:
             raise ArchiveError("archive header missing")
-        header = Header(int(h.get("concurrent_collections", 1) or 1), str(h.get("version", "")),
-                        str(h.get("server_version", "")), str(h.get("tool_version", "")))
+        try:
+            header = Header(int(h.get("concurrent_collections", 1) or 1), str(h.get("version", "")),
+                            str(h.get("server_version", "")), str(h.get("tool_version", "")))
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ArchiveError(f"bad archive header: {exc}") from None
         prelude = Prelude(header)
         while (m := self._read_doc("collection metadata")) is not None:
             try:
                 prelude.collections.append(CollectionMetadata(
                     str(m["db"]), str(m["collection"]), str(m.get("metadata", "")),
                     int(m.get("size", 0) or 0), str(m.get("type", "") or "collection")))
-            except (KeyError, TypeError, ValueError) as exc:
+            except (KeyError, TypeError, ValueError, OverflowError) as exc:
                 raise ArchiveError(f"bad collection metadata: {exc}") from None
         return prelude
 
@@ -280,7 +283,10 @@ class ArchiveReader:
             if is_eof:
                 if self._read_length() is not None:
                     raise ArchiveError(f"missing terminator after end of {key[0]}.{key[1]}")
-                expected = int(hdr.get("CRC", 0))
+                try:
+                    expected = int(hdr.get("CRC", 0))
+                except (TypeError, ValueError, OverflowError):
+                    raise ArchiveError(f"bad CRC {hdr.get('CRC')!r} in the end marker of {key[0]}.{key[1]}") from None
                 got = _to_int64(crc.pop(key, None) or 0)
                 if expected != got:
                     raise ArchiveError(f"CRC mismatch for {key[0]}.{key[1]}: archive says {expected}, data gives {got}")

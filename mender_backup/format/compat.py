@@ -12,7 +12,7 @@ from ..errors import IntegrityError
 def readable_version(d: dict, newest: int, where: str, what: str) -> int:
     """The document's format_version, once this reader can read it."""
     version = d.get("format_version")
-    if not isinstance(version, int) or version < 1:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise IntegrityError(f"{where}: corrupt {what} (format_version {version!r})")
     if version > newest:
         raise IntegrityError(f"{where}: written by a newer mender-backup ({what} format {version}; this one "

@@ -6,16 +6,18 @@ Readers detect the format from the stream's first bytes, so an archive from
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import lzma
+import zlib
 from contextlib import contextmanager
 from typing import BinaryIO, Iterator
 
 import zstandard
 
 from .. import limits
-from ..errors import UsageError
+from ..errors import IntegrityError, UsageError
 
 EXTENSIONS = {"zstd": ".zst", "xz": ".xz", "gzip": ".gz", "none": ""}
 _MAGIC = {
@@ -169,16 +171,51 @@ class _Peeked(io.RawIOBase):
         return len(data)
 
 
+class CorruptCompressedData(IntegrityError):
+    """The compressed stream is corrupt or truncated (any codec): an integrity error (exit 5)."""
+
+
+# what each decoder raises for bytes that are not what its encoder wrote: a bad frame, a
+# failed check (zstd's content checksum, xz's CRC64, gzip's CRC32 and length), or the end of
+# the stream before the end of the data (EOFError)
+_DECODER_ERRORS = (zstandard.ZstdError, lzma.LZMAError, gzip.BadGzipFile, zlib.error, EOFError)
+
+
+class _Guarded(io.RawIOBase):
+    """A decoder's output, its errors raised as CorruptCompressedData (they would otherwise
+    reach the user as 'unexpected LZMAError', exit 1)."""
+
+    def __init__(self, kind: str, decoder: BinaryIO):
+        self._kind, self._decoder = kind, decoder
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        try:
+            return self._decoder.readinto(b)
+        except _DECODER_ERRORS as exc:
+            raise CorruptCompressedData(f"{self._kind} data is corrupt or truncated "
+                                        f"({type(exc).__name__}: {' '.join(str(exc).split())})") from None
+
+    def close(self) -> None:
+        with contextlib.suppress(*_DECODER_ERRORS):
+            self._decoder.close()
+        super().close()
+
+
 def decompressor(inp: BinaryIO) -> tuple[str, BinaryIO]:
-    """Detect the compression of `inp` and return (kind, a readable plain stream)."""
+    """Detect the compression of `inp` and return (kind, a readable plain stream). Corrupt or
+    truncated compressed data is raised as CorruptCompressedData when it is read."""
     head = inp.read(6)
     kind = detect(head)
     raw = io.BufferedReader(_Peeked(head, inp), buffer_size=_READ_CHUNK)
     if kind == "zstd":
-        r = zstandard.ZstdDecompressor().stream_reader(raw, read_size=_READ_CHUNK, read_across_frames=True)
-        return kind, io.BufferedReader(r, buffer_size=_READ_CHUNK)
-    if kind == "xz":
-        return kind, io.BufferedReader(lzma.LZMAFile(raw, "rb"), buffer_size=_READ_CHUNK)
-    if kind == "gzip":
-        return kind, io.BufferedReader(gzip.GzipFile(fileobj=raw, mode="rb"), buffer_size=_READ_CHUNK)
-    return kind, raw
+        decoder = zstandard.ZstdDecompressor().stream_reader(raw, read_size=_READ_CHUNK, read_across_frames=True)
+    elif kind == "xz":
+        decoder = lzma.LZMAFile(raw, "rb")
+    elif kind == "gzip":
+        decoder = gzip.GzipFile(fileobj=raw, mode="rb")
+    else:
+        return kind, raw
+    return kind, io.BufferedReader(_Guarded(kind, decoder), buffer_size=_READ_CHUNK)

@@ -2,8 +2,10 @@
 
 Restore and verify trust nothing that is not in here: the archive's sha256 and
 size, each collection's count and content digest, and the artifact inventory.
-docs/FORMAT.md has its JSON Schema and the compatibility rule readers follow:
-a manifest of a newer format_version is refused, unknown fields are ignored.
+Its JSON Schema is schemas/manifest.schema.json (format/schema.py): from_json
+validates a manifest against it before any field is trusted. docs/FORMAT.md has the
+compatibility rule readers follow: a manifest of a newer format_version is refused,
+unknown fields are ignored.
 A writer writes the lowest format_version that describes its backup: 1 for a
 plain one, 2 once anything in it is encrypted, 3 once its archive holds an oplog to
 replay (an older reader would misread or under-restore either).
@@ -15,7 +17,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..errors import IntegrityError
+from ..errors import IntegrityError, InvalidManifestError
+from . import schema
 from .compat import known, readable_version
 from .oplog import OpTime
 
@@ -138,9 +141,13 @@ class Manifest:
     def from_json(cls, raw: bytes, where: str) -> "Manifest":
         try:
             d: dict[str, Any] = json.loads(raw)
+            if not isinstance(d, dict):
+                raise InvalidManifestError(f"{where}: invalid manifest: (top): not a JSON object")
+            # a newer format is reported as such, not as a manifest this reader finds invalid
             version = readable_version(d, FORMAT_VERSION, where, "manifest")
             if version < 2 and (d.get("encryption") or d.get("mender_secrets")):
                 raise IntegrityError(f"{where}: corrupt manifest (encrypted parts in format_version {version})")
+            schema.validate(d, schema.MANIFEST, where, "manifest")
             return cls(
                 id=d["id"], created_at=d["created_at"], finished_at=d["finished_at"],
                 tool_version=d["tool_version"], server_version=d["server_version"],
@@ -157,5 +164,5 @@ class Manifest:
             )
         except IntegrityError:
             raise
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise IntegrityError(f"{where}: corrupt manifest ({type(exc).__name__}: {exc})") from None
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+            raise InvalidManifestError(f"{where}: corrupt manifest ({type(exc).__name__}: {exc})") from None

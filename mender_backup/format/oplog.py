@@ -22,7 +22,8 @@ from typing import Any
 
 from bson import Timestamp
 
-from ..errors import IntegrityError, UsageError
+from ..errors import IntegrityError, InvalidManifestError, UsageError
+from . import schema
 from .compat import readable_version
 
 SLICE_FORMAT_VERSION = 2      # reads 1 (plain) and 2 (encrypted); writes the lowest that fits
@@ -107,7 +108,10 @@ class SliceManifest:
     def from_json(cls, raw: bytes, where: str) -> "SliceManifest":
         try:
             d = json.loads(raw)
+            if not isinstance(d, dict):
+                raise InvalidManifestError(f"{where}: invalid slice manifest: (top): not a JSON object")
             version = readable_version(d, SLICE_FORMAT_VERSION, where, "slice manifest")
+            schema.validate(d, schema.SLICE, where, "slice manifest")
             enc = d.get("encryption")
             if enc is not None and (version < ENCRYPTED_SLICE_VERSION or not enc.get("key_fingerprint")):
                 raise ValueError(f"encryption in slice format {version}")
@@ -116,8 +120,8 @@ class SliceManifest:
                        version, dict(enc) if enc else None)
         except IntegrityError:
             raise
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise IntegrityError(f"{where}: corrupt slice manifest ({exc})") from None
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+            raise InvalidManifestError(f"{where}: corrupt slice manifest ({exc})") from None
 
 
 def parse_time(text: str) -> tuple[datetime | None, Timestamp | None]:
