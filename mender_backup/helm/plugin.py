@@ -9,6 +9,7 @@ exit codes of errors.py, never a traceback.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -18,7 +19,8 @@ import typer
 
 from ..engine import catalog
 from ..engine.failures import translate
-from ..errors import EXIT_CODES_HELP, NotFoundError, UsageError
+from .. import signals
+from ..errors import EXIT_CODES_HELP, NotFoundError, Terminated, UsageError
 from ..kube import secrets as kube_secrets
 from ..kube.connection import Kube
 from ..output import Reporter, backups_table
@@ -230,6 +232,7 @@ def resume(
 
 
 def main() -> None:
+    signals.install()
     try:
         code = app(standalone_mode=False)
         sys.exit(code if isinstance(code, int) else 0)
@@ -240,8 +243,10 @@ def main() -> None:
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         typer.echo(f"Error: {scrub(message)} (see --help)", err=True)
         sys.exit(getattr(exc, "exit_code", UsageError.exit_code) or UsageError.exit_code)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    except (Terminated, KeyboardInterrupt) as exc:     # after the cleanup on its way up
+        stop = exc if isinstance(exc, Terminated) else Terminated(signal.SIGINT)
+        typer.echo(f"Error: {stop}", err=True)
+        sys.exit(stop.exit_code)
     except Exception as exc:
         if os.environ.get("HELM_DEBUG", "").lower() in ("1", "true"):
             raise
