@@ -132,6 +132,7 @@ def test_signal_while_artifact_threads_copy(mongodb, dbname, minio, bucket, slow
     assert uploads(s3, bucket) == []
     keys = s3_keys(s3, bucket)
     assert not any(k.endswith(("manifest.json", ".lock")) or "mongodb.archive" in k for k in keys), keys
+    assert len([k for k in keys if "/artifacts/" in k]) < 60          # stopped part way through the copies
 
 
 # ------------------------------------------------------------------ restore, prune, list
