@@ -96,8 +96,8 @@ def _redact_one(m: re.Match) -> str:
 
 
 def redact_url(url: str) -> str:
-    """mongodb://user:pw@host/db?tlsCertificateKeyFilePassword=x -> mongodb://user:***@host/db?tlsCertificateKeyFilePassword=***
-    (also every URL inside a longer text)."""
+    """mongodb://user:pw@host/db?proxyPassword=x -> mongodb://user:***@host/db?proxyPassword=***
+    (also every URL inside a longer text, and one URL without its scheme)."""
     if "://" not in url and not any(c.isspace() for c in url.strip()):
         text = _redact_one(re.match(r"(?P<scheme>)(?P<rest>.*)", url, re.S))   # one URL, its scheme missing
     else:

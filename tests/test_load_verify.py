@@ -40,7 +40,8 @@ def backed_up(new_mongodb, tmp_path):
     db.small.insert_many([{"i": i} for i in range(10)])
     db.other.insert_many([{"i": i, "pad": "x" * 100} for i in range(200)])
     dest = tmp_path / "dest"
-    bid = result_of(run("backup", "--json", env={"MONGODB_URL": src.url, "MENDER_BACKUP_DESTINATION": f"file://{dest}"}))["id"]
+    e = {"MONGODB_URL": src.url, "MENDER_BACKUP_DESTINATION": f"file://{dest}"}
+    bid = result_of(run("backup", "--json", env=e))["id"]
     return dest, bid, next(dest.rglob(f"{bid}/manifest.json"))
 
 

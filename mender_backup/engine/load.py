@@ -196,7 +196,8 @@ class Loader:
     def report(self) -> None:
         v = self.verification.require()
         how = "counts and content digests" if self.verify == "full" else "counts (--verify counts)"
-        self.reporter.info(f"verified: {v.documents} documents in {len(v.checked)} collections match the backup ({how})")
+        self.reporter.info(f"verified: {v.documents} documents in {len(v.checked)} collections match the backup "
+                           f"({how})")
 
     def build_indexes(self) -> dict[str, int]:
         """Every index not built yet (after an oplog replay: as the replay left the catalog),
