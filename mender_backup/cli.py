@@ -14,11 +14,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import __version__
+from . import __version__, signals
 from .engine.failures import translate
 from .engine.lock import STALE_AFTER_SECONDS
 from .engine.retention import Policy
-from . import signals
 from .errors import EXIT_CODES_HELP, EncryptionKeyError, MenderBackupError, Terminated
 from .output import Reporter, backups_table, human_bytes
 from .redact import register_url_secrets, scrub
