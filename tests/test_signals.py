@@ -23,6 +23,7 @@ from mender_backup.format import layout
 from testenv import mender_data, servers
 from tests.cli import assert_one_line_error, result_of, run, start
 from tests.faults import TcpProxy
+from tests.test_redact import webhook  # noqa: F401  (the fixture: a local server recording the webhook's posts)
 
 SIGNALS = [pytest.param(signal.SIGTERM, 143, "terminated (SIGTERM)", id="SIGTERM"),
            pytest.param(signal.SIGINT, 130, "interrupted (SIGINT)", id="SIGINT")]
@@ -84,16 +85,19 @@ def slow_s3(minio):
 
 
 @pytest.mark.parametrize("sig,code,said", SIGNALS)
-def test_signal_during_the_dump(source, tmp_path, sig, code, said):
+def test_signal_during_the_dump(source, tmp_path, webhook, sig, code, said):  # noqa: F811
+    server, posts = webhook
     dest = tmp_path / "dest"
     proc = start("backup", "--compression", "none", "--parallel", "2",
-                 env={"MONGODB_URL": source.url, "MENDER_BACKUP_DESTINATION": f"file://{dest}"})
+                 env={"MONGODB_URL": source.url, "MENDER_BACKUP_DESTINATION": f"file://{dest}",
+                      "MENDER_BACKUP_WEBHOOK_URL": f"http://127.0.0.1:{server.server_address[1]}/hook"})
     wait_until(lambda: [p for p in dest.rglob("*.partial") if p.stat().st_size >= 1 << 20], proc,
                "the archive was 1 MiB in")
     stopped(proc, sig, code, said, "nothing was kept")
     assert not (dest / layout.LOCK).exists()
     assert not list(dest.rglob("*.partial")) and not list(dest.rglob("mongodb.archive*"))
     assert not list(dest.rglob("manifest.json"))
+    assert len(posts) == 1 and f"(exit {code}): {said}" in posts[0].decode()      # the failure was notified
 
 
 @pytest.mark.parametrize("sig,code,said", SIGNALS)
