@@ -9,15 +9,16 @@ user of the machine. Encryption keys are read from the environment only
 from __future__ import annotations
 
 import signal
+import sys
 from typing import Annotated, Optional
 
 import typer
 
-from . import __version__
+from . import __version__, signals
 from .engine.failures import translate
 from .engine.lock import STALE_AFTER_SECONDS
 from .engine.retention import Policy
-from .errors import EXIT_CODES_HELP, EXIT_FAILED, MenderBackupError
+from .errors import EXIT_CODES_HELP, EXIT_FAILED, MenderBackupError, Terminated
 from .output import Reporter, backups_table, human_bytes
 from .redact import register_url_secrets, scrub
 
@@ -90,18 +91,29 @@ def _fail(rep: Reporter, msg: str, code: int) -> None:
     raise typer.Exit(code)
 
 
-def _run(rep: Reporter, fn, obs=None):
+def _run(rep: Reporter, fn, obs=None, stopped: str = ""):
     """Run a command body: our errors and the libraries' become one line and an exit code
-    (after the observer, if any, pushed the failure's metrics and notified)."""
+    (after the observer, if any, pushed the failure's metrics and notified). A signal
+    (Terminated, after every cleanup on its way up ran) too: `stopped` says what is left."""
     try:
         return fn()
-    except KeyboardInterrupt:
-        _fail(rep, "interrupted", 130)
+    except (Terminated, KeyboardInterrupt) as exc:
+        stop = exc if isinstance(exc, Terminated) else Terminated(signal.SIGINT)
+        message = f"{stop}: {stopped}" if stopped else str(stop)
+        code = stop.exit_code
     except Exception as exc:
         err = translate(exc)
-        if obs is not None:
-            obs.finish(err.exit_code, " ".join(scrub(str(err)).split()))
-        _fail(rep, str(err), err.exit_code)
+        message, code = str(err), err.exit_code
+    if obs is not None:
+        obs.finish(code, " ".join(scrub(message).split()))
+    _fail(rep, message, code)
+
+
+# what a run stopped by a signal leaves, by command (README, Exit codes)
+_NOTHING_KEPT = "nothing was kept from this run (partial archive removed, upload aborted, lock released)"
+_RESTORE_STOPPED = ("the restore stopped part way: the target may hold part of the backup "
+                    "(a rerun needs --drop)")
+_PRUNE_STOPPED = "stopped part way; what was deleted stays deleted, the rest is kept; lock released"
 
 
 def _observer(operation: str, destination: str, rep: Reporter):
@@ -146,7 +158,7 @@ def backup(
         databases=list(db or []), compression=compression, parallel=parallel, break_lock=break_lock,
         lock_stale_after=lock_stale_after, keyring=_run(rep, _keyring, obs), mender_secrets=mender_secrets,
         mender_namespace=mender_namespace)
-    m = _run(rep, lambda: engine_backup.run(opts, rep), obs)
+    m = _run(rep, lambda: engine_backup.run(opts, rep), obs, _NOTHING_KEPT)
     obs.succeeded(archive_bytes=m.archive.size, documents=m.document_count, artifacts=len(m.artifacts),
                   artifacts_copied=opts.stats.get("artifacts_copied", 0),
                   artifact_bytes_copied=opts.stats.get("artifact_bytes_copied", 0))
@@ -160,7 +172,7 @@ def backup(
                                     f"{err}", exit_code=err.exit_code) from None
 
     if not policy.empty:
-        _run(rep, retention, obs)
+        _run(rep, retention, obs, f"backup {m.id} is complete; {_PRUNE_STOPPED}")
     fp = m.encryption.key_fingerprint if m.encryption else None
     pushed = obs.finish(0)
     pit = m.point_in_time
@@ -243,7 +255,7 @@ def restore(
         keyring=_run(rep, _keyring), secrets=secrets, overwrite_secrets=overwrite_secrets,
         secrets_namespace=secrets_namespace,
         oplog_replay=oplog_replay, to_time=to_time, users_and_roles=restore_users_and_roles, verify=verify)
-    summary = _run(rep, lambda: engine_restore.run(opts, rep))
+    summary = _run(rep, lambda: engine_restore.run(opts, rep), stopped=_RESTORE_STOPPED)
     rep.result(summary, engine_restore.describe(summary))
 
 
@@ -379,7 +391,8 @@ def prune(
 
     rep = _reporter(json_out, quiet)
     policy = _run(rep, lambda: Policy(keep_last, keep_daily, keep_weekly, keep_monthly))
-    r = _run(rep, lambda: engine_prune.run(Repository.at(destination), policy, rep, dry_run, break_lock))
+    r = _run(rep, lambda: engine_prune.run(Repository.at(destination), policy, rep, dry_run, break_lock),
+             stopped=_PRUNE_STOPPED)
     verb = "would delete" if dry_run else "deleted"
     rep.result(r, f"kept {len(r['keep'])} backup(s); {verb} {len(r['delete'])} backup(s), "
                   f"{len(r['delete_incomplete'])} incomplete backup(s), {r['delete_artifacts']} artifact(s), "
@@ -406,7 +419,7 @@ def oplog(
     register_url_secrets(mongodb_url)
     opts = engine_oplog.OplogOptions(mongodb_url=mongodb_url, destination=destination, break_lock=break_lock,
                                      lock_stale_after=lock_stale_after, keyring=_run(rep, _keyring))
-    r = _run(rep, lambda: engine_oplog.run(opts, rep))
+    r = _run(rep, lambda: engine_oplog.run(opts, rep), stopped=_NOTHING_KEPT)
     rep.result(r, f"shipped {r['shipped']} oplog entries" + (f" up to {r['slice']['to']['time']}" if r["slice"]
                                                             else " (nothing new)"))
 
@@ -423,16 +436,6 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version, 
     pass
 
 
-class Terminated(MenderBackupError):
-    exit_code = 143
-
-
-def _on_sigterm(signum, frame):
-    # Kubernetes sends SIGTERM at activeDeadlineSeconds or on eviction: unwind like any
-    # failure, so the partial archive goes, the upload is aborted and the lock released
-    raise Terminated("terminated (SIGTERM): nothing was kept from this run")
-
-
 def _few_malloc_arenas() -> None:
     """glibc gives each thread that allocates its own malloc arena (up to 8 per core), and
     each keeps the freed batches it held: capped at 2 before any thread starts, a backup's
@@ -445,6 +448,10 @@ def _few_malloc_arenas() -> None:
 
 
 def main() -> None:
+    signals.install()       # first: a signal from here on unwinds as Terminated (mender_backup/signals.py)
     _few_malloc_arenas()
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    app()
+    try:
+        app()
+    except Terminated as stop:      # outside a command's body (parsing, printing the result)
+        sys.stderr.write(f"error: {stop}\n")
+        sys.exit(stop.exit_code)

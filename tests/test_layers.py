@@ -1,5 +1,5 @@
 """The package's layers point one way: front ends (cli, helm) -> engine -> mongo, stores, kube ->
-format -> the base modules (errors, redact, output, limits). This reads every import of every module
+format -> the base modules (errors, redact, output, limits, signals). This reads every import of every module
 (also those inside functions) and fails on one that points up or sideways."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "mender_backup"
 
 # component -> rank; a module may import its own component or any of lower rank
 RANKS = {"base": 0, "format": 1, "stores": 2, "mongo": 2, "kube": 2, "engine": 3, "cli": 4, "helm": 4}
-BASE = {"__init__", "errors", "redact", "output", "limits"}
+BASE = {"__init__", "errors", "redact", "output", "limits", "signals"}
 
 
 def component(module: str) -> str:

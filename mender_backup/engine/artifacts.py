@@ -7,6 +7,7 @@ service, objects are copied server-side; otherwise they are streamed through.
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
@@ -43,13 +44,21 @@ def inventory(store: Store, prefix: str = "") -> dict[str, ObjectInfo]:
     return {o.key[len(prefix):]: ObjectInfo(o.key[len(prefix):], o.size, o.etag) for o in store.list(prefix)}
 
 
-def _copy_one(src: Store, src_key: str, dst: Store, dst_key: str, size: int) -> None:
+class _Stopped(Exception):
+    """A copy thread told to stop: another copy failed, or a signal stopped the run."""
+
+
+def _copy_one(src: Store, src_key: str, dst: Store, dst_key: str, size: int, stop: threading.Event) -> None:
+    if stop.is_set():
+        raise _Stopped()
     if dst.copy_within_service(src, src_key, dst_key, size):
         return
     reader = src.open_read(src_key)
     try:
         with dst.open_write(dst_key) as w:
             while chunk := reader.read(1 << 20):      # 16 threads: small buffers
+                if stop.is_set():
+                    raise _Stopped()                  # open_write aborts the upload
                 w.write(chunk)
     finally:
         reader.close()
@@ -57,11 +66,15 @@ def _copy_one(src: Store, src_key: str, dst: Store, dst_key: str, size: int) -> 
 
 def copy(src: Store, src_prefix: str, dst: Store, dst_prefix: str, objects: list[ObjectInfo],
          reporter: Reporter, what: str) -> int:
-    """Copy objects concurrently; returns bytes copied. The first failure stops the rest."""
+    """Copy objects concurrently; returns bytes copied. The first failure stops the rest,
+    as does a signal (Terminated, in this thread): the copies not started are cancelled,
+    those under way stop at their next MiB and abort their uploads, and the pool's
+    threads are joined before the exception goes on (none is left writing)."""
     total = sum(o.size for o in objects)
     done = 0
+    stop = threading.Event()
     with reporter.progress(what, total=total) as prog, ThreadPoolExecutor(COPY_WORKERS) as pool:
-        futures = {pool.submit(_copy_one, src, src_prefix + o.key, dst, dst_prefix + o.key, o.size): o
+        futures = {pool.submit(_copy_one, src, src_prefix + o.key, dst, dst_prefix + o.key, o.size, stop): o
                    for o in objects}
         try:
             for fut in as_completed(futures):
@@ -69,8 +82,8 @@ def copy(src: Store, src_prefix: str, dst: Store, dst_prefix: str, objects: list
                 done += futures[fut].size
                 prog.advance(futures[fut].size)
         except BaseException:
-            for f in futures:
-                f.cancel()
+            stop.set()
+            pool.shutdown(wait=False, cancel_futures=True)    # the `with` then joins the threads
             raise
     return done
 

@@ -57,7 +57,7 @@ class Loader:
                  verify: str, catalog: IndexCatalog, indexes_now: bool, reporter: Reporter):
         self.client, self.data, self.expected, self.verify = client, data, expected, verify
         self.catalog, self.indexes_now, self.reporter = catalog, indexes_now, reporter
-        self.found: dict[Namespace, CollectionDigest] = {}    # archive ns -> what the target holds
+        self.verification = Verification(data, verify)       # the completed checks
         self.built: set[Namespace] = set()
         self._lock = threading.Lock()
         self._inflight: dict[Namespace, int] = {}             # archive ns -> inserts not acknowledged yet
@@ -69,9 +69,11 @@ class Loader:
         self._builds: dict[Namespace, Future] = {}            # collection -> its index build
 
     # -------------------------------------------------------------- the insert pass
-    def run(self, stream: BinaryIO, side: dict[Namespace, Callable[[bytes], object]], total: int) -> None:
+    def run(self, stream: BinaryIO, side: dict[Namespace, Callable[[bytes], object]], total: int
+            ) -> "Verification":
         """Insert everything (namespaces in `side` go to their sinks instead) and check
-        every collection; with `indexes_now`, build every index too."""
+        every collection; with `indexes_now`, build every index too. -> the checks, every
+        planned collection's (`Verification.require` proves it)."""
         _, plain = compression.decompressor(stream)
         reader = ArchiveReader(plain)
         with ThreadPoolExecutor(INSERT_WORKERS, thread_name_prefix="insert") as inserts, \
@@ -101,18 +103,28 @@ class Loader:
                     self._raise_failed_check()
                 done, _ = wait(pending, return_when=FIRST_EXCEPTION)
                 self._settle(done, prog)
+                # `wait` returns once the futures are done, which can be before their done
+                # callbacks ran (_acknowledged, which schedules a collection's check): the
+                # pool's threads run those, so once they are joined, every callback has run
+                # and every check is scheduled before _wait_checks takes the list
+                inserts.shutdown(wait=True)
                 # namespaces without an EOF block of their own (none in a well-formed archive
                 # that the reader accepted, but nothing is left unchecked)
                 for ns in self.data:
                     self._ended_ns(ns)
                 self._wait_checks()
+                self.verification.require()
             except BaseException:
+                # a failure, or a signal (Terminated, in this thread): nothing more starts, the
+                # running inserts and checks end (a read-back stops at its next batch), and the
+                # `with` joins their threads before the exception goes on
                 with self._lock:
                     self._closing = True
-                for f in self._checks:
-                    f.cancel()
+                inserts.shutdown(wait=False, cancel_futures=True)
+                self._checker.shutdown(wait=False, cancel_futures=True)
                 self._indexer.shutdown(wait=True, cancel_futures=True)
                 raise
+        return self.verification
 
     def _settle(self, done: set[Future], prog) -> None:
         for f in done:
@@ -155,14 +167,16 @@ class Loader:
         if self.verify == "full":
             got = CollectionDigest()
             for batch in mongo.raw_batches(self.client, *target):
+                if self._closing:
+                    return                    # the restore failed or was stopped: no verdict
                 got.update(batch)
         else:
             got = _Counted(mongo.count(self.client, *target))
-        self.found[ns] = got
         if want is not None:
             problems = integrity.compare({ns: want}, {ns: got}, "the target", counts_only=self.verify != "full")
             if problems:
                 raise IntegrityError("restore verification failed: " + "; ".join(problems))
+        self.verification.record(ns, got)
         if self.indexes_now:
             key = (target[0], target[1].removeprefix(BUCKETS))
             if key in self.catalog.indexes:
@@ -180,9 +194,10 @@ class Loader:
         self._builds[key] = self._indexer.submit(mongo.build_indexes, self.client, db, coll, self.catalog.indexes[key])
 
     def report(self) -> None:
-        docs = sum(d.count for d in self.found.values())
+        v = self.verification.require()
         how = "counts and content digests" if self.verify == "full" else "counts (--verify counts)"
-        self.reporter.info(f"verified: {docs} documents in {len(self.found)} collections match the backup ({how})")
+        self.reporter.info(f"verified: {v.documents} documents in {len(v.checked)} collections match the backup "
+                           f"({how})")
 
     def build_indexes(self) -> dict[str, int]:
         """Every index not built yet (after an oplog replay: as the replay left the catalog),
@@ -203,6 +218,37 @@ class Loader:
             self._closing = True
             self._indexer.shutdown(wait=True, cancel_futures=True)
         return dict(sorted(expired.items()))
+
+
+class Verification:
+    """What "verified" is made of: a completed check for every collection the restore
+    planned, i.e. the target's count (and with `full`, its content digest) compared with
+    the manifest and found equal. Only `Loader._check` records one, after the comparison
+    passed; `require` raises IntegrityError when a planned collection has none, so a
+    restore cannot say "verified" for a collection nobody checked."""
+
+    def __init__(self, planned, level: str):
+        self.planned: frozenset[Namespace] = frozenset(planned)
+        self.level = level
+        self.checked: dict[Namespace, CollectionDigest] = {}    # archive ns -> what the target holds
+        self._lock = threading.Lock()
+
+    def record(self, ns: Namespace, found: CollectionDigest) -> None:
+        with self._lock:
+            self.checked[ns] = found
+
+    @property
+    def documents(self) -> int:
+        return sum(d.count for d in self.checked.values())
+
+    def require(self) -> "Verification":
+        with self._lock:
+            missing = sorted(self.planned - self.checked.keys())
+        if missing:
+            names = ", ".join(f"{db}.{c}" for db, c in missing[:5])
+            raise IntegrityError(f"restore verification failed: {len(missing)} collection(s) were not checked "
+                                 f"({names}{', ...' if len(missing) > 5 else ''})")
+        return self
 
 
 class _Counted(CollectionDigest):

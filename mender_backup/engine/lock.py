@@ -17,6 +17,7 @@ deletions), so a run that lost its lock never commits.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -145,7 +146,17 @@ class Lock:
         mine = LockInfo(socket.gethostname(), os.getpid(), self.operation, now, now, self.backup_id,
                         secrets.token_hex(8), pid_namespace())
         for _ in range(3):      # a retry when the holder released it between our calls
-            if self.store.create_exclusive(self.key, mine.to_json()):
+            try:
+                created = self.store.create_exclusive(self.key, mine.to_json())
+            except BaseException:
+                # stopped (a signal) after the store may have made the lock, before we heard:
+                # remove it if it is ours, or it outlives this run
+                self.held, self._info = True, mine
+                with contextlib.suppress(Exception):
+                    self.release()
+                self.held = False
+                raise
+            if created:
                 self.held, self._info = True, mine
                 self._start_heartbeat()
                 return

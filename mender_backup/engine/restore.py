@@ -290,7 +290,7 @@ def _restore(opts: RestoreOptions, reporter: Reporter, client, target_bucket, st
     # them at once), or, with nothing to replay, each collection's right after its check
     loader = Loader(client, sel.data, expected, opts.verify, catalog_, not plan.oplog.get("replay"), reporter)
     with contextlib.closing(read_archive()) as f:
-        loader.run(f, side, sum(plan.counts.values()))
+        verification = loader.run(f, side, sum(plan.counts.values()))
     loader.report()
     if auth:
         summary["users_and_roles"] = mongo_users.merge(client, auth, opts.drop)
@@ -310,6 +310,7 @@ def _restore(opts: RestoreOptions, reporter: Reporter, client, target_bucket, st
         bundle, actions, ns, kube = secrets
         mender_secrets.apply(kube, ns, bundle, actions, manifest.id)
         reporter.info(f"Mender secrets: {', '.join(f'{n} {a}' for n, a in actions.items())} (namespace {ns})")
+    verification.require()      # every planned collection's check completed, or IntegrityError
     summary["verified"] = True
     return summary
 

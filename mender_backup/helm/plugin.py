@@ -9,6 +9,7 @@ exit codes of errors.py, never a traceback.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -17,10 +18,11 @@ from typing import Optional
 import typer
 
 from ..engine.failures import translate
+from .. import signals
 from ..engine.keys import from_env as keyring_from_env
 from ..engine.listing import listing
 from ..engine.repository import Repository
-from ..errors import EXIT_CODES_HELP, NotFoundError, UsageError
+from ..errors import EXIT_CODES_HELP, NotFoundError, Terminated, UsageError
 from ..kube import secrets as kube_secrets
 from ..kube.connection import Kube
 from ..output import Reporter, backups_table
@@ -233,6 +235,7 @@ def resume(
 
 
 def main() -> None:
+    signals.install()
     try:
         code = app(standalone_mode=False)
         sys.exit(code if isinstance(code, int) else 0)
@@ -243,8 +246,10 @@ def main() -> None:
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         typer.echo(f"Error: {scrub(message)} (see --help)", err=True)
         sys.exit(getattr(exc, "exit_code", UsageError.exit_code) or UsageError.exit_code)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    except (Terminated, KeyboardInterrupt) as exc:     # after the cleanup on its way up
+        stop = exc if isinstance(exc, Terminated) else Terminated(signal.SIGINT)
+        typer.echo(f"Error: {stop}", err=True)
+        sys.exit(stop.exit_code)
     except Exception as exc:
         if os.environ.get("HELM_DEBUG", "").lower() in ("1", "true"):
             raise

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import os
+import signal
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..engine import restore as engine_restore
-from ..errors import MenderBackupError
+from ..errors import MenderBackupError, Terminated
 from ..kube import secrets as kube_secrets
 from ..kube import workloads
 from ..kube.connection import Kube
@@ -156,7 +157,10 @@ def run(plan: Plan, helm: Helm, kube: Kube, reporter: Reporter, say: Say,
 
 def _failed(plan: Plan, helm: Helm, kube: Kube, p: Progress, exc: BaseException, say: Say) -> RestoreFailed:
     from ..engine.failures import translate
-    err = translate(exc) if not isinstance(exc, KeyboardInterrupt) else MenderBackupError("interrupted", 130)
+    if isinstance(exc, KeyboardInterrupt):
+        exc = Terminated(signal.SIGINT)
+    # a signal: the release's state is still put right and said below, then the exit is 143/130
+    err = MenderBackupError(str(exc), exc.exit_code) if isinstance(exc, Terminated) else translate(exc)
     name, ns = plan.info.name, plan.namespace
     rollback = rollback_hint(helm, plan.info)
     resume = f"helm mender-backup resume {name} -n {ns}"
