@@ -50,8 +50,29 @@ def _restore(target, dest, bid, verify: str = "full") -> dict:
                                               drop=True, verify=verify), Reporter("quiet"))
 
 
+@pytest.fixture
+def without_the_plan_check(monkeypatch):
+    """The restore proves the archive holds what the manifest lists before it writes
+    (integrity.check_plan), which already refuses a wrong count. Switched off here, so the
+    load's own check is what must catch it: the last line, whatever came before."""
+    from mender_backup.engine import integrity
+    monkeypatch.setattr(integrity, "check_plan", lambda manifest, contents: None)
+
+
+def test_the_plan_check_refuses_a_wrong_count_before_any_write(backed_up, new_mongodb):
+    dest, bid, manifest_path = backed_up
+    manifest = json.loads(manifest_path.read_text())
+    manifest["databases"]["verify_me"]["small"]["count"] += 1
+    manifest_path.write_text(json.dumps(manifest))
+    target = new_mongodb()
+    with pytest.raises(IntegrityError, match=r"verify_me\.small: 10 documents in the archive, expected 11"):
+        _restore(target, dest, bid)
+    assert "verify_me" not in target.client().list_database_names()
+
+
 @pytest.mark.parametrize("verify", ["full", "counts"])
-def test_a_wrong_manifest_count_always_fails_the_restore(backed_up, new_mongodb, slow_acknowledgements, verify):
+def test_a_wrong_manifest_count_always_fails_the_restore(backed_up, new_mongodb, slow_acknowledgements,
+                                                         without_the_plan_check, verify):
     dest, bid, manifest_path = backed_up
     manifest = json.loads(manifest_path.read_text())
     manifest["databases"]["verify_me"]["small"]["count"] += 1          # a count the target cannot have
