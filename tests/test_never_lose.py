@@ -21,6 +21,14 @@ The invariant (`Snapshot`, `check`), kept simple:
   * `deep=True` also asks the tool: `list --json` shows every protected backup
     complete, and `verify --deep` passes on them (a sample where there are many: the
     byte comparison above covers the rest).
+
+How the tool is run: PYTHONPATH puts this checkout first (the venv's console script
+would import mender_backup from wherever the venv was installed from) and
+tests/fast_retries (botocore's retries without their sleeps: a 503 that outlasts all 8
+attempts costs milliseconds, not ~30 s). "Failing request i past retries" fails request
+i and every later request identical to it (method, path, query): its retries, and also
+any later call of the same shape (every later DeleteObjects, say): an outage from there
+on, the harder case.
 """
 
 from __future__ import annotations
