@@ -569,3 +569,45 @@ def test_backup_oplog_and_prune_at_once(dest, new_replica_set, rng):
     assert data_key in after.objects and data_key.replace(".bson.zst", ".json") in after.objects, shipped
     big = after.objects[data_key]
     assert big > PART, f"the slice ({big} bytes) fits in one part"
+
+
+# ------------------------------------------------------------------ the proxy itself
+
+def test_the_proxy_fails_what_it_is_told_and_records_everything(minio, bucket, proxy):
+    import io
+
+    import boto3
+    from boto3.s3.transfer import TransferConfig
+    from botocore.config import Config
+
+    from tests.faults import RESET
+    c = boto3.client("s3", endpoint_url=proxy.endpoint, aws_access_key_id=minio.access_key,
+                     aws_secret_access_key=minio.secret_key, region_name="us-east-1",
+                     config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1, "mode": "standard"}))   # 1 retry
+    c.put_object(Bucket=bucket, Key="x/manifest.json", Body=b"hi")
+    proxy.reset()
+    proxy.add(Rule(SLOWDOWN, method="GET", path="*/manifest.json"))          # past every retry
+    with pytest.raises(Exception, match="SlowDown"):
+        c.get_object(Bucket=bucket, Key="x/manifest.json")
+    assert [s.status for s in proxy.requests] == [503] * 2
+    proxy.reset()
+    proxy.add(Rule(ACCESS_DENIED, index=1))
+    c.head_object(Bucket=bucket, Key="x/manifest.json")
+    with pytest.raises(Exception, match="403"):
+        c.head_object(Bucket=bucket, Key="x/manifest.json")
+    proxy.reset()
+    proxy.add(Rule(RESET, index=0, sticky=False))                           # retried: the second try passes
+    assert c.get_object(Bucket=bucket, Key="x/manifest.json")["Body"].read() == b"hi"
+    assert [(s.fault, s.status) for s in proxy.requests] == [("reset", 0), ("", 200)]
+    proxy.reset()
+    proxy.add(Rule(slow(0.3), method="PUT", query="partNumber", times=1))
+    t = time.monotonic()
+    c.upload_fileobj(io.BytesIO(os.urandom(10 << 20)), bucket, "big",
+                     Config=TransferConfig(multipart_threshold=5 << 20, multipart_chunksize=5 << 20))
+    assert time.monotonic() - t >= 0.3
+    c.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "x/manifest.json"}, {"Key": "big"}]})
+    create = next(s for s in proxy.requests if s.method == "POST" and s.query == "uploads")
+    parts = [s for s in proxy.requests if s.method == "PUT" and "partNumber" in s.query]
+    assert create.upload_id and {s.upload_id for s in parts} == {create.upload_id} and len(parts) == 2
+    assert [s.fault for s in parts].count("delay") == 1
+    assert deleted_by(proxy, bucket) == ["x/manifest.json", "big"]
