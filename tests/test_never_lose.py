@@ -234,20 +234,25 @@ def finish(p: subprocess.Popen, timeout: float = 300) -> subprocess.CompletedPro
 
 
 def kill_run(args: list[str], env: dict, rng: random.Random, within: float,
-             proxy: S3FaultProxy | None = None, requests: int = 0) -> tuple[subprocess.CompletedProcess, str]:
+             proxy: S3FaultProxy | None = None, requests: int = 0,
+             event=None) -> tuple[subprocess.CompletedProcess, str]:
     """Start the tool, then SIGKILL or SIGTERM it (a coin toss): after a random time up to
-    `within` seconds, or (S3, every other time) the moment the proxy sees its k-th
-    request, k random up to `requests`. -> (the run, what was done)."""
+    `within` seconds; or, every other time, the moment something happens: at S3 the
+    proxy sees the run's k-th request (k random up to `requests`), at a file:// one
+    `event()` turns true (say, prune's first delete). -> (the run, what was done)."""
     sig = rng.choice([signal.SIGKILL, signal.SIGTERM])
-    by_request = proxy is not None and requests > 0 and rng.random() < 0.5
+    observe = rng.random() < 0.5
+    by_request = observe and proxy is not None and requests > 0
+    by_event = observe and not by_request and event is not None
     k = rng.randrange(1, requests + 1) if by_request else 0
     delay = rng.uniform(0.0, within)
     if proxy is not None:
         proxy.reset()
     p = start(*args, env=env)
-    if by_request:
+    if by_request or by_event:
+        happened = (lambda: proxy.count >= k) if by_request else event
         deadline = time.monotonic() + 120
-        while proxy.count < k and p.poll() is None and time.monotonic() < deadline:
+        while not happened() and p.poll() is None and time.monotonic() < deadline:
             time.sleep(0.002)
     else:
         try:
@@ -256,7 +261,8 @@ def kill_run(args: list[str], env: dict, rng: random.Random, within: float,
             pass
     p.send_signal(sig)
     r = finish(p)
-    how = f"{sig.name} at request {k}" if by_request else f"{sig.name} after {delay:.2f}s"
+    how = (f"{sig.name} at request {k}" if by_request else f"{sig.name} when {event.__doc__}" if by_event
+           else f"{sig.name} after {delay:.2f}s")
     return r, how
 
 
@@ -284,7 +290,8 @@ def timed(args: list[str], env: dict, proxy: S3FaultProxy | None = None) -> tupl
 
 
 def kill_loop(name: str, dest: Dest, env: dict, rng: random.Random, args: list[str],
-              normal: list[str] | None = None, prepare=None, may_delete=None, prune_slices: bool = False) -> None:
+              normal: list[str] | None = None, prepare=None, may_delete=None, prune_slices: bool = False,
+              event=None) -> None:
     """KILLS times: prepare(), a snapshot, `args` killed at random, the invariant, then
     `normal` (default: `args` again) must succeed, and the invariant again. At the end,
     the invariant with `deep` against the state before the first kill (before the last
@@ -301,7 +308,12 @@ def kill_loop(name: str, dest: Dest, env: dict, rng: random.Random, args: list[s
             prepare()
             before = snapshot(dest)
         last = before
-        r, how = kill_run(args, env, rng, within, dest.proxy, requests)
+        happened = None
+        if event and dest.kind == "file":
+            happened = lambda: event(dest, before)  # noqa: E731
+            happened.__doc__ = event.__doc__
+        r, how = kill_run(args, env, rng, within, dest.proxy, requests, happened)
+        print(f"  kill {i}: {how} -> exit {r.returncode}")
         if bad := misbehaved(r, f"kill {i} ({how})"):
             wrong.append(bad)
         doomed = may_delete(before) if may_delete else set()
@@ -318,6 +330,21 @@ def kill_loop(name: str, dest: Dest, env: dict, rng: random.Random, args: list[s
     assert not wrong, f"{len(wrong)} of {KILLS} killed runs of {name} ended badly:\n" + "\n".join(wrong)
 
 
+def writing_backup(dest: Dest, before: Snapshot) -> bool:
+    """the archive is being written"""
+    return any((dest.root / "backups").rglob("*.partial"))
+
+
+def writing_slice(dest: Dest, before: Snapshot) -> bool:
+    """the oplog slice is being written"""
+    return any((dest.root / "oplog").glob("*.partial"))
+
+
+def first_delete(dest: Dest, before: Snapshot) -> bool:
+    """prune deleted its first manifest"""
+    return len(list((dest.root / "backups").glob("*/manifest.json"))) < len(before.complete)
+
+
 def all_but_newest(n: int):
     return lambda snap: set(snap.complete[:-n]) if n else set(snap.complete)
 
@@ -327,7 +354,7 @@ def all_but_newest(n: int):
 def test_backup_killed_at_random(dest, source, rng):
     env = tool_env(dest, source)
     run(*backup_args(source), env=env)
-    kill_loop("backup", dest, env, rng, backup_args(source))
+    kill_loop("backup", dest, env, rng, backup_args(source), event=writing_backup)
 
 
 def test_prune_killed_at_random(dest, source, rng):
@@ -339,7 +366,7 @@ def test_prune_killed_at_random(dest, source, rng):
         run(*backup_args(source), env=env)
     kill_loop("prune", dest, env, rng, ["prune", "--keep-last", "2", "--json"],
               normal=[*backup_args(source), "--keep-last", "3"],
-              may_delete=all_but_newest(2), prune_slices=True)
+              may_delete=all_but_newest(2), prune_slices=True, event=first_delete)
 
 
 def test_verify_killed_at_random(dest, source, rng):
@@ -380,7 +407,7 @@ def test_oplog_killed_at_random(dest, replica_source, rng):
     def prepare():
         client.pitr.docs.insert_many([{"i": next(n), "v": os.urandom(200)} for _ in range(50)])
 
-    kill_loop("oplog", dest, env, rng, ["oplog", "--json"], prepare=prepare)
+    kill_loop("oplog", dest, env, rng, ["oplog", "--json"], prepare=prepare, event=writing_slice)
     listing = result_of(run("list", "--json", env=env))
     assert listing[-1]["restorable_until"], listing
 
