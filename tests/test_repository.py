@@ -197,3 +197,20 @@ def test_listing_works_on_a_read_only_destination(repo, tmp_path):
     from mender_backup.format.encryption import Keyring
     rows = listing(Repository(ReadOnlyStore(tmp_path, f"file://{tmp_path}")), Keyring([])).rows
     assert [r["state"] for r in rows] == [COMPLETE]
+
+
+@pytest.mark.parametrize("spoil", [
+    lambda m: m.update(created_at="2026-12-06T11:00:00"),           # a naive time
+    lambda m: m["archive"].update(size="12"),                       # a wrongly typed field
+    lambda m: m["artifacts"].append({"key": "../../etc/passwd", "size": 1}),
+], ids=["naive-created_at", "string-size", "escaping-artifact-key"])
+def test_an_invalid_manifest_is_unknown_and_breaks_no_listing(repo, spoil):
+    bid = layout.new_id(NOW - timedelta(hours=1))
+    m = json.loads(manifest(bid, NOW - timedelta(hours=1)).to_json())
+    spoil(m)
+    repo.store.put_bytes(layout.backup_key(bid, layout.MANIFEST), json.dumps(m).encode())
+    (e,) = repo.backups(NOW).entries
+    assert e.state == UNKNOWN and not e.read_error and e.problem
+    from mender_backup.engine.listing import listing
+    from mender_backup.format.encryption import Keyring
+    assert [r["state"] for r in listing(repo, Keyring([])).rows] == [UNKNOWN]
