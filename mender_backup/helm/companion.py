@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from ruamel.yaml import YAML
 
 from ..errors import NotFoundError, UsageError
-from ..stores import parse_destination
+from ..engine.preflight import check_destination
 from .cron import check_schedule
 from .mender import MenderValues, SecretKeys
 from .runner import Helm, ReleaseInfo
@@ -44,7 +44,7 @@ def companion_values(info: ReleaseInfo, mender: MenderValues, keys: SecretKeys, 
     if mender.storage != "aws":
         raise UsageError(f"the release stores artifacts in {mender.storage!r}: only S3 (global.storage=aws) is "
                          f"supported")
-    parse_destination(destination)
+    check_destination(destination)
     access, secret = keys.static_keys()
     bucket = keys.bucket_key()
     values: dict = {
