@@ -48,7 +48,6 @@ def backup(
     """
     from ..engine import backup as engine_backup
     from ..engine import prune as engine_prune
-    from ..engine.repository import Repository
 
     rep = reporter(json_out, quiet)
     register_url_secrets(mongodb_url)
@@ -64,7 +63,7 @@ def backup(
     obs.succeeded(archive_bytes=m.archive.size, documents=m.document_count, artifacts=len(m.artifacts),
                   artifacts_copied=r.artifacts_copied, artifact_bytes_copied=r.artifact_bytes_copied)
     if not policy.empty:
-        run(rep, lambda: engine_prune.after_backup(Repository.at(destination), policy, rep, m.id), obs,
+        run(rep, lambda: engine_prune.after_backup(destination, policy, rep, m.id), obs,
             f"backup {m.id} is complete; {PRUNE_STOPPED}")
     r.metrics_pushed = obs.finish(0)
     show(rep, r)
