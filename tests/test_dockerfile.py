@@ -86,7 +86,7 @@ def test_wheel_installs_and_runs(tmp_path):
                     "--wheel-dir", str(wheels), str(src)], check=True)
     (wheel,) = wheels.glob("mender_backup-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert "mender_backup/cli.py" in names and not [n for n in names if n.startswith(("tests/", "chart/"))]
+    assert "mender_backup/cli/__init__.py" in names and not [n for n in names if n.startswith(("tests/", "chart/"))]
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
     py = env_dir / "bin" / "python"

@@ -68,7 +68,7 @@ def test_a_folder_named_manifest_json_is_unknown_not_a_crash(repo):
     assert e.state == UNKNOWN
     # and prune keeps it: a backup it cannot read is never deleted
     r = prune.plan(repo.backups(NOW), repo.slices(), repo.stored_artifacts(), Policy(last=1), NOW, False)[0]
-    assert bid in r["unknown"] and bid not in r["delete"] + r["delete_incomplete"]
+    assert bid in r.unknown and bid not in r.delete + r.delete_incomplete
 
 
 def test_a_manifest_naming_another_backup_is_unknown(repo):
@@ -84,15 +84,15 @@ def test_unknown_backups_hold_back_every_artifact_and_are_not_counted(repo):
     put_backup(repo, NOW - timedelta(days=2), raw=b"")        # empty manifest: unknown
     new = put_backup(repo, NOW - timedelta(days=1), ["shared"])
     r, orphans, _ = prune.plan(repo.backups(NOW), repo.slices(), repo.stored_artifacts(), Policy(last=1), NOW, False)
-    assert r["delete"] == [old] and list(r["keep"]) == [new]
-    assert orphans == [] and "none deleted" in r["held_back"]      # "only-old" may be the unknown one's
+    assert r.delete == [old] and list(r.keep) == [new]
+    assert orphans == [] and "none deleted" in r.held_back      # "only-old" may be the unknown one's
 
 
 def test_without_unknowns_unreferenced_artifacts_go(repo):
     old = put_backup(repo, NOW - timedelta(days=3), ["only-old", "shared"])
     put_backup(repo, NOW - timedelta(days=1), ["shared"])
     r, orphans, _ = prune.plan(repo.backups(NOW), repo.slices(), repo.stored_artifacts(), Policy(last=1), NOW, False)
-    assert r["delete"] == [old] and orphans == ["only-old"]
+    assert r.delete == [old] and orphans == ["only-old"]
 
 
 def test_a_backup_dated_a_year_ahead_is_flagged_kept_and_not_counted(repo):
@@ -103,8 +103,8 @@ def test_a_backup_dated_a_year_ahead_is_flagged_kept_and_not_counted(repo):
     assert [e.id for e in cat.entries if e.future] == [future]
     assert cat.latest().id == newest                        # not the one a wrong clock dated
     r = prune.plan(cat, repo.slices(), {}, Policy(last=1), NOW, False)[0]
-    assert r["keep"] == {future: ["dated in the future"], newest: ["last"]}
-    assert r["delete"] == [older]
+    assert r.keep == {future: ["dated in the future"], newest: ["last"]}
+    assert r.delete == [older]
 
 
 def test_an_incomplete_backup_is_deleted_only_once_its_manifest_is_proven_absent(repo):

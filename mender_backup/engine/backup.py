@@ -19,7 +19,7 @@ from ..format.manifest import (ENCRYPTED_FORMAT_VERSION, OPLOG_FORMAT_VERSION, P
 from ..format.metadata import CollectionSpec
 from ..mongo import client as mongo_client
 from ..mongo import collections as mongo
-from ..output import Reporter
+from ..output import Reporter, human_bytes
 from ..stores import Store, bucket_store, destination_store
 from . import artifacts, mender, mender_secrets
 from .capture import Capture
@@ -107,7 +107,37 @@ def _dump(client, infos: list[CollectionSpec], writer: ArchiveWriter, parallel: 
     return digests
 
 
-def run(opts: BackupOptions, reporter: Reporter) -> Manifest:
+@dataclass
+class BackupResult:
+    """A backup made: its manifest, and what the run copied (for metrics)."""
+    manifest: Manifest
+    artifacts_copied: int = 0
+    artifact_bytes_copied: int = 0
+    metrics_pushed: bool | None = None  # set by the caller once the run's metrics are out
+
+    def to_json(self) -> dict:
+        m, pit = self.manifest, self.manifest.point_in_time
+        return {"id": m.id, "databases": sorted(m.databases), "documents": m.document_count,
+                "archive_size": m.archive.size, "artifacts": len(m.artifacts), "key_fingerprint": self._fingerprint,
+                "mender_secrets": m.mender_secrets.secrets if m.mender_secrets else None,
+                "consistent": pit.consistent, "consistent_at": pit.end.as_json() if pit.end else None,
+                "metrics_pushed": self.metrics_pushed}
+
+    def describe(self) -> str:
+        m, pit, fp = self.manifest, self.manifest.point_in_time, self._fingerprint
+        return (f"backup {m.id} complete: {m.document_count} documents in {len(m.databases)} databases, "
+                f"archive {human_bytes(m.archive.size)}, {len(m.artifacts)} artifacts"
+                + (f", encrypted with key {fp}" if fp else "")
+                + (f", Secrets {', '.join(m.mender_secrets.secrets)}" if m.mender_secrets else "") + "; "
+                + (f"consistent at {pit.end.time}" if pit.end else
+                   "point-in-time consistent" if pit.consistent else "NOT point-in-time consistent"))
+
+    @property
+    def _fingerprint(self) -> str | None:
+        return self.manifest.encryption.key_fingerprint if self.manifest.encryption else None
+
+
+def run(opts: BackupOptions, reporter: Reporter) -> BackupResult:
     comp = compression.check(opts.compression)
     dest = destination_store(opts.destination)
     source_bucket = bucket_store(opts.artifacts_bucket) if opts.artifacts_bucket else None
@@ -126,7 +156,8 @@ def run(opts: BackupOptions, reporter: Reporter) -> Manifest:
         if n:
             reporter.info(f"removed {n} unfinished upload(s) or partial file(s) left by an earlier run")
         try:
-            return _backup(opts, reporter, repo, source_bucket, client, backup_id, started, comp, lock, bundle)
+            m = _backup(opts, reporter, repo, source_bucket, client, backup_id, started, comp, lock, bundle)
+            return BackupResult(m, opts.stats.get("artifacts_copied", 0), opts.stats.get("artifact_bytes_copied", 0))
         except BaseException:
             # nothing half-written: the archive of a failed backup goes (best effort)
             with contextlib.suppress(Exception):

@@ -119,11 +119,26 @@ def check_all(targets: list[Target], timeout: float = TIMEOUT_S) -> list[Health]
         return list(pool.map(lambda t: check(t, timeout), targets))
 
 
-def as_json(results: list[Health]) -> dict:
-    return {"healthy": all(r.healthy for r in results), "services": [asdict(r) for r in results]}
+@dataclass
+class HealthReport:
+    """`verify --mender`: one line per service checked; `sick` says which failed."""
+    checked: list[Health]
+
+    @property
+    def sick(self) -> str:
+        """'' when every service is healthy, else one line naming the unhealthy ones."""
+        bad = [f"{h.service} ({h.detail})" for h in self.checked if not h.healthy]
+        return f"{len(bad)} of {len(self.checked)} Mender services unhealthy: {', '.join(bad)}" if bad else ""
+
+    def to_json(self) -> dict:
+        return {"healthy": all(r.healthy for r in self.checked), "services": [asdict(r) for r in self.checked]}
+
+    def describe(self) -> str:
+        width = max(len(r.service) for r in self.checked)
+        return "\n".join(f"{'ok  ' if r.healthy else 'FAIL'}  {r.service:<{width}}  {r.url}  "
+                         f"{'healthy (' + r.detail + ')' if r.healthy else r.detail}" for r in self.checked)
 
 
-def lines(results: list[Health]) -> str:
-    width = max(len(r.service) for r in results)
-    return "\n".join(f"{'ok  ' if r.healthy else 'FAIL'}  {r.service:<{width}}  {r.url}  "
-                     f"{'healthy (' + r.detail + ')' if r.healthy else r.detail}" for r in results)
+def report(specs: list[str], timeout: float = TIMEOUT_S) -> HealthReport:
+    """Every service named in `specs` (SERVICE=URL or URL, comma-separated or repeated) checked."""
+    return HealthReport(check_all(parse_targets(specs), timeout))

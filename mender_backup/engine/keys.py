@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from ..errors import UsageError
 from ..format.encryption import Key, Keyring
@@ -45,3 +46,25 @@ def from_env(env: Mapping[str, str] | None = None) -> Keyring:
             raise UsageError(f"{ENV_KEY_FILE}: {path} holds no key")
         return Keyring(keys)
     return Keyring(_parse(value, ENV_KEY) if value else [])
+
+
+def generate() -> Key:
+    """A new random key (`mender-backup key generate`)."""
+    return Key.generate()
+
+
+@dataclass
+class Configured:
+    """`mender-backup key show`: the fingerprints of the configured keys, the first encrypting."""
+    fingerprints: list[str]
+
+    def to_json(self) -> dict:
+        return {"keys": self.fingerprints}
+
+    def describe(self) -> str:
+        return "\n".join(f"{fp}  {'encrypts new backups, reads' if i == 0 else 'reads'}"
+                         for i, fp in enumerate(self.fingerprints)) or "no encryption key configured"
+
+
+def configured(env: Mapping[str, str] | None = None) -> Configured:
+    return Configured(from_env(env).fingerprints)

@@ -67,7 +67,23 @@ def _since(repo: Repository) -> tuple[OpTime | None, str]:
     return None, "the oldest entry of the oplog"
 
 
-def run(opts: OplogOptions, reporter: Reporter) -> dict:
+@dataclass
+class OplogResult:
+    """One run of `mender-backup oplog`: how many entries it shipped, continuing from where, and
+    the slice it wrote (None: nothing new)."""
+    shipped: int
+    since: dict | None
+    slice: dict | None = None
+
+    def to_json(self) -> dict:
+        return {"shipped": self.shipped, "since": self.since, "slice": self.slice}
+
+    def describe(self) -> str:
+        return f"shipped {self.shipped} oplog entries" + (f" up to {self.slice['to']['time']}" if self.slice
+                                                         else " (nothing new)")
+
+
+def run(opts: OplogOptions, reporter: Reporter) -> OplogResult:
     dest = destination_store(opts.destination)
     client = mongo_client.connect(opts.mongodb_url)
     dest.check()
@@ -83,13 +99,13 @@ def run(opts: OplogOptions, reporter: Reporter) -> dict:
         return _ship(client, repo, lock, reporter, opts.keyring.current if opts.keyring else None)
 
 
-def _ship(client, repo: Repository, lock: Lock, reporter: Reporter, key: encryption.Key | None) -> dict:
+def _ship(client, repo: Repository, lock: Lock, reporter: Reporter, key: encryption.Key | None) -> OplogResult:
     dest = repo.store
     since, origin = _since(repo)
     end = mongo_oplog.newest(client)
     if end is None or (since is not None and end <= since.ts):
         reporter.info(f"no new oplog entries since {since or 'the start'}")
-        return {"shipped": 0, "since": since.as_json() if since else None, "slice": None}
+        return OplogResult(0, since.as_json() if since else None)
     first = mongo_oplog.first_from(client, since.ts if since is not None else None)
     rolled = since is not None and first != since.ts
     start = since.ts if since is not None and not rolled else first
@@ -124,11 +140,11 @@ def _ship(client, repo: Repository, lock: Lock, reporter: Reporter, key: encrypt
         manifest.format_version = ENCRYPTED_SLICE_VERSION
         manifest.encryption = {"algorithm": encryption.ALGORITHM, "key_fingerprint": key.fingerprint}
     repo.commit(lock, slice_key(f"{name}.json"), manifest.to_json())
-    result = {"shipped": count, "since": since.as_json() if since else None,
-              "slice": {"from": first_pos.as_json(), "to": last_pos.as_json(), "key": data_key,
-                        "size": hashing.size}}
+    result = OplogResult(count, since.as_json() if since else None,
+                         {"from": first_pos.as_json(), "to": last_pos.as_json(), "key": data_key,
+                          "size": hashing.size})
     reporter.info(f"oplog slice {name}: {count} entries, {first_pos} to {last_pos} (continuing {origin})",
-                  **result)
+                  **result.to_json())
     if rolled:
         raise IntegrityError(f"the oplog rolled over since {origin} (at {since}): the entries between it and "
                              f"{first_pos} are lost, no restore can reach a time between them; shipped {count} "

@@ -17,6 +17,7 @@ Prune only deletes what it has proven it may (docs/FORMAT.md, "Deletion rule"):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from ..errors import MenderBackupError, UsageError
@@ -27,6 +28,33 @@ from .repository import Repository
 from .retention import Policy, keep
 
 INCOMPLETE_GRACE_SECONDS = 3600     # an incomplete backup younger than this may still be running
+
+
+@dataclass
+class PruneResult:
+    """What prune kept (and by which rules), deleted or would delete, and held back."""
+    dry_run: bool
+    keep: dict[str, list[str]]
+    unknown: dict[str, str]
+    delete: list[str]
+    delete_incomplete: list[str]
+    delete_artifacts: int
+    delete_artifact_bytes: int
+    delete_oplog_slices: list[str]
+    held_back: str = ""
+
+    def to_json(self) -> dict:
+        return {"dry_run": self.dry_run, "keep": self.keep, "unknown": self.unknown, "delete": self.delete,
+                "delete_incomplete": self.delete_incomplete, "delete_artifacts": self.delete_artifacts,
+                "delete_artifact_bytes": self.delete_artifact_bytes,
+                "delete_oplog_slices": self.delete_oplog_slices,
+                **({"held_back": self.held_back} if self.held_back else {})}
+
+    def describe(self) -> str:
+        verb = "would delete" if self.dry_run else "deleted"
+        return (f"kept {len(self.keep)} backup(s); {verb} {len(self.delete)} backup(s), "
+                f"{len(self.delete_incomplete)} incomplete backup(s), {self.delete_artifacts} artifact(s), "
+                f"{len(self.delete_oplog_slices)} oplog slice(s)")
 
 
 class PruneRefused(MenderBackupError):
@@ -42,7 +70,7 @@ def _refuse_on_doubt(cat: Catalog, slices: pitr.Slices) -> None:
 
 
 def plan(cat: Catalog, slices: pitr.Slices, stored: dict[str, int], policy: Policy, now: datetime,
-         dry_run: bool) -> tuple[dict, list[str], list]:
+         dry_run: bool) -> tuple[PruneResult, list[str], list]:
     """What prune keeps and deletes, and why; pure: no store, no clock of its own.
     -> (the result document, artifact keys to delete, slices to delete)"""
     counted = {e.id: e.time for e in cat.complete if not e.future}
@@ -68,17 +96,17 @@ def plan(cat: Catalog, slices: pitr.Slices, stored: dict[str, int], policy: Poli
         referenced = {a.key for e in kept for a in e.manifest.artifacts}
         orphans = sorted(k for k in stored if k not in referenced)
         old_slices = unneeded_slices([e.manifest for e in kept], slices)
-    return {
-        "dry_run": dry_run,
-        "keep": {bid: rules for bid, rules in sorted(reasons.items())},
-        "unknown": {e.id: e.problem for e in cat.unknown},
-        "delete": doomed,
-        "delete_incomplete": stale,
-        "delete_artifacts": len(orphans),
-        "delete_artifact_bytes": sum(stored[k] for k in orphans),
-        "delete_oplog_slices": [s.name for s in old_slices],
-        **({"held_back": held_back} if held_back else {}),
-    }, orphans, old_slices
+    return PruneResult(
+        dry_run=dry_run,
+        keep={bid: rules for bid, rules in sorted(reasons.items())},
+        unknown={e.id: e.problem for e in cat.unknown},
+        delete=doomed,
+        delete_incomplete=stale,
+        delete_artifacts=len(orphans),
+        delete_artifact_bytes=sum(stored[k] for k in orphans),
+        delete_oplog_slices=[s.name for s in old_slices],
+        held_back=held_back,
+    ), orphans, old_slices
 
 
 def unneeded_slices(kept, slices: pitr.Slices) -> list:
@@ -95,7 +123,8 @@ def unneeded_slices(kept, slices: pitr.Slices) -> list:
     return [s for s in every if s.last < oldest and s is not newest]
 
 
-def run(repo: Repository, policy: Policy, reporter: Reporter, dry_run: bool, break_lock: bool = False) -> dict:
+def run(repo: Repository, policy: Policy, reporter: Reporter, dry_run: bool,
+        break_lock: bool = False) -> PruneResult:
     if policy.empty:
         raise UsageError("no retention policy given (--keep-last/--keep-daily/--keep-weekly/--keep-monthly): "
                          "refusing to prune everything")
@@ -106,9 +135,9 @@ def run(repo: Repository, policy: Policy, reporter: Reporter, dry_run: bool, bre
         lock.acquire(break_lock, reporter.warn)
         result, orphans, slices = _decide(repo, policy, False)
         _report(result, reporter)
-        for bid in result["delete"]:
+        for bid in result.delete:
             repo.delete_backup(lock, bid)
-        for bid in result["delete_incomplete"]:
+        for bid in result.delete_incomplete:
             if not repo.delete_incomplete(lock, bid):
                 reporter.warn(f"backup {bid} was listed without a manifest but has one now: kept")
         repo.delete_artifacts(lock, orphans)
@@ -120,21 +149,33 @@ def run(repo: Repository, policy: Policy, reporter: Reporter, dry_run: bool, bre
     return result
 
 
-def _decide(repo: Repository, policy: Policy, dry_run: bool) -> tuple[dict, list[str], list]:
+def _decide(repo: Repository, policy: Policy, dry_run: bool) -> tuple[PruneResult, list[str], list]:
     now = datetime.now(timezone.utc)
     cat, slices = repo.backups(now), repo.slices()
     _refuse_on_doubt(cat, slices)
     return plan(cat, slices, repo.stored_artifacts(), policy, now, dry_run)
 
 
-def _report(result: dict, reporter: Reporter) -> dict:
-    verb = "would delete" if result["dry_run"] else "deleting"
-    reporter.info(f"prune: keeping {len(result['keep'])} backup(s), {verb} {len(result['delete'])} backup(s), "
-                  f"{len(result['delete_incomplete'])} incomplete backup(s), {result['delete_artifacts']} "
-                  f"unreferenced artifact(s) and {len(result['delete_oplog_slices'])} oplog slice(s) no kept "
+def _report(result: PruneResult, reporter: Reporter) -> PruneResult:
+    verb = "would delete" if result.dry_run else "deleting"
+    reporter.info(f"prune: keeping {len(result.keep)} backup(s), {verb} {len(result.delete)} backup(s), "
+                  f"{len(result.delete_incomplete)} incomplete backup(s), {result.delete_artifacts} "
+                  f"unreferenced artifact(s) and {len(result.delete_oplog_slices)} oplog slice(s) no kept "
                   f"backup needs")
-    for bid, why in result["unknown"].items():
+    for bid, why in result.unknown.items():
         reporter.warn(f"backup {bid} kept, state unknown: {why}")
-    if result.get("held_back"):
-        reporter.warn(result["held_back"])
+    if result.held_back:
+        reporter.warn(result.held_back)
     return result
+
+
+def after_backup(destination: str, policy: Policy, reporter: Reporter, backup_id: str) -> PruneResult:
+    """`backup --keep-*`: the policy applied after a successful backup, under a lock of its own.
+    A failure says the backup itself is complete (and keeps the failure's exit code)."""
+    from .failures import translate
+    try:
+        return run(Repository.at(destination), policy, reporter, dry_run=False)
+    except Exception as exc:
+        err = translate(exc)
+        raise MenderBackupError(f"backup {backup_id} is complete, but applying the retention policy failed: "
+                                f"{err}", exit_code=err.exit_code) from None

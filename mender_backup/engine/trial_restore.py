@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from .. import __version__
@@ -33,8 +34,39 @@ PREFIX = "mbv_"
 MAX_DB_NAME = 63
 
 
+@dataclass
+class TrialRestoreResult:
+    """A test restore that passed: what was restored into which scratch prefix, and whether the
+    verdict could be recorded at the destination."""
+    id: str
+    scratch_prefix: str
+    documents: int
+    collections: int
+    artifacts_checked: int | None
+    recorded: bool
+    metrics_pushed: bool | None = None  # set by the caller once the run's metrics are out
+
+    @classmethod
+    def passed(cls, verdict: dict) -> "TrialRestoreResult":
+        return cls(verdict["id"], verdict["scratch_prefix"], verdict["documents"], verdict["collections"],
+                   verdict.get("artifacts_checked"), verdict["recorded"])
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "method": "restore", "scratch_prefix": self.scratch_prefix, "result": "passed",
+                "documents": self.documents, "collections": self.collections,
+                **({"artifacts_checked": self.artifacts_checked} if self.artifacts_checked is not None else {}),
+                "recorded": self.recorded, "metrics_pushed": self.metrics_pushed}
+
+    def describe(self) -> str:
+        return (f"test restore of backup {self.id} passed: {self.documents} documents in {self.collections} "
+                f"collections restored into {self.scratch_prefix}*, verified against the manifest"
+                + (f", {self.artifacts_checked} artifacts copied and checked"
+                   if self.artifacts_checked is not None else "")
+                + "; scratch databases dropped" + ("; verdict recorded" if self.recorded else ""))
+
+
 def run(destination: str, backup_id: str, scratch_url: str, reporter: Reporter, keyring: Keyring | None = None,
-        scratch_bucket: str | None = None) -> dict:
+        scratch_bucket: str | None = None) -> TrialRestoreResult:
     store = destination_store(destination)
     manifest = catalog.resolve(store, backup_id)
     integrity.require_key(manifest, keyring)
@@ -71,7 +103,7 @@ def run(destination: str, backup_id: str, scratch_url: str, reporter: Reporter, 
     finally:
         _clean(client, ours, bucket, prefix, reporter)
     _record(store, manifest.id, result, started, reporter)
-    return result
+    return TrialRestoreResult.passed(result)
 
 
 def _artifacts(store, bucket, prefix: str, manifest, reporter: Reporter) -> int:

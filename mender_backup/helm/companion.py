@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from ruamel.yaml import YAML
 
 from ..errors import NotFoundError, UsageError
-from ..stores import parse_destination
+from ..engine.preflight import check_destination
 from .cron import check_schedule
 from .mender import MenderValues, SecretKeys
 from .runner import Helm, ReleaseInfo
@@ -44,7 +44,7 @@ def companion_values(info: ReleaseInfo, mender: MenderValues, keys: SecretKeys, 
     if mender.storage != "aws":
         raise UsageError(f"the release stores artifacts in {mender.storage!r}: only S3 (global.storage=aws) is "
                          f"supported")
-    parse_destination(destination)
+    check_destination(destination)
     access, secret = keys.static_keys()
     bucket = keys.bucket_key()
     values: dict = {
@@ -102,3 +102,15 @@ def job_from_cronjob(manifest: str, suffix: str) -> dict:
     """A one-off Job built from the CronJob in a rendered manifest, as
     `kubectl create job --from=cronjob/NAME` would make it."""
     return job_from_cronjob_object(cronjob_from_manifest(manifest), suffix)
+
+
+def start_job(kube, namespace: str, manifest: str, suffix: str) -> str:
+    """`helm mender-backup run`: a Job made from the live companion CronJob (what the cluster would
+    run on schedule, with its uid for the ownerReference) created in `namespace`; -> its name."""
+    name = cronjob_from_manifest(manifest)["metadata"]["name"]
+    with kube.call(f"reading CronJob {namespace}/{name}"):
+        cronjob = kube.api.sanitize_for_serialization(kube.batch.read_namespaced_cron_job(name, namespace))
+    job = job_from_cronjob_object(cronjob, suffix)
+    job["metadata"]["namespace"] = namespace
+    with kube.call(f"creating a Job in {namespace}"):
+        return kube.batch.create_namespaced_job(namespace, job).metadata.name

@@ -13,16 +13,15 @@ import json
 from dataclasses import dataclass, field
 
 from ..engine import mender as mender_info
+from ..engine import preflight
+from ..engine.preflight import Manifest
 from ..engine.repository import Repository
 from ..errors import ConflictError, NotFoundError, UnreachableError, UsageError
-from ..format.manifest import Manifest
 from ..kube import secrets as kube_secrets
 from ..kube.connection import Kube
 from ..kube import workloads
 from ..kube.workloads import Workload
-from ..mongo import client as mongo_client
 from ..redact import redact_url, register_secret, register_url_secrets
-from ..stores import bucket_store
 from . import mender
 from .companion import companion_destination, companion_name, cronjob_from_manifest
 from .runner import Helm, ReleaseInfo, resolve_chart
@@ -204,7 +203,7 @@ def _repoint_bucket(kube: Kube, ns: str, mv: mender.MenderValues, req: Request, 
                 ch.notes.append(f"the storage proxy route {rule!r} does not name the bucket: left as it is")
     target_bucket = (req.bucket or old_bucket or None)
     if target_bucket:
-        bucket_store(target_bucket).check()      # before anything stops
+        preflight.check_bucket(target_bucket)      # before anything stops
     return target_bucket
 
 
@@ -277,7 +276,7 @@ def _backup_signing_keys(store, manifest: Manifest, notes: list[str]) -> dict[st
 def _reach(url: str):
     """The target MongoDB, from this machine; before anything is touched."""
     try:
-        return mongo_client.connect(url)
+        return preflight.connect_mongodb(url)
     except UnreachableError as exc:
         raise UnreachableError(f"{exc} (from this machine): pass --connect-url with a URL this machine reaches, "
                                f"e.g. through `kubectl port-forward`; nothing was changed") from None

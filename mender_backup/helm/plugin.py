@@ -143,14 +143,7 @@ def run(
         return
     kube = Kube.from_env()
     ns = info.namespace or kube.namespace
-    name = companion.cronjob_from_manifest(manifest)["metadata"]["name"]
-    # the live CronJob (what the cluster would run on schedule), and its uid for the ownerReference
-    with kube.call(f"reading CronJob {ns}/{name}"):
-        cronjob = kube.api.sanitize_for_serialization(kube.batch.read_namespaced_cron_job(name, ns))
-    job = companion.job_from_cronjob_object(cronjob, suffix)
-    job["metadata"]["namespace"] = ns
-    with kube.call(f"creating a Job in {ns}"):
-        job_name = kube.batch.create_namespaced_job(ns, job).metadata.name
+    job_name = companion.start_job(kube, ns, manifest, suffix)
     typer.echo(f"job.batch/{job_name} created in namespace {ns}")
     _say(f"follow it with: kubectl logs -n {ns} -f job/{job_name}")
 
