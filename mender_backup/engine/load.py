@@ -8,7 +8,7 @@ while the archive streams, the server has room for the read-back and the index b
 the collections already complete (measured: bench/FINDINGS.md). The guarantees do not
 move: a collection is read back and compared with the manifest only after every one of
 its documents was acknowledged, and its indexes (TTL ones above all) come after that; with
-an oplog to replay, every index waits for the replay (engine/restore.py).
+an oplog to replay, every index waits for the replay (engine/restore/).
 
 Memory stays bounded: at most 2 x INSERT_WORKERS segments of SEGMENT_BYTES in flight, and
 one batch per read-back cursor.
