@@ -15,7 +15,7 @@ from mender_backup.engine.restore import replay
 from mender_backup.engine.restore.plan import decide
 from mender_backup.errors import ConflictError, IntegrityError, NotFoundError, UsageError
 from mender_backup.format.metadata import CollectionSpec
-from mender_backup.format.oplog import OpTime
+from mender_backup.format.slices import OpTime
 
 
 def at(t: int) -> OpTime:

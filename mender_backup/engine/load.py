@@ -28,7 +28,7 @@ from ..format.digest import CollectionDigest
 from ..mongo import collections as mongo
 from ..output import Reporter
 from . import integrity
-from .commands import IndexCatalog
+from .replay.commands import IndexCatalog
 
 Namespace = tuple[str, str]
 

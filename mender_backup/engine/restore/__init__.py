@@ -43,7 +43,7 @@ from ...mongo import users as mongo_users
 from ...output import Reporter
 from ...stores import bucket_store
 from .. import artifacts, mender_secrets, namespaces
-from ..commands import IndexCatalog
+from ..replay.commands import IndexCatalog
 from ..load import VERIFY_LEVELS, Loader
 from . import replay
 from .options import RestoreOptions

@@ -13,10 +13,10 @@ from typing import BinaryIO, Callable
 from ...errors import UsageError
 from ...format import compression
 from ...format.archive import ArchiveReader
-from ...format.oplog import parse_time
+from ...format.slices import parse_time
 from ...output import Reporter
 from .. import namespaces, pitr
-from ..commands import IndexCatalog
+from ..replay.commands import IndexCatalog
 from ..replay import Limit, Replay
 
 

@@ -19,7 +19,7 @@ from ...errors import MenderBackupError, UsageError
 from ...format.encryption import Keyring
 from ...format.layout import backup_key
 from ...format.manifest import Manifest
-from ...format.oplog import parse_time
+from ...format.slices import parse_time
 from ...output import Reporter
 from ...stores import Store, destination_store, split_object_url
 from .. import catalog, integrity, pitr
