@@ -146,3 +146,35 @@ def test_oplog_plan_refusals():
 def test_dry_run_replay_with_nothing_to_replay_touches_nothing():
     job = replay.Job({"replay": False}, catalog=None)
     assert replay.replay(None, job, None, reporter=None) is None
+
+
+# ------------------------------------------------------------------ a dry-run replay
+def test_dry_run_replay_counts_skips_and_changes_the_index_catalog_without_a_server():
+    import io
+
+    import zstandard
+    from bson import Timestamp
+
+    from mender_backup.engine.replay import IndexCatalog, Limit
+    from tests import oplogs
+    cat = IndexCatalog()
+    cat.add_collection("inventory", "devices", [{"name": "_id_", "key": {"_id": 1}}])
+    t = oplogs.T0 + 1000
+    stream = b"".join([
+        oplogs.insert("inventory.devices", {"_id": 1}, ts=Timestamp(t, 1)),
+        oplogs.insert("inventory.devices", {"_id": 1}, ts=Timestamp(t, 1)),            # the same entry again
+        oplogs.insert("config.system.sessions", {"_id": 2}, ts=Timestamp(t, 2)),
+        oplogs.entry("c", "inventory.$cmd", {"createIndexes": "devices", "v": 2, "key": {"mac": 1},
+                                             "name": "mac_1"}, ts=Timestamp(t, 3)),
+        oplogs.insert("other.things", {"_id": 3}, ts=Timestamp(t, 4)),                  # database not restored
+        oplogs.insert("inventory.devices", {"_id": 4}, ts=Timestamp(t, 9)),             # past the limit
+    ])
+    events = []
+    slice_ = zstandard.ZstdCompressor().compress(stream)        # a slice's bytes, as stored
+    job = replay.Job({"replay": True, "in_archive": False}, cat, Limit(ts=Timestamp(t, 5)), {"inventory"},
+                     slices=[(None, lambda: io.BytesIO(slice_))])
+    stats = replay.replay(None, job, None, SimpleNamespace(info=lambda msg, **kw: events.append(msg)))
+    assert stats["entries"] == 4                   # read and not before the last one: applied or skipped
+    assert stats["skipped"] == {"already replayed": 1, "system database": 1, "database not restored": 1}
+    assert "mac_1" in {i["name"] for i in cat.indexes[("inventory", "devices")]}
+    assert events and events[0].startswith("oplog: would replay 4 entries")
