@@ -129,8 +129,8 @@ def _profile_restore(ctx: Ctx, mb: MongoBench) -> list[dict]:
     thread's waits)."""
     ctx.log("profiling the restore")
     mb.empty_target()
-    names = {"local_copy": "proving the archive (sha256)", "_plan": "plan",
-             "_create_collections": "creating the collections",
+    names = {"local_copy": "proving the archive (sha256)", "plan_target": "plan",
+             "create_collections": "creating the collections",
              "Loader.run": "inserting, with each collection checked (and its indexes built) once its inserts "
                            "are acknowledged",
              "Loader.build_indexes": "waiting for the last index builds"}
@@ -140,7 +140,7 @@ def _profile_restore(ctx: Ctx, mb: MongoBench) -> list[dict]:
     return [{"title": "`pyinstrument mender-backup restore` (--verify full, main thread)",
              "summary": f"{d['seconds']:.2f} s ({d['cpu_seconds']:.2f} s CPU). {_phases_text(d, names)}.",
              "text": trim(text, min_share=0.005, max_lines=400, max_depth=60),
-             "excerpt_from": "_restore  ../../mender_backup/engine/restore.py"}]
+             "excerpt_from": "_write  ../../mender_backup/engine/restore/__init__.py"}]
 
 
 def _code() -> dict:

@@ -376,32 +376,40 @@ def test_destination_on_another_s3_service_streams_artifacts(source, minio, env,
 
 
 def test_expired_ttl_documents_restore_and_verify_on_every_run(new_mongodb, tmp_path):
-    """DocumentDB's TTL monitor really deletes (within a minute, a pg_cron job). A backup taken
-    while Mender's tokens were valid is restored after they expired: the restore builds the
-    TTL indexes only after it has compared counts and digests, so the comparison cannot race
-    the monitor; the expired documents are restored, verified and reported as expired."""
+    """DocumentDB's TTL monitor really deletes (within a minute, a pg_cron job). An archive
+    whose tokens have expired since it was made is restored: the restore builds the TTL
+    indexes only after it has compared counts and digests, so the comparison cannot race
+    the monitor; the expired documents are restored, verified and reported as expired.
+
+    Nothing here waits for the clock. The tokens are written already past their TTL, in a
+    mongodump archive made by hand (tests/archives.py): a backup taken from a live server
+    would need them valid while it runs and expired by the restore, i.e. a real wait (it
+    used to be ~14 s). The loader's count check and TTL build are the same for a backup
+    and an archive (engine/load.py). Our own side of "expired" is the Loader's clock
+    (`now`): judged at a time before the tokens' expiry, none is expired."""
     import datetime as dt
-    import time
-    src = new_mongodb()
-    tokens = src.client()["deviceauth"]["tokens"]
-    expires = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=12)
-    tokens.insert_many([{"_id": i, "exp": {"time": expires}, "sub": f"device-{i}"} for i in range(300)])
-    tokens.insert_many([{"_id": 1000 + i, "exp": {"time": expires + dt.timedelta(days=30)}} for i in range(20)])
-    tokens.create_index([("exp.time", 1)], name="exp_time", expireAfterSeconds=0)
-    e = {"MONGODB_URL": src.url, "MENDER_BACKUP_DESTINATION": f"file://{tmp_path}"}
-    bid = result_of(run("backup", "--db", "deviceauth", "--json", env=e))["id"]
-    assert json.loads((tmp_path / "backups" / bid / "manifest.json").read_text())[
-        "databases"]["deviceauth"]["tokens"]["count"] == 320
-    time.sleep(max(0.0, (expires - dt.datetime.now(dt.timezone.utc)).total_seconds() + 2))
+    from mender_backup.engine import load
+    from tests import archives
+    v = "7.0"
+    expired_at = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) - dt.timedelta(hours=1)
+    valid_until = expired_at + dt.timedelta(days=30)
+    tokens = ([{"_id": i, "exp": {"time": expired_at}, "sub": f"device-{i}"} for i in range(300)]
+              + [{"_id": 1000 + i, "exp": {"time": valid_until}} for i in range(20)])
+    specs = [archives.index(v, "deviceauth", "tokens", "_id_", {"_id": 1}),
+             archives.index(v, "deviceauth", "tokens", "exp_time", {"exp.time": 1}, expireAfterSeconds=0)]
+    path = tmp_path / "tokens.archive"
+    path.write_bytes(archives.write(v, [{"db": "deviceauth", "collection": "tokens",
+                                         "metadata": archives.metadata(v, "deviceauth", "tokens", specs)}],
+                                   {("deviceauth", "tokens"): tokens}))
     for _ in range(2):                       # every run, not a lucky one
         target = new_mongodb()
-        r = run("restore", bid, "--json", env={**e, "MENDER_BACKUP_RESTORE_MONGODB_URL": target.url})
+        r = run("restore", "--archive", f"file://{path}", "--json", env={"MONGODB_URL": target.url})
         result = result_of(r)
         assert result["verified"] and result["expired"] == {"deviceauth.tokens": 300}
         assert any(ev.get("expired") == 300 for ev in json_events(r))
         assert "exp_time" in {i["name"] for i in target.client()["deviceauth"]["tokens"].list_indexes()}
-        human = run("verify", bid, env=e).stdout      # the backup itself is untouched by any of it
-        assert "intact" in human
+    before = expired_at - dt.timedelta(seconds=1)      # the injected clock: nothing was expired yet
+    assert load.check_indexes(target.client(), ("deviceauth", "tokens"), specs, None, before) == ("", 0)
 
 
 def test_restore_from_s3_with_verify_counts_and_a_too_small_tmp(source, new_mongodb, minio, env):

@@ -1,4 +1,4 @@
-"""Oplog replay (engine/replay.py) against a real server: entries as MongoDB 5.0+ logs
+"""Oplog replay (engine/replay/) against a real server: entries as MongoDB 5.0+ logs
 them (tests/oplogs.py; FerretDB v1 logs only inserts, `$v:1` updates and deletes) applied
 to FerretDB, then read back as raw bytes. The expected documents follow the server's
 diff rules (src/mongo/db/update/document_diff_applier.cpp), written out by hand."""

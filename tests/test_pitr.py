@@ -37,7 +37,9 @@ class Source:
         self.n += count
 
     def point(self) -> tuple[str, int]:
-        """A time between two changes, and how many writes it follows."""
+        """A time between two changes, and how many writes it follows. The waits are the
+        server's: its oplog entries carry its wall clock (milliseconds), and the time must
+        fall strictly between two of them; no clock of ours decides it."""
         time.sleep(0.05)
         t = now()
         time.sleep(0.05)

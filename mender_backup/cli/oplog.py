@@ -21,10 +21,10 @@ def oplog(
     roll over. Each run writes one compressed, checksummed slice and its manifest (last).
     A roll-over between two runs is reported with exit 5: times in that gap cannot be restored.
     """
-    from ..engine import oplog as engine_oplog
+    from ..engine import ship
 
     rep = reporter(json_out, quiet)
     register_url_secrets(mongodb_url)
-    opts = engine_oplog.OplogOptions(mongodb_url=mongodb_url, destination=destination, break_lock=break_lock,
-                                     lock_stale_after=lock_stale_after, keyring=keyring(rep))
-    show(rep, run(rep, lambda: engine_oplog.run(opts, rep), stopped=NOTHING_KEPT))
+    opts = ship.OplogOptions(mongodb_url=mongodb_url, destination=destination, break_lock=break_lock,
+                             lock_stale_after=lock_stale_after, keyring=keyring(rep))
+    show(rep, run(rep, lambda: ship.run(opts, rep), stopped=NOTHING_KEPT))

@@ -8,7 +8,7 @@ while the archive streams, the server has room for the read-back and the index b
 the collections already complete (measured: bench/FINDINGS.md). The guarantees do not
 move: a collection is read back and compared with the manifest only after every one of
 its documents was acknowledged, and its indexes (TTL ones above all) come after that; with
-an oplog to replay, every index waits for the replay (engine/restore.py).
+an oplog to replay, every index waits for the replay (engine/restore/).
 
 Memory stays bounded: at most 2 x INSERT_WORKERS segments of SEGMENT_BYTES in flight, and
 one batch per read-back cursor.
@@ -28,7 +28,7 @@ from ..format.digest import CollectionDigest
 from ..mongo import collections as mongo
 from ..output import Reporter
 from . import integrity
-from .commands import IndexCatalog
+from .replay.commands import IndexCatalog
 
 Namespace = tuple[str, str]
 
@@ -47,6 +47,11 @@ VERIFY_LEVELS = ("full", "counts")
 BUCKETS = "system.buckets."
 
 
+def utcnow() -> datetime:
+    """The real clock (the Loader's default; tests pass their own)."""
+    return datetime.now(timezone.utc)
+
+
 class Loader:
     """Inserts the archive's documents and checks each collection against `expected`:
     `full` reads every document back (count and content digest), `counts` compares the
@@ -54,9 +59,11 @@ class Loader:
     collection's indexes are built as soon as it is checked."""
 
     def __init__(self, client, data: dict[Namespace, Namespace], expected: dict[Namespace, integrity.Expected],
-                 verify: str, catalog: IndexCatalog, indexes_now: bool, reporter: Reporter):
+                 verify: str, catalog: IndexCatalog, indexes_now: bool, reporter: Reporter,
+                 now: Callable[[], datetime] = utcnow):
         self.client, self.data, self.expected, self.verify = client, data, expected, verify
         self.catalog, self.indexes_now, self.reporter = catalog, indexes_now, reporter
+        self.now = now                                        # the clock TTL expiry is judged by
         self.verification = Verification(data, verify)       # the completed checks
         self.built: set[Namespace] = set()
         self._lock = threading.Lock()
@@ -209,7 +216,8 @@ class Loader:
         try:
             for key, build in sorted(self._builds.items()):
                 build.result()
-                problem, n = check_indexes(self.client, key, self.catalog.indexes[key], self.reporter)
+                problem, n = check_indexes(self.client, key, self.catalog.indexes[key], self.reporter,
+                                            self.now())
                 if problem:
                     raise IntegrityError("restore verification failed: " + problem)
                 if n:
@@ -259,14 +267,16 @@ class _Counted(CollectionDigest):
         self.count = n
 
 
-def check_indexes(client, key: Namespace, specs: list[dict], reporter: Reporter) -> tuple[str, int]:
-    """One collection's built indexes -> (a problem or "", documents already past a TTL limit)."""
+def check_indexes(client, key: Namespace, specs: list[dict], reporter: Reporter,
+                  now: datetime | None = None) -> tuple[str, int]:
+    """One collection's built indexes -> (a problem or "", documents past a TTL limit at
+    `now`, default the real clock)."""
     db, coll = key
     want = {i.get("name") for i in specs}
     missing = want - mongo.index_names(client, db, coll)
     if missing:
         return f"{db}.{coll}: index(es) missing: {', '.join(sorted(missing))}", 0
-    n = mongo.expired(client, db, coll, specs, datetime.now(timezone.utc))
+    n = mongo.expired(client, db, coll, specs, now or utcnow())
     if n:
         reporter.info(f"{db}.{coll}: {n} restored document(s) are past their TTL: MongoDB's TTL monitor "
                       f"deletes them within a minute", namespace=f"{db}.{coll}", expired=n)

@@ -10,7 +10,7 @@ time-series collection its metadata under its own name and its data under
 Rules: the system databases (admin, local, config) and `system.*` collections are
 skipped and listed as such, except users and roles with --restore-users-and-roles;
 a time-series collection is restored with its bucket data; the oplog is replayed
-or reported as not replayed (engine/replay.py). Databases left out by --db are
+or reported as not replayed (engine/replay/). Databases left out by --db are
 listed as skipped too.
 """
 

@@ -26,7 +26,7 @@ from ..format.digest import HashingReader
 from ..format.encryption import Keyring
 from ..format.layout import OPLOG, slice_key
 from ..format.manifest import Manifest
-from ..format.oplog import OpTime, SliceManifest, parse_slice_name, slice_context
+from ..format.slices import OpTime, SliceManifest, parse_slice_name, slice_context
 from ..output import Reporter
 from ..stores import Store
 

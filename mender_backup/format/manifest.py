@@ -20,7 +20,7 @@ from typing import Any
 from ..errors import IntegrityError, InvalidManifestError
 from . import schema
 from .compat import known, readable_version
-from .oplog import OpTime
+from .slices import OpTime
 
 FORMAT_VERSION = 3          # the newest this reader reads
 PLAIN_FORMAT_VERSION = 1    # a backup without encryption or oplog: every reader reads it

@@ -18,7 +18,7 @@ from bson.raw_bson import RawBSONDocument
 from pymongo import errors as perr
 
 from ..errors import MenderBackupError
-from ..format.oplog import OpTime
+from ..format.slices import OpTime
 
 DB, COLLECTION = "local", "oplog.rs"
 

@@ -33,13 +33,13 @@ from bson import Timestamp
 from bson.raw_bson import RawBSONDocument
 from pymongo import errors as perr
 
-from ..errors import IntegrityError, MenderBackupError
-from ..format.archive import MAX_BSON, MIN_BSON
-from ..format.oplog import OpTime
-from ..mongo import oplog as mongo_oplog
-from ..mongo import rawbson
-from ..mongo.apply import Writer
-from ..mongo.client import SYSTEM_DATABASES
+from ...errors import IntegrityError, MenderBackupError
+from ...format.archive import MAX_BSON, MIN_BSON
+from ...format.slices import OpTime
+from ...mongo import oplog as mongo_oplog
+from ...mongo import rawbson
+from ...mongo.apply import Writer
+from ...mongo.client import SYSTEM_DATABASES
 from .commands import COMMANDS, IndexCatalog
 
 SKIPPED_OPS = {"n": "no-op", "cd": "internal bookkeeping", "ci": "internal bookkeeping",

@@ -30,7 +30,7 @@ from ..format import encryption
 from ..format.digest import HashingWriter
 from ..format.encryption import Keyring
 from ..format.layout import slice_key
-from ..format.oplog import ENCRYPTED_SLICE_VERSION, OpTime, SliceManifest, slice_context, slice_name
+from ..format.slices import ENCRYPTED_SLICE_VERSION, OpTime, SliceManifest, slice_context, slice_name
 from ..mongo import client as mongo_client
 from ..mongo import oplog as mongo_oplog
 from ..output import Reporter
