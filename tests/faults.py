@@ -33,6 +33,26 @@ def _rst_close(sock: socket.socket) -> None:
         pass
 
 
+def _serve(handler: type[BaseHTTPRequestHandler]) -> tuple[ThreadingHTTPServer, int]:
+    """An HTTP server on a free loopback port, answering in threads of its own."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, server.server_address[1]
+
+
+def _relay(handler: BaseHTTPRequestHandler, resp: http.client.HTTPResponse, data: bytes) -> None:
+    """Send the upstream answer back to the client as it came (hop-by-hop headers aside)."""
+    handler.send_response(resp.status)
+    for k, v in resp.getheaders():
+        if k.lower() not in ("transfer-encoding", "content-length", "connection"):
+            handler.send_header(k, v)
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    if handler.command != "HEAD":
+        handler.wfile.write(data)
+
+
 class TcpProxy:
     def __init__(self, target_port: int):
         self.target_port = target_port
@@ -164,24 +184,14 @@ class HttpFaultProxy:
                 conn.request(self.command, self.path, body=body, headers=headers)
                 resp = conn.getresponse()
                 data = resp.read()
-                self.send_response(resp.status)
-                for k, v in resp.getheaders():
-                    if k.lower() not in ("transfer-encoding", "content-length", "connection"):
-                        self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
+                _relay(self, resp, data)
                 conn.close()
                 proxy.requests.append((self.command, self.path, resp.status))
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
 
         lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, self.port = _serve(Handler)
 
     @property
     def endpoint(self) -> str:
@@ -353,14 +363,7 @@ class S3FaultProxy:
                 if self.command == "POST" and re.search(r"(?:^|&)uploads(?:=|&|$)", query):
                     m = re.search(rb"<UploadId>([^<]+)</UploadId>", data)
                     seen.upload_id = m.group(1).decode() if m else ""
-                self.send_response(resp.status)
-                for k, v in resp.getheaders():
-                    if k.lower() not in ("transfer-encoding", "content-length", "connection"):
-                        self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
+                _relay(self, resp, data)
                 seen.status = resp.status
 
             def handle_one_request(self):
@@ -371,10 +374,7 @@ class S3FaultProxy:
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, self.port = _serve(Handler)
 
     @property
     def endpoint(self) -> str:

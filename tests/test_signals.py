@@ -23,19 +23,11 @@ from mender_backup.format import layout
 from testenv import mender_data, servers
 from tests.cli import assert_one_line_error, result_of, run, start
 from tests.faults import TcpProxy
+from tests.test_faults import wait_until
 from tests.test_redact import webhook  # noqa: F401  (the fixture: a local server recording the webhook's posts)
 
 SIGNALS = [pytest.param(signal.SIGTERM, 143, "terminated (SIGTERM)", id="SIGTERM"),
            pytest.param(signal.SIGINT, 130, "interrupted (SIGINT)", id="SIGINT")]
-
-
-def wait_until(cond, proc: subprocess.Popen, what: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if proc.poll() is not None:
-            raise AssertionError(f"the tool ended (exit {proc.returncode}) before {what}: {proc.stderr.read()}")
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def stopped(proc: subprocess.Popen, sig: int, code: int, *fragments: str) -> subprocess.CompletedProcess:

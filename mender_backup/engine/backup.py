@@ -46,7 +46,9 @@ class BackupOptions:
 def _dump(client, infos: list[CollectionSpec], writer: ArchiveWriter, parallel: int,
           reporter: Reporter) -> dict[tuple[str, str], CollectionDigest]:
     """Read collections in parallel threads, write their batches interleaved, as mongodump does.
-    Memory is bounded by the queue: at most 2*parallel batches in flight."""
+    Memory is bounded by the queue: at most 2*parallel batches in flight. One function (over 60
+    lines): the readers, the writer loop and the shutdown share the queues and the stop event,
+    and the shutdown's order (stop, then drain so blocked readers wake) is the point."""
     work: queue.Queue = queue.Queue()
     # largest first, as mongodump orders its work: the parallel readers end together, and in
     # the archive the big collections end early, so a restore checks them and builds their

@@ -259,7 +259,9 @@ class ArchiveReader:
     def segments(self, max_bytes: int = 8 * 1024 * 1024, ends: bool = False) -> Iterator[Segment]:
         """Yield documents namespace by namespace, in chunks of about `max_bytes`;
         checks each namespace's CRC at its EOF block. With `ends`, also an empty segment
-        with `end` set after each namespace's EOF block (its last documents came before)."""
+        with `end` set after each namespace's EOF block (its last documents came before).
+        One loop (over 60 lines) that follows spec.md's grammar step by step: header, body,
+        EOF block, as mongo-tools' demultiplexer does; split, the CRC state would travel."""
         crc: dict[tuple[str, str], int | None] = {}
         while True:
             if not self._available(4):
