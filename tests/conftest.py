@@ -59,6 +59,18 @@ def minio(tmp_path_factory):
     server.stop()
 
 
+@pytest.fixture(autouse=True)
+def secrets_registered_by_a_test_end_with_it():
+    """`redact` keeps the secrets it learns for the life of the process (one command); in the
+    suite's process they would outlive the test that registered them and mask the next test's
+    text ("mender" from one test's password pieces in another's values diff)."""
+    from mender_backup import redact
+    before = set(redact._secrets)
+    yield
+    redact._secrets.clear()
+    redact._secrets.update(before)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def every_manifest_follows_the_format(tmp_path_factory):
     """After the session: every manifest our backups wrote under the tests' folders follows
