@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import threading
 from typing import BinaryIO, Iterator
 
@@ -18,8 +17,6 @@ from ..errors import ConflictError, MenderBackupError, NotFoundError, Unreachabl
 from .base import ObjectInfo, Store
 from .settings import S3Settings
 
-# S3 multipart part size: 16 MiB x 10,000 parts = 156 GiB per object; S3's minimum is 5 MiB
-PART_SIZE = max(5 << 20, int(os.environ.get("MENDER_BACKUP_S3_PART_SIZE", 16 << 20)))
 # S3 copies at most 5 GiB in one CopyObject; larger objects need a multipart copy
 SINGLE_COPY_LIMIT = 5 * 1024**3
 
@@ -55,8 +52,8 @@ def s3_error(exc: Exception, what: str) -> MenderBackupError:
 class _MultipartWriter(io.RawIOBase):
     """A write-only stream that uploads in parts; completed by `finish`, aborted by `abort`."""
 
-    def __init__(self, client, bucket: str, key: str):
-        self._c, self._bucket, self._key = client, bucket, key
+    def __init__(self, client, bucket: str, key: str, part_size: int):
+        self._c, self._bucket, self._key, self._part = client, bucket, key, part_size
         self._buf = bytearray()
         self._parts: list[dict] = []
         self._upload_id: str | None = None
@@ -66,9 +63,9 @@ class _MultipartWriter(io.RawIOBase):
 
     def write(self, b) -> int:
         self._buf += b
-        while len(self._buf) >= PART_SIZE:
-            self._flush_part(bytes(self._buf[:PART_SIZE]))
-            del self._buf[:PART_SIZE]
+        while len(self._buf) >= self._part:
+            self._flush_part(bytes(self._buf[:self._part]))
+            del self._buf[:self._part]
         return len(b)
 
     def _flush_part(self, data: bytes) -> None:
@@ -137,7 +134,7 @@ class S3Store(Store):
 
     @contextlib.contextmanager
     def open_write(self, key: str):
-        w = _MultipartWriter(self.client, self.bucket, self.full_key(key))
+        w = _MultipartWriter(self.client, self.bucket, self.full_key(key), self.settings.part_size)
         try:
             yield w
             w.finish()

@@ -11,9 +11,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from ..errors import UsageError
 from ..redact import register_secret
 
 DEST_PREFIX = "MENDER_BACKUP_DEST_"
+DEFAULT_PART_SIZE = 16 << 20
+MIN_PART_SIZE = 5 << 20
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,8 @@ class S3Settings:
     secret_key: str | None = None
     session_token: str | None = None
     addressing_style: str = "auto"
+    # multipart part size: 16 MiB x 10,000 parts = 156 GiB per object; S3's minimum is 5 MiB
+    part_size: int = DEFAULT_PART_SIZE
 
     @classmethod
     def from_env(cls, prefix: str = "", fallback: "S3Settings | None" = None) -> "S3Settings":
@@ -40,6 +45,7 @@ class S3Settings:
             secret_key=get("AWS_SECRET_ACCESS_KEY") or base.secret_key,
             session_token=get("AWS_SESSION_TOKEN") or base.session_token,
             addressing_style=style,
+            part_size=_part_size(os.environ.get("MENDER_BACKUP_S3_PART_SIZE")),
         )
         register_secret(settings.secret_key)
         register_secret(settings.session_token)
@@ -47,6 +53,7 @@ class S3Settings:
 
     @classmethod
     def source(cls) -> "S3Settings":
+        """Read when a store is made, never at import: a test or a wrapper may set it first."""
         return cls.from_env()
 
     @classmethod
@@ -76,3 +83,12 @@ class S3Settings:
             "s3", endpoint_url=self.endpoint_url, region_name=self.region or "us-east-1",
             aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key,
             aws_session_token=self.session_token, config=cfg)
+
+
+def _part_size(raw: str | None) -> int:
+    if not raw:
+        return DEFAULT_PART_SIZE
+    try:
+        return max(MIN_PART_SIZE, int(raw))
+    except ValueError:
+        raise UsageError(f"MENDER_BACKUP_S3_PART_SIZE must be a number of bytes, not {raw!r}") from None
