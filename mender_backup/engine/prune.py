@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from ..errors import MenderBackupError, UsageError
 from ..output import Reporter
 from . import pitr
-from .catalog import Catalog
+from .catalog import INCOMPLETE, Catalog
 from .repository import Repository
 from .retention import Policy, keep
 
@@ -85,7 +85,7 @@ def plan(cat: Catalog, slices: pitr.Slices, stored: dict[str, int], policy: Poli
             reasons.setdefault(e.id, []).append("its verdict could not be read")
     kept = [e for e in cat.complete if e.id in reasons]
     doomed = [e.id for e in cat.complete if e.id not in reasons]
-    stale = [e.id for e in cat.entries if e.state == "incomplete" and e.time is not None
+    stale = [e.id for e in cat.entries if e.state == INCOMPLETE and e.time is not None
              and (now - e.time).total_seconds() > INCOMPLETE_GRACE_SECONDS]
     held_back = ""
     if cat.unknown:
