@@ -363,8 +363,8 @@ class S3FaultProxy:
                 if self.command == "POST" and re.search(r"(?:^|&)uploads(?:=|&|$)", query):
                     m = re.search(rb"<UploadId>([^<]+)</UploadId>", data)
                     seen.upload_id = m.group(1).decode() if m else ""
+                seen.status = resp.status     # before the answer: the client may read the record at once
                 _relay(self, resp, data)
-                seen.status = resp.status
 
             def handle_one_request(self):
                 try:
