@@ -135,14 +135,14 @@ def _entry(store: Store, bid: str, size: int, names: set[str], now: datetime) ->
         return e
     except Exception as exc:        # transient or access: the backup may well be complete
         e.state, e.read_error = UNKNOWN, True
-        e.problem = f"its manifest could not be read ({_one_line(exc)}): kept"
+        e.problem = f"its manifest could not be read ({one_line(exc)}): kept"
         return e
     try:
         manifest = Manifest.from_json(raw, f"backup {bid}")
         if manifest.id != bid:
             raise ValueError(f"its manifest names backup {manifest.id!r}")
     except Exception as exc:        # damaged, invalid or newer: kept, never trusted
-        e.state, e.problem = UNKNOWN, f"{_one_line(exc)}: kept"
+        e.state, e.problem = UNKNOWN, f"{one_line(exc)}: kept"
         return e
     e.state, e.manifest = COMPLETE, manifest
     if e.future:
@@ -163,7 +163,8 @@ def _verdict(store: Store, bid: str) -> tuple[dict | None, bool]:
         return None, True
 
 
-def _one_line(exc: Exception) -> str:
+def one_line(exc: Exception) -> str:
+    """An error's text on one line, as `list` and prune show a backup's or a slice's problem."""
     return " ".join(str(exc).split()) or type(exc).__name__
 
 

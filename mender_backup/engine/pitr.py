@@ -29,6 +29,7 @@ from ..format.manifest import Manifest
 from ..format.slices import OpTime, SliceManifest, parse_slice_name, slice_context
 from ..output import Reporter
 from ..stores import Store
+from .catalog import one_line
 
 
 class _Named:
@@ -113,7 +114,7 @@ def scan(store: Store) -> Slices:
 
 def _damaged(base: str, parsed, exc: Exception, read_error: bool) -> DamagedSlice:
     (t1, i1), (t2, i2), _ = parsed
-    return DamagedSlice(base, OpTime(t1, i1), OpTime(t2, i2), " ".join(str(exc).split()) or type(exc).__name__,
+    return DamagedSlice(base, OpTime(t1, i1), OpTime(t2, i2), one_line(exc),
                         read_error)
 
 

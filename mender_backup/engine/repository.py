@@ -17,7 +17,7 @@ Commands talk to a Repository, not to the store. It owns:
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 
 from ..errors import NotFoundError
 from ..format.layout import ARTIFACTS, BACKUPS, LOCK, MANIFEST, OPLOG, OPLOG_LOCK, VERIFIED, backup_key, backup_prefix
@@ -118,7 +118,3 @@ class Repository:
     def stored_artifacts(self) -> dict[str, int]:
         """Artifact key -> size, of every artifact object at the destination."""
         return {o.key[len(ARTIFACTS):]: o.size for o in self.store.list(ARTIFACTS)}
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
