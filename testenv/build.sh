@@ -26,6 +26,7 @@ if [[ ! -x "$SHARED/documentdb/build.sh" || ! -x "$SHARED/mongo-tools/build.sh" 
   echo "FAILED the shared folder with documentdb/, mongo-tools/ and mender-server/ is not at $SHARED: set MENDER_BACKUP_SHARED"
   exit 1
 fi
+mkdir -p "$CACHE" && ln -sfn "$(realpath "$SHARED")" "$CACHE/shared"   # the tests run its recipes (testenv/mender_cluster.py)
 
 # Pinned versions (see tests/ENVIRONMENT.md for why these).
 MINIO_VERSION="v0.0.0-20260212201848-7aac2a2c5b7c"   # MinIO master, 2026-02-12 (MinIO tags are not semver)
@@ -33,12 +34,12 @@ FERRETDB_VERSION="v1.24.2"                          # last FerretDB v1 (SQLite b
 HELM3_VERSION="v3.22.0"
 HELM4_VERSION="v4.3.1"
 KUBERNETES_VERSION="v1.37.2"                        # keep: the node runs on cgroup v1, deprecated upstream
-KUBE_CMDS="kube-apiserver kubelet kube-controller-manager kube-scheduler"
+KUBE_CMDS="kube-apiserver kubelet kube-controller-manager kube-scheduler kube-proxy kubectl"   # one build: they share most packages
 ETCD_VERSION="v3.7.3"                               # etcd server (go.etcd.io/etcd/server/v3); k8s v1.37.2 uses etcd client v3.7.0
 DEBIAN_SUITE="bookworm"                             # the test image's base, made by mmdebstrap
 DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 DEBIAN_SECURITY="${DEBIAN_SECURITY:-http://deb.debian.org/debian-security}"
-NODE_PACKAGES=(podman mmdebstrap uidmap fuse-overlayfs slirp4netns runc containerd containernetworking-plugins iptables)
+NODE_PACKAGES=(podman mmdebstrap uidmap fuse-overlayfs slirp4netns runc containerd containernetworking-plugins iptables socat)
 
 export GOFLAGS="${GOFLAGS:--buildvcs=false}"
 export CGO_ENABLED=0
@@ -155,7 +156,10 @@ kube_in_wrapper() {
   done
   go build -trimpath -ldflags="-s -w$x" -o "$OUT/" "${pkgs[@]}" || return 1
   for c in $KUBE_CMDS; do
-    local v; v="$("$OUT/$c" --version)"; echo "$c: $v"
+    local v
+    if [[ $c == kubectl ]]; then v="$("$OUT/$c" version --client | sed -n 's/^Client Version: /Kubernetes /p')"
+    else v="$("$OUT/$c" --version)"; fi
+    echo "$c: $v"
     grep -qx "Kubernetes $ver" <<<"$v" || return 1
   done
 }
@@ -413,6 +417,32 @@ mender_server() {
   echo "built  mender-server in $((SECONDS - start))s"
 }
 
+# CoreDNS, for the cluster that runs the real Mender chart (../shared/mender-on-k8s): its
+# build-tools.sh finds kube-proxy and kubectl already in bin/ (built above, in the one
+# Kubernetes build) and builds only CoreDNS, a main with the 9 plugins a one-node cluster needs.
+coredns() {
+  if "$BIN/coredns" -version >/dev/null 2>&1; then echo "ok     coredns (cached)"; return 0; fi
+  local start=$SECONDS
+  if ! "$SHARED/mender-on-k8s/build-tools.sh" "$BIN" >"$LOG/coredns.log" 2>&1; then
+    failed coredns "$LOG/coredns.log"; rm -f "$BIN/coredns"; return 1
+  fi
+  echo "built  coredns in $((SECONDS - start))s"
+}
+
+# The Mender Server images the real chart's pods run (../shared/mender-on-k8s/build-images.sh:
+# FROM scratch, as the official Dockerfiles, with the chart's default names), from the
+# mender-server prefix, saved as one archive the cluster imports. Remade when the prefix is newer.
+mender_images() {
+  local out="$CACHE/images/mender" start=$SECONDS
+  if [[ -s "$out/mender-images.tar" && "$out/mender-images.tar" -nt "$CACHE/mender-server/VERSION" ]]; then
+    echo "ok     mender images (cached)"; return 0
+  fi
+  if ! MENDER_PREFIX="$CACHE/mender-server" "$SHARED/mender-on-k8s/build-images.sh" "$out" >"$LOG/mender-images.log" 2>&1; then
+    failed mender-images "$LOG/mender-images.log"; rm -f "$out/mender-images.tar"; return 1
+  fi
+  echo "built  mender images in $((SECONDS - start))s ($(du -m "$out/mender-images.tar" | cut -f1) MB)"
+}
+
 go_builds() {
   local status=0
   timed minio build minio minio "github.com/minio/minio@$MINIO_VERSION" || status=1
@@ -432,6 +462,7 @@ go_builds() {
     rules_check_in_wrapper rules-check "$PROMETHEUS_VERSION" || status=1
   timed prometheus-crd prometheusrule_crd || status=1
   timed mender-server mender_server || status=1
+  timed coredns coredns || status=1
   return $status
 }
 
@@ -456,6 +487,7 @@ wait $go_pid || status=1
 if [[ $DEMO == 0 && $status == 0 ]]; then
   podman_config
   timed images images || status=1
+  timed mender-images mender_images || status=1
 fi
 # leftovers of earlier layouts of this cache
 rm -rf "$CACHE/src/kube-apiserver" "$BIN"/*.unavailable

@@ -35,6 +35,10 @@ def shared() -> Path:
     beside = ROOT.parent / "shared"
     return beside if beside.is_dir() else Path("/work/shared")
 
+# the API server of these tests runs no kubelet: no pod ever becomes Ready, so the restore
+# does not wait for that (tests/test_live_release.py does, on a node that runs Mender)
+NO_PODS = ("--ready-timeout", "0")
+
 
 CHARTS = shared() / "mender-helm"
 VERSIONS = ["5.13.1", "6.9.0", "7.9.4", "8.2.1"]

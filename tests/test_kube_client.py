@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -169,3 +170,39 @@ def test_the_api_server_is_the_pinned_release(kube_cluster):
     assert "system:masters" in json.dumps(
         kube_cluster.request("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews",
                              {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}))
+
+
+def test_wait_ready_names_what_has_not_rolled_out(kube_cluster, tmp_path):
+    """The restore's last wait, `kubectl rollout status`'s test: a Deployment whose change
+    is not observed, or whose pods are not all updated and Ready, is named with why; one
+    whose status says so is done. (No kubelet here: the test writes the status itself.)"""
+    from mender_backup.kube import workloads
+    ns = f"wait-{uuid.uuid4().hex[:6]}"
+    kube_cluster.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                                         "metadata": {"name": ns}})
+    labels = {"app": "x"}
+    kube_cluster.request("POST", f"/apis/apps/v1/namespaces/{ns}/deployments", {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": labels}, "template": {
+            "metadata": {"labels": labels}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}})
+    kube = Kube.from_env({"KUBECONFIG": str(kubeconfig(tmp_path / "kc", kube_cluster, {"token": kube_cluster.token}))})
+    w = workloads.Workload("Deployment", "x", ns, replicas=2)
+    sleeps: list[float] = []
+
+    def status(**st):
+        path = f"/apis/apps/v1/namespaces/{ns}/deployments/x"
+        obj = kube_cluster.get(path)
+        obj["status"] = {"observedGeneration": obj["metadata"]["generation"], **st}
+        kube_cluster.request("PUT", path + "/status", obj)
+
+    assert workloads.wait_ready(kube, [w], 0) == {"deployment/x": "its change is not observed yet"}
+    status(replicas=2, updatedReplicas=2, readyReplicas=1)
+    assert workloads.wait_ready(kube, [w], 0) == {"deployment/x": "1/2 ready, 2 updated"}
+    # a clock that moves 1 s per reading: the deadline is 3; the checks at 1 and 2 wait a
+    # poll each, the one at 3 gives up
+    t = iter(range(100))
+    assert workloads.wait_ready(kube, [w], 3, clock=lambda: next(t), sleep=sleeps.append) == \
+        {"deployment/x": "1/2 ready, 2 updated"}
+    assert sleeps == [2.0, 2.0]
+    status(replicas=2, updatedReplicas=2, readyReplicas=2)
+    assert workloads.wait_ready(kube, [w], 0) == {}

@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from tests.mender_release import install_mender, mender_values, plugin_error, read_yaml, secret
+from tests.mender_release import NO_PODS, install_mender, mender_values, plugin_error, read_yaml, secret
 
 VERSION = "8.2.1"
 
@@ -143,7 +143,7 @@ def test_run_without_backup_release_is_one_line(hx, ns, minio, tmp_path):
 # --- restore refusals: one line, non-zero exit, nothing changed -----------------------------------
 
 def test_restore_refuses_unknown_release(hx, ns):
-    proc = hx("-n", ns, "mender-backup", "restore", "nope", "--backup", "latest", "--bucket", "b", "--yes",
+    proc = hx("-n", ns, "mender-backup", "restore", *NO_PODS, "nope", "--backup", "latest", "--bucket", "b", "--yes",
               check=False)
     assert proc.returncode == 3
     assert "helm get metadata: release: not found" in plugin_error(proc)
@@ -156,7 +156,7 @@ def test_restore_refuses_release_not_deployed(hx, ns, minio, tmp_path):
     up = hx("upgrade", "mender", "mender/mender", "--version", VERSION, "-n", ns, "--reuse-values",
             "--set", "gui.replicas=-1", check=False)      # the API server refuses the Deployment
     assert up.returncode != 0 and hx.status("mender", ns)["info"]["status"] == "failed"
-    proc = hx("-n", ns, "mender-backup", "restore", "mender", "--backup", "latest", "--bucket", "b", "--yes",
+    proc = hx("-n", ns, "mender-backup", "restore", *NO_PODS, "mender", "--backup", "latest", "--bucket", "b", "--yes",
               check=False)
     assert proc.returncode == 4
     assert "release mender is failed, not deployed" in plugin_error(proc)
@@ -168,7 +168,7 @@ def test_restore_refuses_chart_not_in_any_repo(hx, ns, minio, tmp_path):
                            bucket="mender-artifacts")
     install_mender(hx, ns, VERSION, values, tmp_path)
     (tmp_path / "no-repos.yaml").write_text("apiVersion: v1\nrepositories: []\n")
-    proc = hx("-n", ns, "mender-backup", "restore", "mender", "--backup", "latest", "--destination",
+    proc = hx("-n", ns, "mender-backup", "restore", *NO_PODS, "mender", "--backup", "latest", "--destination",
               f"file://{tmp_path}/nothing", "--yes", check=False,
               env={"HELM_REPOSITORY_CONFIG": str(tmp_path / "no-repos.yaml")})
     assert proc.returncode == 3
@@ -184,7 +184,7 @@ def test_restore_refuses_azure_storage_before_anything(hx, ns, minio, tmp_path):
                                                          "global.azure.AUTH_CONNECTION_STRING": "x"})
     install_mender(hx, ns, VERSION, values, tmp_path)
     before = hx.cluster.get(f"/apis/apps/v1/namespaces/{ns}/deployments")["items"]
-    proc = hx("-n", ns, "mender-backup", "restore", "mender", "--backup", "latest", "--bucket", "b", "--yes",
+    proc = hx("-n", ns, "mender-backup", "restore", *NO_PODS, "mender", "--backup", "latest", "--bucket", "b", "--yes",
               check=False)
     assert proc.returncode == 2
     assert "keeps artifacts in 'azure' (global.storage): only S3 is supported; nothing was changed" in plugin_error(proc)
@@ -197,7 +197,7 @@ def test_restore_refuses_a_chart_that_is_not_mender(hx, ns, tmp_path):
     from tests.helmutil import CHART
     hx("install", "mender", str(CHART), "-n", ns, "--set", "mongodb.url=mongodb://x:1/",
        "--set", "destination.url=s3://backups/p", "--set", "mongodb.existingSecret=")
-    proc = hx("-n", ns, "mender-backup", "restore", "mender", "--backup", "latest", "--yes", check=False)
+    proc = hx("-n", ns, "mender-backup", "restore", *NO_PODS, "mender", "--backup", "latest", "--yes", check=False)
     assert proc.returncode == 2
     assert "only the Mender chart (mender-helm) 5.x to 8.x is supported" in plugin_error(proc)
 

@@ -21,7 +21,7 @@ from mender_backup.kube.workloads import QUIESCED, RESTARTED_AT
 from testenv import mender_data
 from tests import cli
 from tests.faults import TcpProxy
-from tests.mender_release import install_mender, mender_values, plugin_error, secret, workloads
+from tests.mender_release import NO_PODS, install_mender, mender_values, plugin_error, secret, workloads
 
 MENDER_DBS = {db for db, _ in mender_data.BASE_COUNTS}
 
@@ -111,7 +111,7 @@ def test_restore_moves_the_release_onto_the_restored_stores(mender_release, new_
     slow.delay = 0.05
     try:
         with Watch(hx, ns, target) as watch:
-            proc = hx("-n", ns, "mender-backup", "restore", "mender", "--backup", backup_id,
+            proc = hx("-n", ns, "mender-backup", "restore", *NO_PODS, "mender", "--backup", backup_id,
                       "--mongodb-url", target.url, "--connect-url", f"mongodb://127.0.0.1:{slow.port}/",
                       "--bucket", new_bucket, "--yes", env=minio.env())
     finally:
@@ -176,7 +176,7 @@ def test_embedded_mongodb_release_is_repointed_consistently(mender_release, new_
     hx, ns, source, bucket, _, backup_id = mender_release("helm3", version, embedded=True)
     assert hx.values("mender", ns, all_values=True)["mongodb"]["enabled"] is True
     target = new_mongodb()
-    proc = hx("-n", ns, "mender-backup", "restore", "mender", "--backup", backup_id,
+    proc = hx("-n", ns, "mender-backup", "restore", *NO_PODS, "mender", "--backup", backup_id,
               "--mongodb-url", target.url, "--yes", env=minio.env())
     assert "turns it off (mongodb.enabled: false)" in proc.stderr
     assert collections(target.client()) == collections(source.client())
@@ -191,7 +191,7 @@ def test_embedded_mongodb_out_of_reach_is_refused_before_anything(mender_release
     without one, the refusal comes before any workload stops."""
     hx, ns, _, _, _, backup_id = mender_release("helm3", "8.2.1", embedded=True)
     before = workloads(hx, ns)
-    proc = hx("-n", ns, "mender-backup", "restore", "mender", "--backup", backup_id, "--drop", "--yes",
+    proc = hx("-n", ns, "mender-backup", "restore", *NO_PODS, "mender", "--backup", backup_id, "--drop", "--yes",
               env={**minio.env(), "MENDER_BACKUP_CONNECT_MONGODB_URL": ""}, check=False)
     assert proc.returncode == 6
     assert "--connect-url" in plugin_error(proc) and "nothing was changed" in plugin_error(proc)
@@ -212,7 +212,7 @@ def test_existing_secret_for_s3_is_updated(mender_release, new_mongodb, minio, t
     new_bucket = f"restored-{uuid.uuid4().hex[:8]}"
     minio.client().create_bucket(Bucket=new_bucket)
     target = new_mongodb()
-    proc = hx("-n", ns, "mender-backup", "restore", "mender", "--backup", backup_id, "--mongodb-url", target.url,
+    proc = hx("-n", ns, "mender-backup", "restore", *NO_PODS, "mender", "--backup", backup_id, "--mongodb-url", target.url,
               "--bucket", new_bucket, "--yes", env={**minio.env(), "MENDER_BACKUP_STATE_DIR": str(tmp_path)})
     s = secret(hx, ns, "my-s3")
     assert s["AWS_BUCKET"].decode() == s["STORAGE_BUCKET"].decode() == new_bucket
@@ -230,7 +230,7 @@ def test_backup_from_a_newer_mender_is_refused_without_force(mender_release, new
                                          "MENDER_BACKUP_MENDER_APP_VERSION": "v9.0.0"})
     newer = cli.result_of(r)["id"]
     target = new_mongodb()
-    proc = hx("-n", ns, "mender-backup", "restore", "mender", "--backup", newer, "--mongodb-url", target.url,
+    proc = hx("-n", ns, "mender-backup", "restore", *NO_PODS, "mender", "--backup", newer, "--mongodb-url", target.url,
               "--yes", env=minio.env(), check=False)
     assert proc.returncode == 4
     assert "is from a newer Mender (written by Mender v9.0.0, the release runs" in plugin_error(proc)
@@ -244,7 +244,7 @@ def test_dry_run_shows_every_step_and_changes_nothing(mender_release, new_mongod
     target = new_mongodb()
     elsewhere = f"elsewhere-{uuid.uuid4().hex[:6]}"
     minio.client().create_bucket(Bucket=elsewhere)
-    proc = hx("-n", ns, "mender-backup", "restore", "mender", "--backup", backup_id, "--mongodb-url", target.url,
+    proc = hx("-n", ns, "mender-backup", "restore", *NO_PODS, "mender", "--backup", backup_id, "--mongodb-url", target.url,
               "--bucket", elsewhere, "--dry-run", env=minio.env())
     err, out = proc.stderr, proc.stdout
     assert "  1. stop " in err and "deployment/mender-deployments (1 -> 0)" in err
@@ -270,7 +270,7 @@ def test_failed_data_step_on_a_new_database_starts_mender_again(mender_release, 
     before = workloads(hx, ns)
     target = new_mongodb()
     target.client()["deviceauth"]["devices"].insert_one({"_id": "already-here"})
-    proc = hx("-n", ns, "mender-backup", "restore", "mender", "--backup", backup_id, "--mongodb-url", target.url,
+    proc = hx("-n", ns, "mender-backup", "restore", *NO_PODS, "mender", "--backup", backup_id, "--mongodb-url", target.url,
               "--yes", env=minio.env(), check=False)
     assert proc.returncode == 4
     assert "target database(s) not empty" in plugin_error(proc)
@@ -291,7 +291,7 @@ def test_in_place_restore_still_upgrades_so_migrations_run(mender_release, minio
     want = collections(source.client())
     source.client()["deviceauth"]["devices"].delete_many({})          # damage after the backup
     source.client()["useradm"]["users"].insert_one({"_id": "intruder"})
-    proc = hx("-n", ns, "mender-backup", "restore", "mender", "--backup", backup_id, "--drop", "--yes",
+    proc = hx("-n", ns, "mender-backup", "restore", *NO_PODS, "mender", "--backup", backup_id, "--drop", "--yes",
               env=minio.env())
     assert collections(source.client()) == want
     assert "values: unchanged (the upgrade still runs" in proc.stderr
@@ -321,7 +321,7 @@ def test_new_cluster_gets_the_backups_signing_keys(mender_release, helm_e2e, new
     hx("-n", ns, "mender-backup", "install", "mender", "--destination", dest)
     assert secret(hx, ns, "rsa-useradm")["private.pem"] != old_keys["rsa-useradm"]
     target = new_mongodb()
-    proc = hx("-n", ns, "mender-backup", "restore", "mender", "--backup", backup_id, "--mongodb-url", target.url,
+    proc = hx("-n", ns, "mender-backup", "restore", *NO_PODS, "mender", "--backup", backup_id, "--mongodb-url", target.url,
               "--yes", env={**minio.env(), "MENDER_BACKUP_ENCRYPTION_KEY": key})
     assert "useradm.certs.key from the backup's rsa-useradm" in proc.stderr
     for name, pem in old_keys.items():
@@ -331,7 +331,7 @@ def test_new_cluster_gets_the_backups_signing_keys(mender_release, helm_e2e, new
 
     # without the key, the encrypted backup is refused before anything stops
     before = workloads(hx, ns)
-    proc = hx("-n", ns, "mender-backup", "restore", "mender", "--backup", backup_id, "--mongodb-url", target.url,
+    proc = hx("-n", ns, "mender-backup", "restore", *NO_PODS, "mender", "--backup", backup_id, "--mongodb-url", target.url,
               "--drop", "--yes", env=minio.env(), check=False)
     assert proc.returncode == 6 and "key" in plugin_error(proc)
     assert workloads(hx, ns) == before

@@ -22,7 +22,7 @@ from .. import signals
 from ..engine.keys import from_env as keyring_from_env
 from ..engine.listing import listing
 from ..engine.repository import Repository
-from ..errors import EXIT_CODES_HELP, NotFoundError, Terminated, UsageError
+from ..errors import EXIT_CODES_HELP, MenderBackupError, NotFoundError, Terminated, UsageError
 from ..kube import secrets as kube_secrets
 from ..kube.connection import Kube
 from ..output import Reporter, backups_table
@@ -185,6 +185,9 @@ def restore(
     drop: bool = typer.Option(False, "--drop", help="Replace the collections the backup holds in the target."),
     force: bool = typer.Option(False, "--force", help="Restore data from a newer Mender than the release runs."),
     stop_timeout: int = typer.Option(300, "--stop-timeout", min=1, help="Seconds to wait for Mender's pods to stop."),
+    ready_timeout: int = typer.Option(600, "--ready-timeout", min=0,
+                                      help="Seconds to wait, at the end, until every restarted workload is Ready "
+                                           "(0: do not wait)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show every step, the data plan and the values diff; "
                                                            "change nothing."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
@@ -210,9 +213,18 @@ def restore(
         _say("dry run: nothing was changed")
         return
     _confirm(f"Stop Mender, restore {p.manifest.id} and upgrade {p.info.name}?", yes)
-    result = runbook.run(p, helm, kube, reporter, _say, stop_timeout)
-    _say(f"done: {p.info.name} runs on the restored data (revision {result['revision']}). To go back:")
-    _echo(" ".join(helm.argv("rollback", p.info.name, str(p.info.revision), namespace=p.namespace or None)))
+    result = runbook.run(p, helm, kube, reporter, _say, stop_timeout, ready_timeout)
+    back = " ".join(helm.argv("rollback", p.info.name, str(p.info.revision), namespace=p.namespace or None))
+    if result["not_ready"]:
+        for w, why in sorted(result["not_ready"].items()):
+            _say(f"  not Ready: {w}: {why}")
+        raise MenderBackupError(
+            f"the data is restored and {p.info.name} upgraded (revision {result['revision']}), but "
+            f"{len(result['not_ready'])} workload(s) are not Ready after {ready_timeout}s: see "
+            f"`kubectl -n {p.namespace} get pods`; to go back: {back}")
+    ready = ", every workload Ready" if ready_timeout else ""
+    _say(f"done: {p.info.name} runs on the restored data (revision {result['revision']}){ready}. To go back:")
+    _echo(back)
 
 
 @app.command()

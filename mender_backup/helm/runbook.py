@@ -119,7 +119,7 @@ def dry_run(plan: Plan, reporter: Reporter, echo: Say) -> None:
 
 
 def run(plan: Plan, helm: Helm, kube: Kube, reporter: Reporter, say: Say,
-        stop_timeout: float = 300.0) -> dict:
+        stop_timeout: float = 300.0, ready_timeout: float = 600.0) -> dict:
     p = Progress()
     try:
         for w in plan.workloads:
@@ -149,10 +149,15 @@ def run(plan: Plan, helm: Helm, kube: Kube, reporter: Reporter, say: Say,
         restarted_at = workloads.now_rfc3339()
         for w in plan.workloads:
             say(f"{w}: {workloads.resume(kube, w, restarted_at if w.kind in workloads.SCALABLE else None)}")
-        return {"backup": plan.manifest.id, "revision": p.revision, "previous_revision": plan.info.revision,
-                "restarted_at": restarted_at, "data": summary}
     except BaseException as exc:
         raise _failed(plan, helm, kube, p, exc, say) from None
+    # the restore is done; whether Mender came up on it is the last thing an operator asks
+    not_ready = {}
+    if ready_timeout > 0:
+        say(f"waiting up to {ready_timeout:.0f}s until every workload has rolled out and is Ready")
+        not_ready = workloads.wait_ready(kube, plan.workloads, ready_timeout)
+    return {"backup": plan.manifest.id, "revision": p.revision, "previous_revision": plan.info.revision,
+            "restarted_at": restarted_at, "data": summary, "not_ready": not_ready}
 
 
 def _failed(plan: Plan, helm: Helm, kube: Kube, p: Progress, exc: BaseException, say: Say) -> RestoreFailed:

@@ -130,5 +130,33 @@ def wait_stopped(kube: Kube, workloads: list[Workload], timeout: float, poll: fl
         time.sleep(poll)
 
 
+def _not_ready(kube: Kube, w: Workload) -> str | None:
+    """Why the workload has not rolled out (`kubectl rollout status`'s test), or None."""
+    get, _ = _api(kube, w.kind)
+    with kube.call(f"reading {w.kind} {w.namespace}/{w.name}"):
+        obj = get(w.name, w.namespace)
+    want, st = obj.spec.replicas or 0, obj.status
+    if st is None or (st.observed_generation or 0) < (obj.metadata.generation or 0):
+        return "its change is not observed yet"
+    updated, ready = st.updated_replicas or 0, st.ready_replicas or 0
+    if updated < want or ready < want or (st.replicas or 0) > want:
+        return f"{ready}/{want} ready, {updated} updated"
+    return None
+
+
+def wait_ready(kube: Kube, workloads: list[Workload], timeout: float, poll: float = 2.0,
+               clock=time.monotonic, sleep=time.sleep) -> dict[str, str]:
+    """Until every Deployment/StatefulSet has rolled out and all its pods are Ready; returns
+    what is still not ({"deployment/x": "0/1 ready, 1 updated"}) when `timeout` runs out."""
+    deadline = clock() + timeout
+    pending = [w for w in workloads if w.kind in SCALABLE and w.replicas > 0]
+    while True:
+        why = {str(w): r for w in pending if (r := _not_ready(kube, w))}
+        if not why or clock() >= deadline:
+            return why
+        pending = [w for w in pending if str(w) in why]
+        sleep(poll)
+
+
 def now_rfc3339() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
