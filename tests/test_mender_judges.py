@@ -151,6 +151,49 @@ def test_mender_accepts_a_restore_of_an_encrypted_backup(seeded, new_mongodb, st
     assert verify.returncode == 0 and not fails(verify), verify.stdout + verify.stderr
 
 
+def test_mender_accepts_keys_restored_by_secrets_into_a_namespace_without_them(
+        seeded, kube_cluster, new_mongodb, start_mender, minio, tmp_path):
+    """The signing keys travel only through our encrypted backup: A's keys are the Secrets
+    rsa-useradm / rsa-device-auth of a namespace (as the chart makes them), backed up with
+    --mender-secrets; `restore --secrets` writes them into another namespace that has none;
+    Mender B starts with the keys read back from those Secrets, and every check passes
+    (tokens signed by A before the backup verify)."""
+    import base64
+    key = cli.run("key", "generate").stdout.strip()
+    source_ns, target_ns = (f"judge-{uuid.uuid4().hex[:6]}" for _ in range(2))
+    for ns in (source_ns, target_ns):
+        kube_cluster.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                                            "metadata": {"name": ns}})
+    for name, pem in (("rsa-useradm", "useradm.pem"), ("rsa-device-auth", "deviceauth.pem")):
+        kube_cluster.request("POST", f"/api/v1/namespaces/{source_ns}/secrets", {
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
+            "data": {"private.pem": base64.b64encode((seeded.keys / pem).read_bytes()).decode()}})
+
+    # the data from the module's plain backup, into a DocumentDB that then gets backed up with
+    # the keys (Mender A is gone: this is the same data, now with its Secrets beside it)
+    db = new_mongodb()
+    cli.run("restore", "latest", "-d", seeded.plain, "--quiet", env={**minio.env(), "MONGODB_URL": db.url})
+    dest = (tmp_path / "with-secrets").as_uri()
+    kenv = {"KUBECONFIG": str(kube_cluster.kubeconfig), "MENDER_BACKUP_ENCRYPTION_KEY": key}
+    cli.run("backup", "-d", dest, "--artifacts-bucket", seeded.bucket, "--mender-secrets", "default",
+            "--mender-namespace", source_ns, "--quiet", env={**minio.env(), **kenv, "MONGODB_URL": db.url})
+
+    db_b, bucket_b = new_mongodb(), new_bucket(minio)
+    cli.run("restore", "latest", "-d", dest, "--artifacts-bucket", bucket_b, "--secrets",
+            "--secrets-namespace", target_ns, "--quiet", env={**minio.env(), **kenv, "MONGODB_URL": db_b.url})
+    keys = tmp_path / "keys-from-secrets"
+    keys.mkdir(mode=0o700)
+    for name, pem in (("rsa-useradm", "useradm.pem"), ("rsa-device-auth", "deviceauth.pem")):
+        data = kube_cluster.get(f"/api/v1/namespaces/{target_ns}/secrets/{name}")["data"]["private.pem"]
+        (keys / pem).write_bytes(base64.b64decode(data))
+    mender_b = start_mender(db_b.url, bucket_b, keys_dir=keys, automigrate=False)
+    state = tmp_path / "state"
+    shutil.copytree(seeded.state, state)
+    verify = mender_b.smoke("verify", state)
+    assert verify.returncode == 0 and not fails(verify), verify.stdout + verify.stderr
+    assert verify.stdout.count("ok    verify:") == 11, verify.stdout
+
+
 # --- the generator builds what Mender's migrations build ----------------------------------
 
 INDEX_OPTIONS = ("unique", "sparse", "partialFilterExpression", "expireAfterSeconds", "weights",
