@@ -263,7 +263,7 @@ def write_kubeconfig(cluster: Cluster) -> None:
     cluster.kubeconfig.chmod(0o600)
 
 
-def wait_for(check, what: str, timeout: float = 30.0):
+def wait_for(check, what: str, timeout: float = 30.0, step: float = 0.2):
     deadline = time.monotonic() + timeout
     while True:
         result = check()
@@ -271,4 +271,4 @@ def wait_for(check, what: str, timeout: float = 30.0):
             return result
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
+        time.sleep(step)

@@ -26,6 +26,7 @@ import uuid
 import pytest
 
 from testenv import mender_cluster, servers
+from testenv.kube import wait_for
 from tests.conftest import IN_CI, _need_documentdb
 from tests.helmutil import Helm
 from tests.mender_release import write_values
@@ -37,17 +38,6 @@ NS = mender_cluster.NAMESPACE
 MIGRATIONS = {f"mender-{s}-migration" for s in (      # the chart's component names
     "useradm", "deviceauth", "inventory", "deployments", "deviceconnect", "deviceconfig", "iot-manager",
     "workflows")}
-
-
-def wait_for(check, what: str, timeout: float, step: float = 2.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(step)
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +103,7 @@ def scheduled_backup(live, image, minio):
     hx("-n", NS, "mender-backup", "install", "mender", "--destination", f"s3://{backups}/live",
        "--image", image.ref, "-f", str(ours))
     job = wait_for(lambda: next((j for j in cronjob_jobs(cluster) if finished(j)), None),
-                   "the CronJob's first scheduled Job to finish", timeout=300)
+                   "the CronJob's first scheduled Job to finish", timeout=300, step=2.0)
     cluster.kubectl("-n", NS, "patch", "cronjob", job["metadata"]["ownerReferences"][0]["name"],
                     "-p", '{"spec":{"suspend":true}}')
     name = job["metadata"]["name"]
