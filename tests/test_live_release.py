@@ -58,9 +58,9 @@ def live(image, minio, plugin_installs, tmp_path_factory):
         stores.append(a)
         bucket = f"art-{uuid.uuid4().hex[:8]}"
         minio.client().create_bucket(Bucket=bucket)
-        cluster.forward(a.port, int(minio.endpoint.rsplit(":", 1)[1]))
+        cluster.forward(a.port, minio.server.port)
         ip = cluster.host_ip
-        cluster.install_mender(f"mongodb://{ip}:{a.port}/", f"http://{ip}:{minio.endpoint.rsplit(':', 1)[1]}",
+        cluster.install_mender(f"mongodb://{ip}:{a.port}/", f"http://{ip}:{minio.server.port}",
                                minio.access_key, minio.secret_key, bucket)
         state = tmp / "smoke-state"
         seed = cluster.smoke("seed", state)
