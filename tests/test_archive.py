@@ -12,8 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mender_backup.format import compression
-from mender_backup.format.archive import (MAGIC, TERMINATOR, ArchiveError, ArchiveReader, ArchiveWriter, CollectionMetadata,
+from mender_backup.format.archive import (MAGIC, TERMINATOR, ArchiveError, ArchiveReader, CollectionMetadata,
                             Header, crc_update)
+from mender_backup.format.archive_writer import ArchiveWriter
 
 
 def crc64_go_ecma(data: bytes) -> int:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from mender_backup.helm.cron import check_schedule
+from mender_backup.engine.release.cron import check_schedule
 from mender_backup.errors import UsageError
 
 

@@ -234,7 +234,8 @@ def test_a_manifest_that_is_not_a_json_object_is_refused(backups, mongodb, cases
 
 
 def _archive() -> bytes:
-    from mender_backup.format.archive import ArchiveWriter, CollectionMetadata, Header
+    from mender_backup.format.archive import CollectionMetadata, Header
+    from mender_backup.format.archive_writer import ArchiveWriter
     buf = io.BytesIO()
     w = ArchiveWriter(buf)
     meta = '{"options": {}, "indexes": [{"v": 2, "key": {"_id": 1}, "name": "_id_"}], "type": "collection"}'
@@ -290,7 +291,8 @@ class _Quiet:
 def _planned() -> tuple[bytes, "Manifest"]:
     """An archive and the manifest our writer would give it: collections (one empty), a view,
     a time-series collection with its buckets (listed as a collection of their own)."""
-    from mender_backup.format.archive import ArchiveWriter, CollectionMetadata, Header
+    from mender_backup.format.archive import CollectionMetadata, Header
+    from mender_backup.format.archive_writer import ArchiveWriter
     from mender_backup.format.digest import CollectionDigest
     from mender_backup.format.manifest import ArchiveEntry, CollectionEntry, Manifest
     buf = io.BytesIO()

@@ -2,13 +2,10 @@
 format -> the base modules (errors, redact, output, limits, signals). This reads every import of every module
 (also those inside functions) and fails on one that points up or sideways.
 
-The front ends also skip no layer: they reach the stores, MongoDB and the on-disk format only through
-the engine (Repository.at, engine.keys, engine.preflight), so a command stays options -> one engine
-call -> its result. One exception, on purpose: helm -> kube. The helm plugin's job is the Kubernetes
-side of a restore (stop and restart the release's workloads, read and write its Secrets, start a Job
-from the companion CronJob); that is not backup logic the engine should own, and wrapping each call in
-an engine function would add a layer that only forwards. `mender-backup` (cli) gets no such pass: what
-it needs of Kubernetes (Mender's key Secrets) is the engine's business."""
+The front ends also skip no layer: they reach Kubernetes (and helm), the stores, MongoDB and the
+on-disk format only through the engine (Repository.at, engine.keys, engine.preflight, and for the
+helm plugin engine/release/operations.py), so a command stays options -> one engine call -> its
+result."""
 
 from __future__ import annotations
 
@@ -23,7 +20,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "mender_backup"
 RANKS = {"base": 0, "format": 1, "stores": 2, "mongo": 2, "kube": 2, "engine": 3, "cli": 4, "helm": 4}
 BASE = {"__init__", "errors", "redact", "output", "limits", "signals"}
 # components a front end must not import directly, although they rank lower (see the docstring)
-SKIPPED_BY = {"cli": {"kube", "stores", "mongo", "format"}, "helm": {"stores", "mongo", "format"}}
+SKIPPED_BY = {"cli": {"kube", "stores", "mongo", "format"}, "helm": {"kube", "stores", "mongo", "format"}}
 
 
 def component(module: str) -> str:
@@ -102,13 +99,76 @@ def test_every_import_points_down():
     ("mender_backup.cli.verify", "from ..stores import destination_store\n"),
     ("mender_backup.cli.key", "def f():\n    from ..format.encryption import Key\n"),
     ("mender_backup.cli", "from .kube.connection import Kube\n"),
-    ("mender_backup.helm.plan", "from ..mongo import client\n"),
-    ("mender_backup.helm.companion", "from ..stores import parse_destination\n"),
+    ("mender_backup.helm.plugin", "from ..mongo import client\n"),
+    ("mender_backup.helm.plugin", "from ..stores import parse_destination\n"),
+    ("mender_backup.helm.plugin", "from ..kube.helm import Helm\n"),
+    ("mender_backup.helm.plugin", "def f():\n    from ..kube import secrets\n"),
+    ("mender_backup.engine.release.plan", "from ...helm import plugin\n"),
 ])
 def test_the_check_catches_an_upward_or_sideways_import(module, source):
     assert len(violations(source, module)) == 1
 
 
-def test_helm_may_use_kube_directly_and_the_engine():
-    assert violations("from ..kube.connection import Kube\nfrom ..engine import preflight\n",
+def test_the_front_ends_may_use_the_engine_and_the_base():
+    assert violations("from ..engine.release import operations\nfrom ..errors import UsageError\n",
                       "mender_backup.helm.plugin") == []
+    assert violations("from ..engine import keys\nfrom ..output import Reporter\n", "mender_backup.cli.key") == []
+
+
+MAX_MODULE_LINES = 300
+MAX_FUNCTION_LINES = 60
+
+
+def long_functions(source: str) -> list[tuple[str, int]]:
+    """(name, lines) of each function over MAX_FUNCTION_LINES whose text does not say why
+    ("over 60 lines", in its docstring or a comment)."""
+    lines = source.splitlines()
+    out = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            start = min([d.lineno for d in node.decorator_list] + [node.lineno])
+            length = node.end_lineno - start + 1
+            text = " ".join(" ".join(lines[start - 1:node.end_lineno]).replace("#", " ").split())
+            if length > MAX_FUNCTION_LINES and f"over {MAX_FUNCTION_LINES} lines" not in text:
+                out.append((node.name, length))
+    return out
+
+
+def test_rooms_stay_small():
+    """Each module under ~300 lines, each function under 60 unless it says why it is longer."""
+    big, long = [], []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        source = path.read_text()
+        if len(source.splitlines()) > MAX_MODULE_LINES:
+            big.append(f"{module_name(path)}: {len(source.splitlines())} lines")
+        long += [f"{module_name(path)}.{name}: {n} lines" for name, n in long_functions(source)]
+    assert big == [] and long == []
+
+
+def test_the_size_check_catches_a_long_function_without_a_reason():
+    body = "".join(f"    x{i} = {i}\n" for i in range(MAX_FUNCTION_LINES))
+    assert long_functions(f"def f():\n{body}") == [("f", MAX_FUNCTION_LINES + 1)]
+    assert long_functions(f"def f():\n    # over {MAX_FUNCTION_LINES} lines: one table\n{body}") == []
+
+
+# where a command starts: the only modules that read the process environment (into Settings)
+READS_ENVIRONMENT = {"mender_backup.cli.common", "mender_backup.helm.plugin"}
+
+
+def environment_reads(source: str) -> list[int]:
+    """Lines that read the process environment: os.environ, os.getenv, os.environb."""
+    return sorted(n.lineno for n in ast.walk(ast.parse(source))
+            if (isinstance(n, ast.Attribute) and n.attr in ("environ", "environb", "getenv")
+                and isinstance(n.value, ast.Name) and n.value.id == "os"))
+
+
+def test_only_the_entry_points_read_the_environment():
+    """Settings is built once from it where a command starts and passed down (engine/settings.py)."""
+    found = [f"{module_name(p)}:{line}" for p in sorted(PACKAGE.rglob("*.py"))
+             if module_name(p) not in READS_ENVIRONMENT for line in environment_reads(p.read_text())]
+    assert found == []
+
+
+def test_the_environment_check_sees_each_way_of_reading_it():
+    assert environment_reads("import os\nos.environ.get('X')\nos.getenv('Y')\nx = os.environ['Z']\n") == [2, 3, 4]
+    assert environment_reads("env.get('X')\n") == []

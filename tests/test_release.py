@@ -1,5 +1,5 @@
-"""mender_backup/helm without a cluster: the values rewrite (byte-exact), helm command
-building, HELM_* flags, what the Mender charts need (helm/mender.py), the companion
+"""The release side of the helm plugin (engine/release, kube/helm.py) without a cluster: the values rewrite (byte-exact), helm command
+building, HELM_* flags, what the Mender charts need (engine/release/chart.py), the companion
 values, chart resolution through the real `helm search repo` over the real Mender
 charts, and the rewritten values reaching the real chart's Secrets (`helm template`)."""
 
@@ -12,7 +12,8 @@ import subprocess
 
 import pytest
 
-from mender_backup.helm import companion, mender, runner, values
+from mender_backup.engine.release import chart as mender, companion, values
+from mender_backup.kube import helm as runner
 from mender_backup.errors import ConflictError, NotFoundError, UnreachableError, UsageError
 from tests.helmutil import FIXTURES, by_kind, helm_run, render
 

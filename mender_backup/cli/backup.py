@@ -11,7 +11,7 @@ from ..engine.retention import Policy
 from ..redact import register_url_secrets
 from .common import (NOTHING_KEPT, PRUNE_STOPPED, BreakLock, Databases, Destination, JsonOut, KeepDaily,
                      KeepLast, KeepMonthly, KeepWeekly, LockStaleAfter, MongoURL, Quiet, keyring, observer,
-                     reporter, run, show)
+                     reporter, run, settings, show)
 
 MenderSecrets = Annotated[str, typer.Option(
     "--mender-secrets", envvar="MENDER_BACKUP_MENDER_SECRETS", show_envvar=True, show_default=False,
@@ -48,6 +48,7 @@ def backup(
     """
     from ..engine import backup as engine_backup
     from ..engine import prune as engine_prune
+    from ..engine.repository import Repository
 
     rep = reporter(json_out, quiet)
     register_url_secrets(mongodb_url)
@@ -57,13 +58,14 @@ def backup(
         mongodb_url=mongodb_url, destination=destination, artifacts_bucket=artifacts_bucket,
         databases=list(db or []), compression=compression, parallel=parallel, break_lock=break_lock,
         lock_stale_after=lock_stale_after, keyring=keyring(rep, obs), mender_secrets=mender_secrets,
-        mender_namespace=mender_namespace)
+        mender_namespace=mender_namespace, settings=settings(rep, obs))
     r = run(rep, lambda: engine_backup.run(opts, rep), obs, NOTHING_KEPT)
     m = r.manifest
     obs.succeeded(archive_bytes=m.archive.size, documents=m.document_count, artifacts=len(m.artifacts),
                   artifacts_copied=r.artifacts_copied, artifact_bytes_copied=r.artifact_bytes_copied)
     if not policy.empty:
-        run(rep, lambda: engine_prune.after_backup(destination, policy, rep, m.id), obs,
+        repo = Repository.at(destination, opts.settings.destination_s3)
+        run(rep, lambda: engine_prune.after_backup(repo, policy, rep, m.id), obs,
             f"backup {m.id} is complete; {PRUNE_STOPPED}")
     r.metrics_pushed = obs.finish(0)
     show(rep, r)

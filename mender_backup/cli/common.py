@@ -3,6 +3,8 @@ turns any failure into one line on stderr and an exit code."""
 
 from __future__ import annotations
 
+import functools
+import os
 import signal
 from typing import Annotated, Optional
 
@@ -52,15 +54,28 @@ def reporter(json_out: bool, quiet: bool) -> Reporter:
     return Reporter("json" if json_out else "quiet" if quiet else "human")
 
 
+@functools.cache
+def _settings():
+    from ..engine.settings import Settings
+    return Settings.from_env(os.environ)
+
+
+def settings(rep: Reporter, obs=None):
+    """The environment, read once per process (the only read: engine/settings.py); a bad value
+    is the command's error."""
+    return run(rep, _settings, obs)
+
+
 def keyring(rep: Reporter, obs=None):
     """The keys of MENDER_BACKUP_ENCRYPTION_KEY(_FILE); a bad one is the command's error."""
     from ..engine import keys
-    return run(rep, keys.from_env, obs)
+    env = settings(rep, obs).environ
+    return run(rep, lambda: keys.from_env(env), obs)
 
 
 def observer(operation: str, destination: str, rep: Reporter):
     from ..engine.observe import Observer
-    return Observer(operation, destination, rep)
+    return Observer(operation, destination, rep, settings(rep).environ)
 
 
 def show(rep: Reporter, result) -> None:

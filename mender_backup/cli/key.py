@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from .common import JsonOut, reporter, run, show
+from .common import JsonOut, reporter, run, settings, show
 
 key_app = typer.Typer(help="Encryption keys: make one, or show which keys are configured (fingerprints only).",
                       no_args_is_help=True)
@@ -26,4 +26,5 @@ def key_show(json_out: JsonOut = False) -> None:
     one new backups are encrypted with. `verify` and `list` print the fingerprint a backup needs."""
     from ..engine import keys
     rep = reporter(json_out, False)
-    show(rep, run(rep, keys.configured))
+    env = settings(rep).environ
+    show(rep, run(rep, lambda: keys.configured(env)))

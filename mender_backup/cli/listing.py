@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..output import backups_table
-from .common import Destination, JsonOut, keyring, reporter, run
+from .common import Destination, JsonOut, keyring, reporter, run, settings
 
 
 def list_(destination: Destination = "", json_out: JsonOut = False) -> None:
@@ -16,7 +16,8 @@ def list_(destination: Destination = "", json_out: JsonOut = False) -> None:
 
     rep = reporter(json_out, False)
     keys = keyring(rep)
-    found = run(rep, lambda: listing(Repository.at(destination), keys))
+    s3 = settings(rep).destination_s3
+    found = run(rep, lambda: listing(Repository.at(destination, s3), keys))
     for w in found.warnings():
         rep.warn(w)
     rep.result(found.rows, backups_table(found.rows))

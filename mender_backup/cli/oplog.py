@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..engine.lock import STALE_AFTER_SECONDS
 from ..redact import register_url_secrets
 from .common import (NOTHING_KEPT, BreakLock, Destination, JsonOut, LockStaleAfter, MongoURL, Quiet, keyring,
-                     reporter, run, show)
+                     reporter, run, settings, show)
 
 
 def oplog(
@@ -26,5 +26,5 @@ def oplog(
     rep = reporter(json_out, quiet)
     register_url_secrets(mongodb_url)
     opts = ship.OplogOptions(mongodb_url=mongodb_url, destination=destination, break_lock=break_lock,
-                             lock_stale_after=lock_stale_after, keyring=keyring(rep))
+                             lock_stale_after=lock_stale_after, keyring=keyring(rep), settings=settings(rep))
     show(rep, run(rep, lambda: ship.run(opts, rep), stopped=NOTHING_KEPT))

@@ -8,7 +8,7 @@ import typer
 
 from ..engine.retention import Policy
 from .common import (PRUNE_STOPPED, BreakLock, Destination, JsonOut, KeepDaily, KeepLast, KeepMonthly,
-                     KeepWeekly, Quiet, reporter, run, show)
+                     KeepWeekly, Quiet, reporter, run, settings, show)
 
 
 def prune(
@@ -31,5 +31,6 @@ def prune(
 
     rep = reporter(json_out, quiet)
     policy = run(rep, lambda: Policy(keep_last, keep_daily, keep_weekly, keep_monthly))
-    show(rep, run(rep, lambda: engine_prune.run(Repository.at(destination), policy, rep, dry_run, break_lock),
+    s3 = settings(rep).destination_s3
+    show(rep, run(rep, lambda: engine_prune.run(Repository.at(destination, s3), policy, rep, dry_run, break_lock),
                   stopped=PRUNE_STOPPED))

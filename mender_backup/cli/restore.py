@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..redact import register_url_secrets
-from .common import RESTORE_STOPPED, Databases, JsonOut, Quiet, keyring, reporter, run, show
+from .common import RESTORE_STOPPED, Databases, JsonOut, Quiet, keyring, reporter, run, settings, show
 
 
 @dataclass
@@ -89,5 +89,6 @@ def restore(
         artifacts_bucket=artifacts_bucket, databases=list(db or []), drop=drop, dry_run=dry_run,
         keyring=keyring(rep), secrets=secrets, overwrite_secrets=overwrite_secrets,
         secrets_namespace=secrets_namespace,
-        oplog_replay=oplog_replay, to_time=to_time, users_and_roles=restore_users_and_roles, verify=verify)
+        oplog_replay=oplog_replay, to_time=to_time, users_and_roles=restore_users_and_roles, verify=verify,
+        settings=settings(rep))
     show(rep, RestoreResult(run(rep, lambda: engine_restore.run(opts, rep), stopped=RESTORE_STOPPED)))

@@ -9,7 +9,7 @@ import typer
 
 from ..errors import EXIT_FAILED
 from ..redact import register_url_secrets
-from .common import Destination, JsonOut, Quiet, fail, keyring, observer, reporter, run, show
+from .common import Destination, JsonOut, Quiet, fail, keyring, observer, reporter, run, settings, show
 
 
 def verify(
@@ -50,12 +50,13 @@ def verify(
         return
     register_url_secrets(restore_into)
     obs = observer("verify", destination, rep)
-    keys = keyring(rep, obs)
+    keys, config = keyring(rep, obs), settings(rep, obs)
     if restore_into:
         r = run(rep, lambda: trial_restore.run(destination, backup_id, restore_into, rep, keys,
-                                                restore_artifacts_into or None), obs)
+                                                restore_artifacts_into or None, config), obs)
     else:
-        r = run(rep, lambda: engine_verify.run(Repository.at(destination).store, backup_id, deep, rep, keys), obs)
+        store = Repository.at(destination, config.destination_s3).store
+        r = run(rep, lambda: engine_verify.run(store, backup_id, deep, rep, keys), obs)
     obs.succeeded(documents=r.documents, collections=r.collections)
     r.metrics_pushed = obs.finish(0)
     show(rep, r)

@@ -11,7 +11,8 @@ from datetime import datetime, timezone
 
 from .. import __version__
 from ..format import compression, encryption
-from ..format.archive import ArchiveWriter, CollectionMetadata, Header
+from ..format.archive import CollectionMetadata, Header
+from ..format.archive_writer import ArchiveWriter
 from ..format.digest import CollectionDigest, HashingWriter
 from ..format.layout import ARCHIVE, ARTIFACTS, MANIFEST, backup_key, backup_prefix, new_id
 from ..format.manifest import (ENCRYPTED_FORMAT_VERSION, OPLOG_FORMAT_VERSION, PLAIN_FORMAT_VERSION,
@@ -20,7 +21,8 @@ from ..format.metadata import CollectionSpec
 from ..mongo import client as mongo_client
 from ..mongo import collections as mongo
 from ..output import Reporter, human_bytes
-from ..stores import Store, bucket_store, destination_store
+from ..stores import Store, bucket_store, open_store
+from .settings import Settings
 from . import artifacts, mender, mender_secrets
 from .capture import Capture
 from .lock import STALE_AFTER_SECONDS, Lock
@@ -41,6 +43,7 @@ class BackupOptions:
     mender_secrets: str = ""                       # Secret names to store (format/secrets_bundle.py)
     mender_namespace: str = ""                     # where they are; default: the kube context's
     stats: dict = field(default_factory=dict)      # filled in: what the run did (for metrics)
+    settings: Settings = Settings()                # S3, the Mender release, the kubeconfig
 
 
 def _dump(client, infos: list[CollectionSpec], writer: ArchiveWriter, parallel: int,
@@ -141,8 +144,8 @@ class BackupResult:
 
 def run(opts: BackupOptions, reporter: Reporter) -> BackupResult:
     comp = compression.check(opts.compression)
-    dest = destination_store(opts.destination)
-    source_bucket = bucket_store(opts.artifacts_bucket) if opts.artifacts_bucket else None
+    dest = open_store(opts.destination, opts.settings.destination_s3)
+    source_bucket = bucket_store(opts.artifacts_bucket, opts.settings.source_s3) if opts.artifacts_bucket else None
     client = mongo_client.connect(opts.mongodb_url)
     dest.check()
     if source_bucket:
@@ -174,7 +177,7 @@ def _collect_secrets(opts: BackupOptions, reporter: Reporter):
     if not required + optional:
         return None
     mender_secrets.require_encryption(required + optional, opts.keyring)
-    kube = Kube.from_env()
+    kube = Kube.from_env(opts.settings.environ)
     return mender_secrets.collect(kube, opts.mender_namespace or kube.namespace, required, optional, reporter)
 
 
@@ -241,7 +244,7 @@ def _backup(opts: BackupOptions, reporter: Reporter, repo: Repository, source_bu
         archive=ArchiveEntry(archive_key.rsplit("/", 1)[1], hashing.size, hashing.hexdigest(), comp),
         databases=databases, artifacts_bucket=source_bucket.bucket if source_bucket else None,
         artifacts=artifact_entries, point_in_time=point_in_time,
-        mender={**mender.release_from_env(), "migrations": mender.migration_versions(client, dbs)},
+        mender={**opts.settings.mender_release, "migrations": mender.migration_versions(client, dbs)},
         # the lowest format that reads this backup right (docs/FORMAT.md, compatibility)
         format_version=max(OPLOG_FORMAT_VERSION if point_in_time.consistent else PLAIN_FORMAT_VERSION,
                            ENCRYPTED_FORMAT_VERSION if key else PLAIN_FORMAT_VERSION),

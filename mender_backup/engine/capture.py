@@ -16,7 +16,8 @@ from __future__ import annotations
 from bson.raw_bson import RawBSONDocument
 
 from ..errors import IntegrityError
-from ..format.archive import ArchiveWriter, CollectionMetadata, iter_documents
+from ..format.archive import CollectionMetadata, iter_documents
+from ..format.archive_writer import ArchiveWriter
 from ..format.digest import CollectionDigest
 from ..format.manifest import OplogEntry, PointInTime
 from ..mongo import oplog as mongo_oplog

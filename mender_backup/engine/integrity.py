@@ -6,10 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import io
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Mapping
 
@@ -20,7 +16,7 @@ from ..format.digest import CollectionDigest, HashingReader
 from ..format.encryption import Keyring, decryptor
 from ..format.layout import backup_key
 from ..format.manifest import Manifest
-from ..output import Reporter, human_bytes
+from ..output import Reporter
 from ..stores import Store
 from .namespaces import BUCKETS, OPLOG
 
@@ -129,98 +125,6 @@ class _Counting:
 def archive_context(manifest: Manifest) -> str:
     """What an encrypted archive is bound to (docs/FORMAT.md, "Encryption")."""
     return f"archive:{manifest.id}"
-
-
-@contextlib.contextmanager
-def local_copy(store: Store, manifest: Manifest, reporter: Reporter, keyring: Keyring | None):
-    """The archive proven intact (check_sha256), and holding what the manifest lists
-    (check_plan), in one read: a local store's file as it
-    is; a remote one's (S3) streamed once into a temporary file while it is hashed, so a
-    restore reads S3 once (twice when TMPDIR has no room: _room_for_copy). Yields a
-    function that opens the proven bytes (as stored)."""
-    key = backup_key(manifest.id, manifest.archive.key)
-    folder = tempfile.gettempdir()
-    if store.local or not _room_for_copy(folder, manifest.archive.size, reporter):
-        check_sha256(store, manifest, reporter, keyring, scan=True)
-        yield lambda: store.open_read(key)
-        return
-    with tempfile.NamedTemporaryFile(prefix="mender-backup-archive-", dir=folder) as spool:
-        check_sha256(store, manifest, reporter, keyring, copy=spool, scan=True)
-        spool.flush()
-        yield lambda: open(spool.name, "rb", buffering=1 << 20)
-
-
-@contextlib.contextmanager
-def vendor_copy(store: Store, key: str, reporter: Reporter):
-    """A plain mongodump archive (no manifest, so no sha256: scan_archive proves it) ->
-    (opener of the bytes read, the stream to scan first). From a remote store, the scan's
-    read also fills a local temporary file that the restore reads instead (when TMPDIR has
-    room for it: _room_for_copy)."""
-    folder = tempfile.gettempdir()
-    if store.local or not _room_for_copy(folder, _size(store, key), reporter):
-        yield (lambda: store.open_read(key)), store.open_read(key)
-        return
-    with tempfile.NamedTemporaryFile(prefix="mender-backup-archive-", dir=folder) as spool:
-        tee = _Tee(store.open_read(key), spool)
-        yield (lambda: open(spool.name, "rb", buffering=1 << 20)), tee
-        if not tee.finished:
-            raise IntegrityError(f"{key}: the archive was not read to its end")
-
-
-def _size(store: Store, key: str) -> int:
-    return next((o.size for o in store.list(key) if o.key == key), 0)
-
-
-class _Tee(io.RawIOBase):
-    """Reads `inner`, writing what passes to `copy`; `finished` once the end was read."""
-
-    def __init__(self, inner: BinaryIO, copy: BinaryIO):
-        self._inner, self._copy, self.finished = inner, copy, False
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b) -> int:
-        data = self._inner.read(len(b))
-        if not data:
-            self.finished = True
-            self._copy.flush()
-            return 0
-        self._copy.write(data)
-        b[:len(data)] = data
-        return len(data)
-
-    def close(self) -> None:
-        self._inner.close()
-        super().close()
-
-
-def _room_for_copy(folder: str, size: int, reporter: Reporter) -> bool:
-    """Whether `folder` holds a local copy of a `size` byte archive. When it does not, the
-    restore still runs, reading the archive from the store twice (once to prove it, once to
-    restore it), as it would with no disk at all: a restore never fails for want of /tmp.
-    What the second read brings is checked as it is restored (CRCs, authentication when
-    encrypted, and the documents against the manifest's digests with --verify full)."""
-    free = free_space(folder)
-    if size <= free:
-        return True
-    reporter.warn(f"not enough space in {folder} for a local copy of the archive ({human_bytes(size)} needed, "
-                  f"{human_bytes(free)} free): reading it from the store twice instead (to read it once, give "
-                  f"TMPDIR a larger folder; in the chart: tmpSizeLimit)")
-    return False
-
-
-def free_space(folder: str) -> int:
-    """Free bytes in `folder`, and no more than MENDER_BACKUP_TMP_LIMIT (a Kubernetes
-    quantity: the chart sets it to the /tmp emptyDir's sizeLimit, which statvfs does not see)."""
-    free = shutil.disk_usage(folder).free
-    limit = os.environ.get("MENDER_BACKUP_TMP_LIMIT", "").strip()
-    if limit:
-        # the Kubernetes client's own parser: the quantity is the one the API validated
-        from kubernetes.utils.quantity import parse_quantity
-        with contextlib.suppress(ValueError):
-            free = min(free, int(parse_quantity(limit)))
-    return free
 
 
 def open_archive(store: Store, manifest: Manifest, keyring: Keyring | None,

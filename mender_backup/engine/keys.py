@@ -11,7 +11,6 @@ until the last backup made with them is pruned.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,8 +30,8 @@ def _parse(text: str, where: str) -> list[Key]:
     return [Key.from_base64(w, f"{where} (key {i + 1})" if len(words) > 1 else where) for i, w in enumerate(words)]
 
 
-def from_env(env: Mapping[str, str] | None = None) -> Keyring:
-    env = os.environ if env is None else env
+def from_env(env: Mapping[str, str]) -> Keyring:
+    """The keys `env` (Settings.environ: the environment a command started with) gives."""
     value, path = env.get(ENV_KEY, "").strip(), env.get(ENV_KEY_FILE, "").strip()
     if value and path:
         raise UsageError(f"set {ENV_KEY} or {ENV_KEY_FILE}, not both")
@@ -66,5 +65,5 @@ class Configured:
                          for i, fp in enumerate(self.fingerprints)) or "no encryption key configured"
 
 
-def configured(env: Mapping[str, str] | None = None) -> Configured:
+def configured(env: Mapping[str, str]) -> Configured:
     return Configured(from_env(env).fingerprints)

@@ -6,12 +6,9 @@ the chart passes them, the Mender release's chart version and appVersion."""
 
 from __future__ import annotations
 
-import os
 import re
 
 MIGRATIONS = "migration_info"
-RELEASE_ENV = {"chart": "MENDER_BACKUP_MENDER_CHART", "chart_version": "MENDER_BACKUP_MENDER_CHART_VERSION",
-               "app_version": "MENDER_BACKUP_MENDER_APP_VERSION"}
 
 
 def version_key(version: str) -> tuple[int, ...]:
@@ -34,11 +31,6 @@ def migration_versions(client, databases: list[str]) -> dict[str, str]:
         if best is not None:
             out[db] = ".".join(map(str, best))
     return out
-
-
-def release_from_env() -> dict[str, str]:
-    """The Mender release the CronJob backs up, as `helm mender-backup install` tells it."""
-    return {k: os.environ[v] for k, v in RELEASE_ENV.items() if os.environ.get(v)}
 
 
 def newer_than(backup: dict, app_version: str | None, live_migrations: dict[str, str]) -> list[str]:

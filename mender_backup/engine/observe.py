@@ -16,7 +16,6 @@ operation=backup|verify, destination=<the destination URL>.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import time
 import urllib.error
@@ -50,8 +49,7 @@ METRICS = {
 
 
 class Observer:
-    def __init__(self, operation: str, destination: str, reporter: Reporter, env: Mapping[str, str] | None = None):
-        env = os.environ if env is None else env
+    def __init__(self, operation: str, destination: str, reporter: Reporter, env: Mapping[str, str]):
         self.operation, self.reporter = operation, reporter
         self.destination = redact_url(destination or "")
         self.pushgateway = (env.get(PUSHGATEWAY_ENV) or "").strip()

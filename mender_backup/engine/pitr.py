@@ -210,18 +210,19 @@ def choose(backups: list[Manifest], slices: list[Slice], target: Target, backup_
 
 
 @contextlib.contextmanager
-def fetched(store: Store, plan: Plan, reporter: Reporter, keyring: Keyring | None = None):
+def fetched(store: Store, plan: Plan, reporter: Reporter, keyring: Keyring | None = None,
+            tmp_limit: int | None = None):
     """The plan's slices, checked against their manifests (size, sha256) before the restore
     writes anything; an encrypted slice is decrypted whole then too (every segment
     authenticated); -> [(slice, opener of its compressed bytes)]. Each is read once into a
     temporary file when TMPDIR has room for it, else read twice (checked, then replayed):
     a restore never fails for want of /tmp."""
-    from .integrity import free_space
+    from .spool import free_space
     with contextlib.ExitStack() as stack:
         out = []
         for s in plan.slices:
             # a local store is read again at no cost; a remote one is copied once when it fits
-            room = not store.local and free_space(tempfile.gettempdir()) > 2 * s.manifest.size + (64 << 20)
+            room = not store.local and free_space(tempfile.gettempdir(), tmp_limit) > 2 * s.manifest.size + (64 << 20)
             if not room and not store.local:
                 reporter.warn(f"oplog slice {s.name} ({s.manifest.size} bytes) does not fit in TMPDIR: reading it "
                               f"from the store twice instead")

@@ -7,6 +7,7 @@ from __future__ import annotations
 from ..format.manifest import Manifest
 from ..mongo import client as mongo_client
 from ..stores import bucket_store, parse_destination
+from .settings import Settings
 
 __all__ = ["Manifest", "check_destination", "check_bucket", "connect_mongodb"]
 
@@ -16,9 +17,9 @@ def check_destination(url: str) -> None:
     parse_destination(url)
 
 
-def check_bucket(bucket: str) -> None:
+def check_bucket(bucket: str, settings: Settings) -> None:
     """The artifact bucket is reachable with the S3 settings of AWS_*."""
-    bucket_store(bucket).check()
+    bucket_store(bucket, settings.source_s3).check()
 
 
 def connect_mongodb(url: str):

@@ -169,12 +169,12 @@ def _report(result: PruneResult, reporter: Reporter) -> PruneResult:
     return result
 
 
-def after_backup(destination: str, policy: Policy, reporter: Reporter, backup_id: str) -> PruneResult:
+def after_backup(repo: Repository, policy: Policy, reporter: Reporter, backup_id: str) -> PruneResult:
     """`backup --keep-*`: the policy applied after a successful backup, under a lock of its own.
     A failure says the backup itself is complete (and keeps the failure's exit code)."""
     from .failures import translate
     try:
-        return run(Repository.at(destination), policy, reporter, dry_run=False)
+        return run(repo, policy, reporter, dry_run=False)
     except Exception as exc:
         err = translate(exc)
         raise MenderBackupError(f"backup {backup_id} is complete, but applying the retention policy failed: "

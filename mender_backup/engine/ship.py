@@ -34,7 +34,8 @@ from ..format.slices import ENCRYPTED_SLICE_VERSION, OpTime, SliceManifest, slic
 from ..mongo import client as mongo_client
 from ..mongo import oplog as mongo_oplog
 from ..output import Reporter
-from ..stores import destination_store
+from ..stores import open_store
+from .settings import Settings
 from .lock import STALE_AFTER_SECONDS, Lock
 from .repository import Repository
 
@@ -46,6 +47,7 @@ class OplogOptions:
     break_lock: bool = False
     lock_stale_after: float = STALE_AFTER_SECONDS
     keyring: Keyring | None = None     # with a key, slices are encrypted as the backups are
+    settings: Settings = Settings()
 
 
 def _since(repo: Repository) -> tuple[OpTime | None, str]:
@@ -84,7 +86,7 @@ class OplogResult:
 
 
 def run(opts: OplogOptions, reporter: Reporter) -> OplogResult:
-    dest = destination_store(opts.destination)
+    dest = open_store(opts.destination, opts.settings.destination_s3)
     client = mongo_client.connect(opts.mongodb_url)
     dest.check()
     reason = mongo_oplog.available(client)

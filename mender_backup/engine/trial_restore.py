@@ -26,7 +26,8 @@ from ..format.encryption import Keyring
 from ..format.layout import ARTIFACTS
 from ..mongo import client as mongo_client
 from ..output import Reporter
-from ..stores import bucket_store, destination_store
+from ..stores import bucket_store, open_store
+from .settings import Settings
 from . import artifacts, catalog, integrity, restore
 from .repository import Repository
 
@@ -66,12 +67,12 @@ class TrialRestoreResult:
 
 
 def run(destination: str, backup_id: str, scratch_url: str, reporter: Reporter, keyring: Keyring | None = None,
-        scratch_bucket: str | None = None) -> TrialRestoreResult:
-    store = destination_store(destination)
+        scratch_bucket: str | None = None, settings: Settings = Settings()) -> TrialRestoreResult:
+    store = open_store(destination, settings.destination_s3)
     manifest = catalog.resolve(store, backup_id)
     integrity.require_key(manifest, keyring)
     client = mongo_client.connect(scratch_url)
-    bucket = bucket_store(scratch_bucket) if scratch_bucket else None
+    bucket = bucket_store(scratch_bucket, settings.source_s3) if scratch_bucket else None
     if bucket:
         bucket.check()
     prefix = f"{PREFIX}{secrets.token_hex(3)}_"
@@ -90,7 +91,7 @@ def run(destination: str, backup_id: str, scratch_url: str, reporter: Reporter, 
     try:
         summary = restore.run(restore.RestoreOptions(
             mongodb_url=scratch_url, backup_id=manifest.id, source=destination, keyring=keyring,
-            db_prefix=prefix, skip_artifacts=True), reporter)
+            db_prefix=prefix, skip_artifacts=True, settings=settings), reporter)
         result["documents"] = sum(c["documents"] for c in summary["create"])
         result["collections"] = sum(1 for c in summary["create"] if c["type"] != "view")
         if bucket:

@@ -50,10 +50,7 @@ class VerifyResult:
                 + (f"\nMender secrets: {', '.join(self.mender_secrets)}" if self.mender_secrets else ""))
 
 
-def run(store: Store, backup_id: str, deep: bool, reporter: Reporter, keyring: Keyring | None = None) -> VerifyResult:
-    if keyring is None:
-        from .keys import from_env
-        keyring = from_env()
+def run(store: Store, backup_id: str, deep: bool, reporter: Reporter, keyring: Keyring) -> VerifyResult:
     manifest = catalog.resolve(store, backup_id)
     integrity.check_sha256(store, manifest, reporter, keyring)   # an encrypted one: key first, then all of it
     present = artifacts.inventory(store, ARTIFACTS)

@@ -6,7 +6,8 @@ Layout (mongo-tools common/archive/spec.md):
     | eof-header doc {EOF: true, CRC: crc64-ecma of the namespace's documents}, 0xffffffff )*
 
 Documents pass through as raw BSON bytes: nothing is decoded or re-encoded, and
-only one segment's worth of data is ever held in memory.
+only one segment's worth of data is ever held in memory. This is the format and the
+reader; archive_writer.py writes it.
 """
 
 from __future__ import annotations
@@ -63,51 +64,6 @@ class Header:
     version: str = FORMAT_VERSION
     server_version: str = ""
     tool_version: str = ""
-
-
-class ArchiveWriter:
-    """Writes an archive to a binary stream; segments of different collections may interleave."""
-
-    def __init__(self, out: BinaryIO):
-        self._out = out
-        self._crc: dict[tuple[str, str], int | None] = {}
-        self.bytes_written = 0
-
-    def _write(self, data: bytes | memoryview) -> None:
-        self._out.write(data)
-        self.bytes_written += len(data)
-
-    def write_prelude(self, header: Header, collections: list[CollectionMetadata]) -> None:
-        self._write(MAGIC)
-        self._write(bson.encode({
-            "concurrent_collections": bson.int64.Int64(header.concurrent_collections)
-            if header.concurrent_collections > 2**31 - 1 else header.concurrent_collections,
-            "version": header.version, "server_version": header.server_version,
-            "tool_version": header.tool_version,
-        }))
-        for cm in collections:
-            self._write(bson.encode({"db": cm.db, "collection": cm.collection, "metadata": cm.metadata,
-                                     "size": cm.size, "type": cm.type}))
-            self._crc[(cm.db, cm.collection)] = None
-        self._write(TERMINATOR)
-
-    def write_segment(self, db: str, collection: str, documents: bytes | memoryview) -> None:
-        """One namespace segment: `documents` is concatenated raw BSON (a raw batch)."""
-        if not documents:
-            return
-        key = (db, collection)
-        self._crc[key] = crc_update(self._crc.get(key), documents)
-        self._write(bson.encode({"db": db, "collection": collection, "EOF": False, "CRC": bson.int64.Int64(0)}))
-        self._write(documents)
-        self._write(TERMINATOR)
-
-    def end_collection(self, db: str, collection: str) -> None:
-        crc = self._crc.pop((db, collection), None)
-        # a collection without documents has the CRC of nothing: 0, as Go's hash of no bytes
-        value = _to_int64(crc) if crc is not None else 0
-        self._write(bson.encode({"db": db, "collection": collection, "EOF": True,
-                                 "CRC": bson.int64.Int64(value)}))
-        self._write(TERMINATOR)
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """`helm mender-backup`: install, run, list, restore and resume for a Mender release.
 
-Helm runs this with its global flags in the environment (see runner.HelmEnv) and
+Helm runs this with its global flags in the environment (see kube/helm.py HelmEnv) and
 talks to the same cluster (kube.connection). Each command is a thin layer over the
 libraries of this folder and the engine; errors are one line on stderr with the
 exit codes of errors.py, never a traceback.
@@ -8,28 +8,23 @@ exit codes of errors.py, never a traceback.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from ..engine.failures import translate
 from .. import signals
-from ..engine.keys import from_env as keyring_from_env
-from ..engine.listing import listing
-from ..engine.repository import Repository
+from ..engine.failures import translate
+from ..engine.release import operations as ops
+from ..engine.release import plan as restore_plan, runbook
+from ..engine.settings import Settings
 from ..errors import EXIT_CODES_HELP, MenderBackupError, NotFoundError, Terminated, UsageError
-from ..kube import secrets as kube_secrets
-from ..kube.connection import Kube
 from ..output import Reporter, backups_table
 from ..redact import register_url_secrets, scrub
-from . import companion, mender, plan as restore_plan, runbook
-from . import values as yamlvalues
-from .runner import Helm, HelmEnv, ReleaseInfo, redacted_argv
 
 app = typer.Typer(
     name="helm mender-backup",
@@ -42,12 +37,18 @@ app = typer.Typer(
 )
 
 
-def _helm() -> Helm:
-    return Helm(HelmEnv.from_env())
+@functools.cache
+def _settings() -> Settings:
+    """The environment, read once (helm passes its global flags in it)."""
+    return Settings.from_env(os.environ)
+
+
+def _session() -> ops.Session:
+    return ops.open_session(_settings())
 
 
 def _chart_dir() -> Path:
-    plugin_dir = os.environ.get("HELM_PLUGIN_DIR")
+    plugin_dir = _settings().environ.get("HELM_PLUGIN_DIR")
     for base in ([Path(plugin_dir)] if plugin_dir else []) + [Path(__file__).resolve().parents[2]]:
         if (base / "chart" / "Chart.yaml").exists():
             return base / "chart"
@@ -61,10 +62,6 @@ def _say(text: str) -> None:
 
 def _echo(text: str) -> None:
     typer.echo(scrub(text))
-
-
-def _release(helm: Helm, name: str) -> ReleaseInfo:
-    return ReleaseInfo.from_metadata(helm.get_metadata(name))
 
 
 def _confirm(question: str, yes: bool) -> None:
@@ -93,29 +90,11 @@ def install(
     pods read (only keys they hold: with IRSA it runs as global.s3.AWS_SERVICE_ACCOUNT_NAME
     and uses no static keys). Re-run it after upgrading Mender: each backup records the
     Mender version it was taken from."""
-    helm = _helm()
-    info = _release(helm, release)
-    mender.check_supported(info)
-    ns = info.namespace
-    mv = mender.MenderValues(helm.get_all_values(release, namespace=ns), mender.major(info))
-    kube = Kube.from_env()
-    keys = mender.SecretKeys(kube_secrets.keys(kube, ns, mv.mongodb_secret), kube_secrets.keys(kube, ns, mv.s3_secret))
-    ours = companion.companion_values(info, mv, keys, destination=destination, schedule=schedule,
-                                      compression=compression, image=image)
-    text = yamlvalues.dump_yaml(ours)
-    chart = chart_dir or _chart_dir()
-    extra = [a for f in values for a in ("-f", str(f))]
-
-    def args(values_file: str) -> list[str]:
-        return ["upgrade", "--install", companion.companion_name(release), str(chart), "-f", values_file, *extra]
-
-    if dry_run:
-        _echo(text)
-        _echo(redacted_argv(helm.argv(*args("<values file>"), namespace=ns or None)))
-        return
-    with yamlvalues.private_file(text) as path:
-        out = helm.run(*args(str(path)), namespace=ns or None)
-    _echo(out)
+    done = ops.install(_session(), release, chart_dir or _chart_dir(), values, dry_run, destination=destination,
+                       schedule=schedule, compression=compression, image=image)
+    if done.dry_run:
+        _echo(done.values)
+    _echo(done.output)
 
 
 @app.command()
@@ -127,25 +106,16 @@ def run(
     """Start a backup now: a one-off Job made from the release's backup CronJob,
     as `kubectl create job --from=cronjob/NAME` makes it, created through the
     Kubernetes API of helm's current context (no kubectl needed)."""
-    helm = _helm()
-    info = _release(helm, release)
-    manifest = helm.get_manifest(companion.companion_name(release), namespace=info.namespace or None)
-    suffix = "manual-" + time.strftime("%Y%m%d%H%M%S", time.gmtime())
-    if output or dry_run:
-        job = companion.job_from_cronjob(manifest, suffix)
-        job["metadata"].setdefault("namespace", info.namespace)
-        text = yamlvalues.dump_yaml(job)
+    job = ops.backup_now(_session(), release, create=not (output or dry_run))
+    if isinstance(job, ops.JobManifest):
         if output:
-            output.write_text(text)
+            output.write_text(job.text)
             _say(f"wrote {output}: apply it with kubectl apply -f {output}")
         else:
-            typer.echo(text, nl=False)
+            typer.echo(job.text, nl=False)
         return
-    kube = Kube.from_env()
-    ns = info.namespace or kube.namespace
-    job_name = companion.start_job(kube, ns, manifest, suffix)
-    typer.echo(f"job.batch/{job_name} created in namespace {ns}")
-    _say(f"follow it with: kubectl logs -n {ns} -f job/{job_name}")
+    typer.echo(f"job.batch/{job.name} created in namespace {job.namespace}")
+    _say(f"follow it with: kubectl logs -n {job.namespace} -f job/{job.name}")
 
 
 @app.command("list")
@@ -155,10 +125,7 @@ def list_(
     as_json: bool = typer.Option(False, "--json", help="JSON lines, as `mender-backup list --json`."),
 ) -> None:
     """List the backups of RELEASE (read from the destination by this machine)."""
-    helm = _helm()
-    info = _release(helm, release)
-    repo = Repository.at(destination or companion.companion_destination(helm, info))
-    found = listing(repo, keyring_from_env())
+    found = ops.backups_of(_session(), release, destination)
     rep = Reporter("json" if as_json else "human")
     for w in found.warnings():
         rep.warn(w)
@@ -201,20 +168,20 @@ def restore(
     and how to go back."""
     register_url_secrets(mongodb_url)
     register_url_secrets(connect_url)
-    helm = _helm()
-    kube = Kube.from_env()
+    session = _session()
     req = restore_plan.Request(release=release, backup=backup, destination=destination, mongodb_url=mongodb_url,
-                               connect_url=connect_url, bucket=bucket, chart=chart, drop=drop, force=force)
-    p = restore_plan.build(helm, kube, req)
-    runbook.show(p, helm, _say, _echo)
+                               connect_url=connect_url, bucket=bucket, chart=chart, drop=drop, force=force,
+                               settings=session.settings)
+    p = ops.plan_restore(session, req)
+    runbook.show(p, session.helm, _say, _echo)
     reporter = Reporter("human")
     if dry_run:
         runbook.dry_run(p, reporter, _echo)
         _say("dry run: nothing was changed")
         return
     _confirm(f"Stop Mender, restore {p.manifest.id} and upgrade {p.info.name}?", yes)
-    result = runbook.run(p, helm, kube, reporter, _say, stop_timeout, ready_timeout)
-    back = " ".join(helm.argv("rollback", p.info.name, str(p.info.revision), namespace=p.namespace or None))
+    result = ops.restore(session, p, reporter, _say, stop_timeout, ready_timeout)
+    back = session.rollback_command(p.info)
     if result["not_ready"]:
         for w, why in sorted(result["not_ready"].items()):
             _say(f"  not Ready: {w}: {why}")
@@ -233,9 +200,7 @@ def resume(
 ) -> None:
     """Start what a failed restore left stopped, as it was (replicas, CronJob suspension),
     and restart the pods so they read the Secrets as they are now."""
-    helm = _helm()
-    info = _release(helm, release)
-    n = runbook.resume_release(Kube.from_env(), info.namespace, _say)
+    n = ops.resume(_session(), release, _say)
     _say(f"started {n} workload(s) again" if n else "nothing to start: no workload was left stopped by a restore")
 
 
@@ -256,7 +221,7 @@ def main() -> None:
         typer.echo(f"Error: {stop}", err=True)
         sys.exit(stop.exit_code)
     except Exception as exc:
-        if os.environ.get("HELM_DEBUG", "").lower() in ("1", "true"):
+        if os.environ.get("HELM_DEBUG", "").lower() in ("1", "true"):   # read here: Settings may be what failed
             raise
         err = translate(exc)
         typer.echo(f"Error: {' '.join(scrub(str(err)).split())}", err=True)

@@ -52,8 +52,9 @@ class Kube:
         return client.BatchV1Api(self.api)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Kube":
-        return connect(os.environ if env is None else env)
+    def from_env(cls, env: Mapping[str, str]) -> "Kube":
+        """The cluster `env` names (KUBECONFIG, helm's HELM_KUBE*: Settings.environ)."""
+        return connect(env)
 
     def call(self, what: str):
         """`with kube.call("reading Secret x"):` one-line errors naming the server."""

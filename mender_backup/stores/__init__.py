@@ -15,7 +15,7 @@ from .s3 import S3Store, s3_error
 from .settings import S3Settings
 
 __all__ = ["ObjectInfo", "Store", "FileStore", "S3Store", "S3Settings", "s3_error", "parse_destination",
-           "open_store", "destination_store", "bucket_store", "split_object_url"]
+           "open_store", "bucket_store", "split_object_url"]
 
 
 def parse_destination(url: str) -> tuple[str, str, str]:
@@ -37,27 +37,23 @@ def parse_destination(url: str) -> tuple[str, str, str]:
 
 
 def open_store(url: str, s3: S3Settings | None = None) -> Store:
-    """`s3://bucket/prefix` or `file:///absolute/path` (a plain absolute path works too)."""
+    """`s3://bucket/prefix` or `file:///absolute/path` (a plain absolute path works too).
+    `s3`: the destination's settings (engine Settings.destination_s3); none: the AWS chain."""
     scheme, bucket, path = parse_destination(url)
     if scheme == "file":
         return FileStore(Path(path), url if url.startswith("file:") else "file://" + url)
-    return S3Store(bucket, path, s3 or S3Settings.source(), url)
+    return S3Store(bucket, path, s3 or S3Settings(), url)
 
 
-def destination_store(url: str) -> Store:
-    """Where backups live; MENDER_BACKUP_DEST_AWS_* override the source's S3 settings."""
-    return open_store(url, S3Settings.destination())
-
-
-def bucket_store(bucket: str) -> S3Store:
-    """The Mender artifact bucket (source of a backup, target of a restore)."""
+def bucket_store(bucket: str, s3: S3Settings) -> S3Store:
+    """The Mender artifact bucket (source of a backup, target of a restore; Settings.source_s3)."""
     if not bucket or "/" in bucket.strip("/"):
         raise UsageError(f"bad artifacts bucket {bucket!r}: give a bucket name")
     name = bucket.strip("/")
-    return S3Store(name, "", S3Settings.source(), f"s3://{name}")
+    return S3Store(name, "", s3, f"s3://{name}")
 
 
-def split_object_url(url: str) -> tuple[Store, str]:
+def split_object_url(url: str, s3: S3Settings | None = None) -> tuple[Store, str]:
     """`file:///dir/x.archive` or `s3://bucket/dir/x.archive` -> (store of its folder, object name)."""
     if url.startswith("/"):
         url = "file://" + url
@@ -65,4 +61,4 @@ def split_object_url(url: str) -> tuple[Store, str]:
     parent, _, name = p.path.rstrip("/").rpartition("/")
     if not name:
         raise UsageError(f"bad object URL {redact_url(url)!r}: name a file or an S3 object")
-    return open_store(f"{p.scheme}://{p.netloc}{parent or '/'}"), name
+    return open_store(f"{p.scheme}://{p.netloc}{parent or '/'}", s3), name

@@ -1,4 +1,5 @@
-"""Where and as whom to reach an S3 service, read from the environment.
+"""Where and as whom to reach an S3 service, read from the environment a command started with
+(engine/settings.py hands it in; nothing here reads os.environ).
 
 The standard AWS variables configure the source (the Mender artifact bucket);
 MENDER_BACKUP_DEST_AWS_* override them for a destination on another service.
@@ -8,8 +9,8 @@ roles), so a pod with a web identity needs no keys at all.
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from ..errors import UsageError
 from ..redact import register_secret
@@ -24,19 +25,19 @@ class S3Settings:
     endpoint_url: str | None = None
     region: str | None = None
     access_key: str | None = None
-    secret_key: str | None = None
-    session_token: str | None = None
+    secret_key: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)
     addressing_style: str = "auto"
     # multipart part size: 16 MiB x 10,000 parts = 156 GiB per object; S3's minimum is 5 MiB
     part_size: int = DEFAULT_PART_SIZE
 
     @classmethod
-    def from_env(cls, prefix: str = "", fallback: "S3Settings | None" = None) -> "S3Settings":
+    def from_env(cls, env: Mapping[str, str], prefix: str = "", fallback: "S3Settings | None" = None) -> "S3Settings":
         def get(name: str) -> str | None:
-            return os.environ.get(prefix + name) or None
+            return env.get(prefix + name) or None
         base = fallback or cls()
         endpoint = get("AWS_ENDPOINT_URL") or base.endpoint_url
-        style = (os.environ.get("MENDER_BACKUP_S3_ADDRESSING_STYLE")
+        style = (env.get("MENDER_BACKUP_S3_ADDRESSING_STYLE")
                  or ("path" if endpoint else base.addressing_style))
         settings = cls(
             endpoint_url=endpoint,
@@ -45,20 +46,11 @@ class S3Settings:
             secret_key=get("AWS_SECRET_ACCESS_KEY") or base.secret_key,
             session_token=get("AWS_SESSION_TOKEN") or base.session_token,
             addressing_style=style,
-            part_size=_part_size(os.environ.get("MENDER_BACKUP_S3_PART_SIZE")),
+            part_size=_part_size(env.get("MENDER_BACKUP_S3_PART_SIZE")),
         )
         register_secret(settings.secret_key)
         register_secret(settings.session_token)
         return settings
-
-    @classmethod
-    def source(cls) -> "S3Settings":
-        """Read when a store is made, never at import: a test or a wrapper may set it first."""
-        return cls.from_env()
-
-    @classmethod
-    def destination(cls) -> "S3Settings":
-        return cls.from_env(DEST_PREFIX, fallback=cls.source())
 
     def same_service(self, other: "S3Settings") -> bool:
         """Whether one set of credentials can server-side copy between the two."""

@@ -57,13 +57,13 @@ __all__ = ["RestoreOptions", "describe", "run"]
 def run(opts: RestoreOptions, reporter: Reporter) -> dict:
     if opts.keyring is None:        # front ends that do not pass keys (the helm plugin): the environment's
         from ..keys import from_env
-        opts.keyring = from_env()
+        opts = dataclasses.replace(opts, keyring=from_env(opts.settings.environ))    # the caller's stay as they are
     if opts.db_prefix and opts.to_time:
         raise UsageError("a test restore (scratch databases) restores a backup, not a point in time")
     if opts.verify not in VERIFY_LEVELS:
         raise UsageError(f"--verify {opts.verify}: choose one of {', '.join(VERIFY_LEVELS)}")
     client = mongo_client.connect(opts.mongodb_url)
-    target_bucket = bucket_store(opts.artifacts_bucket) if opts.artifacts_bucket else None
+    target_bucket = bucket_store(opts.artifacts_bucket, opts.settings.source_s3) if opts.artifacts_bucket else None
     if target_bucket:
         target_bucket.check()
     with contextlib.ExitStack() as stack:
@@ -170,7 +170,7 @@ def _plan_secrets(opts: RestoreOptions, source: Source):
         raise UsageError("--secrets needs a backup (a plain mongodump archive holds no Secrets)")
     from ...kube.connection import Kube
     bundle = mender_secrets.load(source.store, source.manifest, opts.keyring)
-    kube = Kube.from_env()
+    kube = Kube.from_env(opts.settings.environ)
     ns = opts.secrets_namespace or bundle.namespace
     return bundle, mender_secrets.plan(kube, ns, bundle, opts.overwrite_secrets), ns, kube
 

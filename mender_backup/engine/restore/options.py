@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ...format.encryption import Keyring
+from ..settings import Settings
 
 
 @dataclass
@@ -27,3 +28,4 @@ class RestoreOptions:
     db_prefix: str = ""                    # restore database X as <prefix>X (verify --restore-into)
     skip_artifacts: bool = False           # databases only, on purpose (no warning)
     verify: str = "full"                   # full: read every document back; counts: the server's counts only
+    settings: Settings = Settings()        # S3, the kubeconfig, the keys when `keyring` is None

@@ -21,8 +21,8 @@ from ...format.layout import backup_key
 from ...format.manifest import Manifest
 from ...format.slices import parse_time
 from ...output import Reporter
-from ...stores import Store, destination_store, split_object_url
-from .. import catalog, integrity, pitr
+from ...stores import Store, open_store, split_object_url
+from .. import catalog, integrity, pitr, spool
 from ..integrity import Namespace
 from ..repository import Repository
 
@@ -32,8 +32,10 @@ class Source:
     manifest: Manifest | None = None        # a backup's (None for a vendor archive)
     point: pitr.Plan | None = None          # a point in time's base and slices
 
-    def __init__(self, store: Store, key: str, reporter: Reporter, keyring: Keyring | None):
+    def __init__(self, store: Store, key: str, reporter: Reporter, keyring: Keyring | None,
+                 tmp_limit: int | None = None):
         self.store, self.key, self.reporter, self.keyring = store, key, reporter, keyring
+        self.tmp_limit = tmp_limit          # what /tmp may hold for a local copy (Settings)
         self._opener: Callable[[], BinaryIO] | None = None
 
     @property
@@ -62,14 +64,15 @@ class Source:
 class Backup(Source):
     """A backup from a destination, proven against its manifest."""
 
-    def __init__(self, store: Store, manifest: Manifest, reporter: Reporter, keyring: Keyring | None):
-        super().__init__(store, backup_key(manifest.id, manifest.archive.key), reporter, keyring)
+    def __init__(self, store: Store, manifest: Manifest, reporter: Reporter, keyring: Keyring | None,
+                 tmp_limit: int | None = None):
+        super().__init__(store, backup_key(manifest.id, manifest.archive.key), reporter, keyring, tmp_limit)
         self.manifest = manifest
 
     def prove(self, stack: contextlib.ExitStack) -> None:
         # one read: sha256, the full parse against the manifest, and a local copy of a remote archive
-        self._opener = stack.enter_context(integrity.local_copy(self.store, self.manifest, self.reporter,
-                                                                self.keyring))
+        self._opener = stack.enter_context(spool.local_copy(self.store, self.manifest, self.reporter,
+                                                            self.keyring, self.tmp_limit))
 
     def open(self) -> BinaryIO:
         return integrity.open_archive(self.store, self.manifest, self.keyring, self._opener)
@@ -84,15 +87,17 @@ class Backup(Source):
 class PointInTime(Backup):
     """The base backup pitr.choose picked, and the slices from its consistency point on."""
 
-    def __init__(self, store: Store, point: pitr.Plan, reporter: Reporter, keyring: Keyring | None):
-        super().__init__(store, point.manifest, reporter, keyring)
+    def __init__(self, store: Store, point: pitr.Plan, reporter: Reporter, keyring: Keyring | None,
+                 tmp_limit: int | None = None):
+        super().__init__(store, point.manifest, reporter, keyring, tmp_limit)
         self.point = point
         self._slices: list = []
 
     def prove(self, stack: contextlib.ExitStack) -> None:
         super().prove(stack)
         # every slice fetched and checked (size, sha256, decryption) before the target is touched
-        self._slices = stack.enter_context(pitr.fetched(self.store, self.point, self.reporter, self.keyring))
+        self._slices = stack.enter_context(pitr.fetched(self.store, self.point, self.reporter, self.keyring,
+                                                                    self.tmp_limit))
 
     def oplog(self) -> list:
         return self._slices
@@ -101,12 +106,14 @@ class PointInTime(Backup):
 class Vendor(Source):
     """A plain mongodump archive: no manifest, so its full parse is its proof and its record."""
 
-    def __init__(self, store: Store, key: str, reporter: Reporter, keyring: Keyring | None):
-        super().__init__(store, key, reporter, keyring)
+    def __init__(self, store: Store, key: str, reporter: Reporter, keyring: Keyring | None,
+                 tmp_limit: int | None = None):
+        super().__init__(store, key, reporter, keyring, tmp_limit)
         self._scan: integrity.ArchiveContents | None = None
 
     def prove(self, stack: contextlib.ExitStack) -> None:
-        opener, first = stack.enter_context(integrity.vendor_copy(self.store, self.key, self.reporter))
+        opener, first = stack.enter_context(spool.vendor_copy(self.store, self.key, self.reporter,
+                                                                          self.tmp_limit))
         with contextlib.closing(first) as f:
             self._scan = integrity.scan_archive(f, self.reporter, f"checking {self.key}")
         self._opener = opener
@@ -126,16 +133,17 @@ def resolve(opts, reporter: Reporter) -> Source:
     if opts.archive:
         if opts.backup_id or opts.to_time:
             raise UsageError("give either a backup id (or --to-time) or --archive, not both")
-        store, key = split_object_url(opts.archive)
-        return Vendor(store, key, reporter, opts.keyring)
+        store, key = split_object_url(opts.archive, opts.settings.destination_s3)
+        return Vendor(store, key, reporter, opts.keyring, opts.settings.tmp_limit)
     if not opts.backup_id and not opts.to_time:
         raise UsageError("no backup id given (an id from `mender-backup list`, `latest`, --to-time TIME or "
                          "--archive URL)")
-    store = destination_store(opts.source or "")
+    store = open_store(opts.source or "", opts.settings.destination_s3)
     manifest = catalog.resolve(store, opts.backup_id) if opts.backup_id else None
     if opts.to_time:
-        return PointInTime(store, _point_in_time(store, opts.to_time, manifest), reporter, opts.keyring)
-    return Backup(store, manifest, reporter, opts.keyring)
+        return PointInTime(store, _point_in_time(store, opts.to_time, manifest), reporter, opts.keyring,
+                           opts.settings.tmp_limit)
+    return Backup(store, manifest, reporter, opts.keyring, opts.settings.tmp_limit)
 
 
 def _point_in_time(store: Store, to_time: str, manifest: Manifest | None) -> pitr.Plan:

@@ -22,8 +22,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ..errors import UsageError
-from .runner import ReleaseInfo
+from ...errors import UsageError
+from ...kube.helm import ReleaseInfo
 from .values import get_path
 
 SUPPORTED_MAJORS = (5, 6, 7, 8)

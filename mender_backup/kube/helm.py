@@ -7,7 +7,6 @@ Every helm call of the plugin goes through `Helm`; nothing here edits values.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,8 +32,7 @@ class HelmEnv:
     debug: bool = False
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> HelmEnv:
-        env = os.environ if env is None else env
+    def from_env(cls, env: Mapping[str, str]) -> HelmEnv:
         return cls(
             bin=env.get("HELM_BIN") or "helm",
             namespace=env.get("HELM_NAMESPACE") or None,

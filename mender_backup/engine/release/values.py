@@ -17,8 +17,8 @@ from pathlib import Path
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 
-from ..errors import MenderBackupError, UsageError
-from ..redact import scrub
+from ...errors import MenderBackupError, UsageError
+from ...redact import scrub
 
 
 @contextlib.contextmanager

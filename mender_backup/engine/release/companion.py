@@ -7,11 +7,11 @@ from collections.abc import Mapping
 
 from ruamel.yaml import YAML
 
-from ..errors import NotFoundError, UsageError
-from ..engine.preflight import check_destination
+from ...errors import NotFoundError, UsageError
+from ..preflight import check_destination
 from .cron import check_schedule
-from .mender import MenderValues, SecretKeys
-from .runner import Helm, ReleaseInfo
+from .chart import MenderValues, SecretKeys
+from ...kube.helm import Helm, ReleaseInfo
 
 COMPANION_SUFFIX = "-backup"
 

@@ -28,15 +28,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..engine import restore as engine_restore
-from ..errors import MenderBackupError, Terminated
-from ..kube import secrets as kube_secrets
-from ..kube import workloads
-from ..kube.connection import Kube
-from ..output import Reporter
-from ..redact import redact_url, scrub
+from .. import restore as engine_restore
+from ...errors import MenderBackupError, Terminated
+from ...kube import secrets as kube_secrets
+from ...kube import workloads
+from ...kube.connection import Kube
+from ...output import Reporter
+from ...redact import redact_url, scrub
 from .plan import Plan, describe_target
-from .runner import Helm, rollback_hint, upgrade_args, upgrade_argv
+from ...kube.helm import Helm, rollback_hint, upgrade_args, upgrade_argv
 from .values import dump_yaml, private_file, values_diff
 
 Say = Callable[[str], None]
@@ -110,7 +110,8 @@ def describe_result(result: dict) -> str:
 def _restore_options(plan: Plan, dry_run: bool) -> engine_restore.RestoreOptions:
     return engine_restore.RestoreOptions(
         mongodb_url=plan.connect_url, backup_id=plan.manifest.id, source=plan.destination,
-        artifacts_bucket=plan.target_bucket, drop=plan.request.drop, dry_run=dry_run)
+        artifacts_bucket=plan.target_bucket, drop=plan.request.drop, dry_run=dry_run,
+        settings=plan.request.settings)
 
 
 def dry_run(plan: Plan, reporter: Reporter, echo: Say) -> None:
@@ -161,7 +162,7 @@ def run(plan: Plan, helm: Helm, kube: Kube, reporter: Reporter, say: Say,
 
 
 def _failed(plan: Plan, helm: Helm, kube: Kube, p: Progress, exc: BaseException, say: Say) -> RestoreFailed:
-    from ..engine.failures import translate
+    from ..failures import translate
     if isinstance(exc, KeyboardInterrupt):
         exc = Terminated(signal.SIGINT)
     # a signal: the release's state is still put right and said below, then the exit is 143/130
@@ -216,7 +217,7 @@ def _save_secrets(kube: Kube, plan: Plan) -> Path:
                                "data": {k: base64.b64encode(v).decode() for k, v in data.items()}}))
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     fd, name = tempfile.mkstemp(prefix=f"mender-backup-{plan.info.name}-secrets-{stamp}-", suffix=".yaml",
-                                dir=os.environ.get("MENDER_BACKUP_STATE_DIR") or None)
+                                dir=plan.request.settings.state_dir)
     with os.fdopen(fd, "w") as fh:
         fh.write("---\n".join(docs))
     return Path(name)

@@ -12,19 +12,20 @@ import base64
 import json
 from dataclasses import dataclass, field
 
-from ..engine import mender as mender_info
-from ..engine import preflight
-from ..engine.preflight import Manifest
-from ..engine.repository import Repository
-from ..errors import ConflictError, NotFoundError, UnreachableError, UsageError
-from ..kube import secrets as kube_secrets
-from ..kube.connection import Kube
-from ..kube import workloads
-from ..kube.workloads import Workload
-from ..redact import redact_url, register_secret, register_url_secrets
-from . import mender
+from .. import mender as mender_info
+from .. import preflight
+from ..preflight import Manifest
+from ..repository import Repository
+from ..settings import Settings
+from ...errors import ConflictError, NotFoundError, UnreachableError, UsageError
+from ...kube import secrets as kube_secrets
+from ...kube.connection import Kube
+from ...kube import workloads
+from ...kube.workloads import Workload
+from ...redact import redact_url, register_secret, register_url_secrets
+from . import chart as mender
 from .companion import companion_destination, companion_name, cronjob_from_manifest
-from .runner import Helm, ReleaseInfo, resolve_chart
+from ...kube.helm import Helm, ReleaseInfo, resolve_chart
 from .values import load_values, rewrite_values
 
 MANAGED_KINDS = ("Deployment", "StatefulSet", "CronJob")
@@ -42,6 +43,7 @@ class Request:
     chart: str | None = None
     drop: bool = False
     force: bool = False
+    settings: Settings = Settings()      # the environment: S3, keys, the state folder
 
 
 @dataclass
@@ -135,7 +137,7 @@ def build(helm: Helm, kube: Kube, req: Request) -> Plan:
     current_url, connect = _repoint_mongodb(kube, ns, mv, req, ch)
     target_bucket = _repoint_bucket(kube, ns, mv, req, ch)
     destination, repo, manifest = _backup(helm, info, req, connect, mv, ch)
-    kept = _carry_signing_keys(kube, ns, mv, repo, manifest, ch)
+    kept = _carry_signing_keys(kube, ns, mv, repo, manifest, ch, req.settings)
     new_text = rewrite_values(user_text, ch.values) if ch.values else user_text
     load_values(new_text)
     return Plan(
@@ -203,7 +205,7 @@ def _repoint_bucket(kube: Kube, ns: str, mv: mender.MenderValues, req: Request, 
                 ch.notes.append(f"the storage proxy route {rule!r} does not name the bucket: left as it is")
     target_bucket = (req.bucket or old_bucket or None)
     if target_bucket:
-        preflight.check_bucket(target_bucket)      # before anything stops
+        preflight.check_bucket(target_bucket, req.settings)      # before anything stops
     return target_bucket
 
 
@@ -211,12 +213,12 @@ def _backup(helm: Helm, info: ReleaseInfo, req: Request, connect: str, mv: mende
             ch: _Changes) -> tuple[str, Repository, Manifest]:
     """The backup to restore, its key present, and a Mender no newer than the release."""
     destination = req.destination or companion_destination(helm, info)
-    repo = Repository.at(destination)
+    repo = Repository.at(destination, req.settings.destination_s3)
     repo.check(write=False)
     manifest = repo.resolve(req.backup)
     if manifest.encryption:      # the key it needs, here, before anything stops (exit 6 without)
-        from ..engine import keys
-        keys.from_env().require(manifest.encryption.key_fingerprint, f"backup {manifest.id}")
+        from .. import keys
+        keys.from_env(req.settings.environ).require(manifest.encryption.key_fingerprint, f"backup {manifest.id}")
     client = _reach(connect)
     live = mender_info.migration_versions(client, sorted(manifest.databases))
     newer = mender_info.newer_than(manifest.mender, info.app_version, live)
@@ -231,11 +233,11 @@ def _backup(helm: Helm, info: ReleaseInfo, req: Request, connect: str, mv: mende
 
 
 def _carry_signing_keys(kube: Kube, ns: str, mv: mender.MenderValues, repo: Repository, manifest: Manifest,
-                        ch: _Changes) -> dict[str, str]:
+                        ch: _Changes, settings: Settings) -> dict[str, str]:
     """The signing keys the upgrade keeps: the backup's, when it holds them (tokens signed
     before the backup verify after it, also on a new cluster); else the live ones, so the
     upgrade generates none; -> service -> where its key comes from."""
-    from_backup = _backup_signing_keys(repo.store, manifest, ch.notes)
+    from_backup = _backup_signing_keys(repo.store, manifest, ch.notes, settings)
     regenerated = mv.signing_keys_to_keep()
     kept: dict[str, str] = {}
     for svc, secret in mv.signing_key_services().items():
@@ -259,12 +261,12 @@ def _carry_signing_keys(kube: Kube, ns: str, mv: mender.MenderValues, repo: Repo
     return kept
 
 
-def _backup_signing_keys(store, manifest: Manifest, notes: list[str]) -> dict[str, str]:
+def _backup_signing_keys(store, manifest: Manifest, notes: list[str], settings: Settings) -> dict[str, str]:
     """Secret name -> private key, from the backup's (encrypted) Mender secrets bundle."""
-    from ..engine import keys, mender_secrets
+    from .. import keys, mender_secrets
     if manifest.mender_secrets is None:
         return {}
-    bundle = mender_secrets.load(store, manifest, keys.from_env())
+    bundle = mender_secrets.load(store, manifest, keys.from_env(settings.environ))
     out = {}
     for s in bundle.secrets:
         pem = s.data.get("private.pem")
