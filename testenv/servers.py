@@ -40,10 +40,34 @@ def tool(name: str) -> Path:
     return path
 
 
+# Ports are picked below the kernel's ephemeral range (32768-60999 by default): a port picked
+# there can be taken, between the pick and the server's bind, by any outgoing connection's
+# local end (CI failed on "bind: address already in use" that way).
+PORTS = range(20000, 32000)
+
+
+def free_ports(n: int = 1) -> int:
+    """The first of n consecutive ports free now (start.sh's BASE_PORT), below the ephemeral range."""
+    import random
+    for _ in range(500):
+        base = random.randrange(PORTS.start, PORTS.stop - n)
+        socks = []
+        try:
+            for p in range(base, base + n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError(f"no {n} consecutive free ports in {PORTS.start}-{PORTS.stop}")
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)
 
 
 def _wait(check, what: str, proc: subprocess.Popen, log: Path, timeout: float = 60.0) -> None:
@@ -388,26 +412,6 @@ def mender_server() -> MenderBuild:
     return build
 
 
-def free_ports(n: int) -> int:
-    """The first of n consecutive free ports (start.sh's BASE_PORT)."""
-    import random
-    for _ in range(200):
-        base = random.randrange(20000, 60000 - n)
-        socks = []
-        try:
-            for p in range(base, base + n):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError(f"no {n} consecutive free ports")
-
-
 @dataclass
 class Mender:
     """The Mender services start.sh started in run_dir; `stop()` ends them and deletes run_dir."""
@@ -454,11 +458,15 @@ def start_mender(build: MenderBuild, run_dir: Path, mongo_url: str, minio: MinIO
     keys = keys_dir or run_dir / "keys"
     env = {**os.environ, "MENDER_PREFIX": str(build.prefix), "MONGO_URL": mongo_url, "S3_URL": minio.endpoint,
            "S3_ACCESS_KEY": minio.access_key, "S3_SECRET_KEY": minio.secret_key, "S3_BUCKET": bucket,
-           "KEYS_DIR": str(keys), "BASE_PORT": str(free_ports(10)), "AUTOMIGRATE": "1" if automigrate else "0",
-           "START_TIMEOUT": "90"}
-    r = subprocess.run([str(build.start), str(run_dir)], capture_output=True, text=True, env=env, timeout=600)
-    mender = Mender(build, run_dir, run_dir / "mender.env", keys, r.stderr)
-    if r.returncode != 0:
+           "KEYS_DIR": str(keys), "AUTOMIGRATE": "1" if automigrate else "0", "START_TIMEOUT": "90"}
+    for attempt in range(3):
+        env["BASE_PORT"] = str(free_ports(10))
+        r = subprocess.run([str(build.start), str(run_dir)], capture_output=True, text=True, env=env, timeout=600)
+        mender = Mender(build, run_dir, run_dir / "mender.env", keys, r.stderr)
+        if r.returncode == 0:
+            return mender
         mender.stop(purge=False)
-        raise RuntimeError(f"Mender start.sh exited {r.returncode}:\n{r.stderr[-3000:]}")
-    return mender
+        # another process can still take a picked port before its service binds it: new ports
+        if "address already in use" not in r.stderr:
+            break
+    raise RuntimeError(f"Mender start.sh exited {r.returncode}:\n{r.stderr[-3000:]}")
