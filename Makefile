@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= --durations=30   # the slowest 30: where the CI time goes (tests/ENVIRONMENT.md)
 
 # The image: `make image` with podman, else docker. BASE is any image with python3 and
 # its venv module; IMAGE_PYTHON is its Python version (the wheels are fetched for it).
