@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from mender_backup.engine.release import chart as mender, companion, values
+from mender_backup.engine.release import chart as mender, companion, values, values_diff
 from mender_backup.kube import helm as runner
 from mender_backup.errors import ConflictError, NotFoundError, UnreachableError, UsageError
 from tests.helmutil import FIXTURES, by_kind, helm_run, render
@@ -118,17 +118,31 @@ def test_rewrite_quotes_when_a_plain_scalar_would_change_meaning(value):
     assert values.load_values(new)["global"]["s3"]["AWS_BUCKET"] == value
 
 
-def test_rewrite_refuses_block_scalar_value():
-    old = "global:\n  mongodb:\n    URL: |\n      mongodb://a\n"
-    with pytest.raises(UsageError, match="block scalar"):
-        values.rewrite_values(old, BOTH)
+def test_rewrite_replaces_a_block_scalar_and_nothing_after_it():
+    """A release restored once holds the carried signing key as helm gives it back, a
+    block scalar: the next restore replaces it whole, the keys after it untouched."""
+    old = ("useradm:\n  certs:\n    key: |\n      -----BEGIN OLD-----\n      b2xk\n\n      -----END OLD-----\n"
+           "\n    # the next key\n    existingSecret: ''\n  replicas: 2\n")
+    pem = "-----BEGIN NEW-----\nbmV3\n-----END NEW-----\n"
+    new = values.rewrite_values(old, {("useradm", "certs", "key"): pem})
+    assert values.load_values(new)["useradm"]["certs"]["key"] == pem
+    assert "OLD" not in new and "b2xk" not in new
+    assert new.endswith("\n    # the next key\n    existingSecret: ''\n  replicas: 2\n")
+
+
+def test_the_diff_never_shows_a_block_scalar_key_line_by_line():
+    old = "useradm:\n  certs:\n    key: |\n      -----BEGIN OLD-----\n      b2xkLXNlY3JldA==\n      -----END OLD-----\n"
+    new = values.rewrite_values(old, {("useradm", "certs", "key"): "-----BEGIN NEW-----\nbmV3LXNlY3JldA==\n"})
+    diff = values_diff.values_diff(old, new)
+    assert "b2xkLXNlY3JldA" not in diff and "bmV3LXNlY3JldA" not in diff and "BEGIN" not in diff, diff
+    assert "-    key: |" in diff and "+    key: ***" in diff
 
 
 def test_diff_redacts_passwords():
     old = (FIXTURES / "mender-values.yaml").read_text()
     from mender_backup.redact import register_url_secrets
     register_url_secrets(NEW_URL)
-    diff = values.values_diff(old, values.rewrite_values(old, BOTH))
+    diff = values_diff.values_diff(old, values.rewrite_values(old, BOTH))
     assert "N3w-Pw-2025" not in diff and "S3cr3t" not in diff
     assert "-    URL: \"mongodb://mender:***@mongodb-0" in diff
     assert "+    URL: \"mongodb://mender:***@mongo-restored" in diff

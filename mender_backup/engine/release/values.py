@@ -5,7 +5,6 @@ reads them from."""
 from __future__ import annotations
 
 import contextlib
-import difflib
 import io
 import json
 import os
@@ -18,7 +17,6 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 
 from ...errors import MenderBackupError, UsageError
-from ...redact import scrub
 
 
 @contextlib.contextmanager
@@ -216,7 +214,10 @@ def _replace_scalar(text: str, lines: list[str], parent: CommentedMap, key: str,
         anchor, rest = m.group(1), rest[m.end():]
     start = vcol + len(anchor)
     if rest.startswith(("|", ">")):
-        raise UsageError(f"cannot set {key}: it is a block scalar on line {vline + 1}; make it a one-line value")
+        # e.g. a signing key a restore wrote: helm hands multi-line strings back as `key: |`
+        end = block_scalar_end(lines, vline, parent.lc.key(key)[1])
+        lines[vline:end] = [src[:start] + _scalar(value) + "\n"]
+        return "".join(lines)
     if rest.startswith(('"', "'")):
         q = rest[0]
         end = _closing_quote(rest, q)
@@ -238,6 +239,17 @@ def _replace_scalar(text: str, lines: list[str], parent: CommentedMap, key: str,
     new = _scalar(value, style)
     lines[vline] = src[:start] + new + src[start + len(token):]
     return "".join(lines)
+
+
+def block_scalar_end(lines: Sequence[str], header: int, key_col: int) -> int:
+    """The line after a block scalar's content: its lines are blank or indented past the
+    key; blank lines at its end are left where they are (they separate what follows)."""
+    end = header + 1
+    while end < len(lines) and (not lines[end].strip() or len(lines[end]) - len(lines[end].lstrip(" ")) > key_col):
+        end += 1
+    while end > header + 1 and not lines[end - 1].strip():
+        end -= 1
+    return end
 
 
 def _value_pos(lines: Sequence[str], parent: CommentedMap, key: str) -> tuple[int, int]:
@@ -267,26 +279,6 @@ def _closing_quote(s: str, q: str) -> int:
             return i
         i += 1
     return -1
-
-
-# keys whose values are credentials in Mender's values (and most charts'): masked in diffs
-_SECRET_KEY = re.compile(r"^(\s*[-\s]*)([\"']?[\w.-]*(?:password|passwd|secret|token|key|auth|credential|"
-                         r"connection_string)[\w.-]*[\"']?\s*:\s*)(\S.*)$", re.IGNORECASE)
-
-
-def _mask(line: str) -> str:
-    prefix, body = line[:1], line[1:]
-    m = _SECRET_KEY.match(body.rstrip("\n"))
-    if prefix in "+- " and m and not m.group(3).startswith(("|", ">", "#")):
-        return f"{prefix}{m.group(1)}{m.group(2)}***" + ("\n" if line.endswith("\n") else "")
-    return line
-
-
-def values_diff(old: str, new: str, name: str = "values.yaml") -> str:
-    """Unified diff with every URL password, registered secret and credential-named key masked."""
-    diff = difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
-                                fromfile=f"{name} (deployed)", tofile=f"{name} (after restore)")
-    return "".join(scrub(_mask(line)) for line in diff)
 
 
 def dump_yaml(data) -> str:
