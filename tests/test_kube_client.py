@@ -206,3 +206,17 @@ def test_wait_ready_names_what_has_not_rolled_out(kube_cluster, tmp_path):
     assert sleeps == [2.0, 2.0]
     status(replicas=2, updatedReplicas=2, readyReplicas=2)
     assert workloads.wait_ready(kube, [w], 0) == {}
+
+    # Ready must hold for `settle` seconds: Ready at 1, a pod fails (read at 2), Ready again
+    # at 3; done at 8, five seconds after, not at 1
+    events = iter([lambda: status(replicas=2, updatedReplicas=2, readyReplicas=1),
+                   lambda: status(replicas=2, updatedReplicas=2, readyReplicas=2)])
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        next(events, lambda: None)()
+
+    t = iter(range(100))
+    assert workloads.wait_ready(kube, [w], 60, settle=5, clock=lambda: next(t), sleep=sleep) == {}
+    assert len(slept) == 7

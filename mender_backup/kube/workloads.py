@@ -144,17 +144,21 @@ def _not_ready(kube: Kube, w: Workload) -> str | None:
     return None
 
 
-def wait_ready(kube: Kube, workloads: list[Workload], timeout: float, poll: float = 2.0,
+def wait_ready(kube: Kube, workloads: list[Workload], timeout: float, poll: float = 2.0, settle: float = 20.0,
                clock=time.monotonic, sleep=time.sleep) -> dict[str, str]:
-    """Until every Deployment/StatefulSet has rolled out and all its pods are Ready; returns
-    what is still not ({"deployment/x": "0/1 ready, 1 updated"}) when `timeout` runs out."""
+    """Until every Deployment/StatefulSet has rolled out with all its pods Ready, and all
+    have stayed so for `settle` seconds: a pod that fails soon after it starts (Mender's
+    workflows worker while NATS has no stream yet) is Ready for a moment. Returns what is
+    not Ready ({"deployment/x": "0/1 ready, 1 updated"}) when `timeout` runs out."""
     deadline = clock() + timeout
-    pending = [w for w in workloads if w.kind in SCALABLE and w.replicas > 0]
+    watched = [w for w in workloads if w.kind in SCALABLE and w.replicas > 0]
+    ready_since = None
     while True:
-        why = {str(w): r for w in pending if (r := _not_ready(kube, w))}
-        if not why or clock() >= deadline:
+        why = {str(w): r for w in watched if (r := _not_ready(kube, w))}
+        now = clock()
+        ready_since = None if why else (now if ready_since is None else ready_since)
+        if (ready_since is not None and now - ready_since >= settle) or now >= deadline:
             return why
-        pending = [w for w in pending if str(w) in why]
         sleep(poll)
 
 

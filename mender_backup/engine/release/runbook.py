@@ -37,7 +37,8 @@ from ...output import Reporter
 from ...redact import redact_url, scrub
 from .plan import Plan, describe_target
 from ...kube.helm import Helm, rollback_hint, upgrade_args, upgrade_argv
-from .values import dump_yaml, private_file, values_diff
+from .values import dump_yaml, private_file
+from .values_diff import values_diff
 
 Say = Callable[[str], None]
 
@@ -155,7 +156,7 @@ def run(plan: Plan, helm: Helm, kube: Kube, reporter: Reporter, say: Say,
     # the restore is done; whether Mender came up on it is the last thing an operator asks
     not_ready = {}
     if ready_timeout > 0:
-        say(f"waiting up to {ready_timeout:.0f}s until every workload has rolled out and is Ready")
+        say(f"waiting up to {ready_timeout:.0f}s until every workload has rolled out and stays Ready for 20s")
         not_ready = workloads.wait_ready(kube, plan.workloads, ready_timeout)
     return {"backup": plan.manifest.id, "revision": p.revision, "previous_revision": plan.info.revision,
             "restarted_at": restarted_at, "data": summary, "not_ready": not_ready}
