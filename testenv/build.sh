@@ -417,6 +417,40 @@ mender_server() {
   echo "built  mender-server in $((SECONDS - start))s"
 }
 
+# An older Mender Server, v4.0.1 (chart mender-6.9.0's appVersion), for the cross-version
+# restore (tests/test_live_release.py): testenv/mender-version.sh runs the shared recipes at
+# that tag from testenv/sources/; the Go proxy here refuses the mender-artifact version v4.0.1
+# pins, so it takes the nearest one served (GO_REPLACE, named in the prefix's VERSION).
+MENDER_OLD_VERSION="v4.0.1"
+MENDER_OLD_COMMIT="52ef503191f76b5449ead519405dac23f5476ef2"
+MENDER_OLD_GO_REPLACE="github.com/mendersoftware/mender-artifact=github.com/mendersoftware/mender-artifact@v0.0.0-20250724101633-c5f6563a4bcf"
+mender_old() {
+  local prefix="$CACHE/mender-server-$MENDER_OLD_VERSION" start=$SECONDS images=${1:-}
+  if [[ -n $images && -s "$images/mender-images.tar" && "$images/mender-images.tar" -nt "$prefix/VERSION" ]]; then
+    echo "ok     mender $MENDER_OLD_VERSION images (cached)"; return 0
+  fi
+  if ! MENDER_BACKUP_SHARED="$SHARED" GO_REPLACE="$MENDER_OLD_GO_REPLACE" "$REPO/testenv/mender-version.sh" \
+       "$MENDER_OLD_VERSION" "$MENDER_OLD_COMMIT" "$prefix" $images >"$LOG/mender-old.log" 2>&1; then
+    failed "mender $MENDER_OLD_VERSION" "$LOG/mender-old.log"
+    if [[ -n $images ]]; then rm -f "$images/mender-images.tar"; else rm -rf "$prefix"; fi
+    return 1
+  fi
+  # smoke.sh talks to the services as the gateway would. v4.1.3's inventory takes a device's
+  # update at /api/devices/v1/inventory/device/attributes; v4.0.1's only where chart 6.9.0's
+  # gateway rewrites that path to (its inventoryV1-replacepathregex): /api/0.1.0/attributes.
+  if [[ -z $images ]]; then
+    mkdir -p "$prefix/scripts"
+    sed 's|/api/devices/v1/inventory/device/attributes|/api/0.1.0/attributes|g' "$SHARED/mender-server/smoke.sh" \
+      >"$prefix/scripts/smoke.sh" && chmod 755 "$prefix/scripts/smoke.sh"
+    grep -q '/api/0.1.0/attributes' "$prefix/scripts/smoke.sh" \
+      || { echo "FAILED mender $MENDER_OLD_VERSION: smoke.sh no longer names the device attributes path"; return 1; }
+  fi
+  if [[ -z $images ]] && grep -q '^ok ' "$LOG/mender-old.log"; then
+    echo "ok     mender $MENDER_OLD_VERSION (cached)"; return 0
+  fi
+  echo "built  mender $MENDER_OLD_VERSION${images:+ images} in $((SECONDS - start))s"
+}
+
 # CoreDNS, for the cluster that runs the real Mender chart (../shared/mender-on-k8s): its
 # build-tools.sh finds kube-proxy and kubectl already in bin/ (built above, in the one
 # Kubernetes build) and builds only CoreDNS, a main with the 9 plugins a one-node cluster needs.
@@ -476,6 +510,8 @@ system_steps() {
   timed rootfs rootfs & local rootfs_pid=$!
   timed documentdb documentdb || status=1
   wait $rootfs_pid || status=1
+  # a Go build, here rather than in go_builds: this side ends ~15 min before that one
+  timed mender-old mender_old || status=1
   return $status
 }
 
@@ -488,6 +524,7 @@ if [[ $DEMO == 0 && $status == 0 ]]; then
   podman_config
   timed images images || status=1
   timed mender-images mender_images || status=1
+  timed mender-old-images mender_old "$CACHE/images/mender-$MENDER_OLD_VERSION" || status=1
 fi
 # leftovers of earlier layouts of this cache
 rm -rf "$CACHE/src/kube-apiserver" "$BIN"/*.unavailable

@@ -6,7 +6,8 @@ CNI bridge; the Mender images built from the real v4.1.3 binaries), run from its
 Kubernetes build, CoreDNS, and the Mender images (testenv/build.sh). Pods reach the host at
 `host_ip` (10.236.0.1); `forward()` relays a server that listens on 127.0.0.1 to that address,
 so the stores' URLs in Mender's values are `mongodb://host_ip:PORT/` for the pods and the host
-alike. The cluster holds the node lock of testenv/node.py while it runs: the two share
+alike. A second Mender, v4.0.1 under chart 6.9.0 (testenv/mender-version.sh), can be installed
+beside in a namespace of its own, for the cross-version restore. The cluster holds the node lock of testenv/node.py while it runs: the two share
 /var/log/containers and iptables, so one runs at a time.
 """
 
@@ -26,6 +27,11 @@ SHARED_LINK = CACHE / "shared"                  # build.sh links the shared fold
 RECIPE = SHARED_LINK / "mender-on-k8s"
 CHARTS = SHARED_LINK / "mender-helm"
 MENDER_IMAGES = CACHE / "images" / "mender" / "mender-images.tar"
+# an older Mender (testenv/build.sh's mender_old): v4.0.1 under chart 6.9.0
+OLD_VERSION, OLD_CHART = "v4.0.1", "6.9.0"
+OLD_PREFIX = CACHE / f"mender-server-{OLD_VERSION}"
+OLD_IMAGES = CACHE / "images" / f"mender-{OLD_VERSION}" / "mender-images.tar"
+OLD_VALUES = Path(__file__).resolve().parent / f"values-mender-{OLD_CHART}.yaml"
 BIN = CACHE / "bin"
 NAMESPACE = "mender"
 
@@ -35,7 +41,8 @@ def need() -> None:
     for name in ("etcd", "kube-apiserver", "kubelet", "kube-controller-manager", "kube-scheduler",
                  "kube-proxy", "kubectl", "coredns", "helm3"):
         tool(name)
-    for path in (RECIPE / "cluster-up.sh", MENDER_IMAGES, MENDER_SERVER / "scripts" / "smoke.sh"):
+    for path in (RECIPE / "cluster-up.sh", MENDER_IMAGES, MENDER_SERVER / "scripts" / "smoke.sh",
+                 OLD_PREFIX / "scripts" / "smoke.sh", OLD_IMAGES):
         if not path.exists():
             raise ToolMissing(f"{path} missing: run `make test-env`")
 
@@ -59,10 +66,10 @@ class MenderCluster:
         env = (self.b / "cluster.env").read_text()
         return next(ln.split("=", 1)[1] for ln in env.splitlines() if ln.startswith("HOST_IP="))
 
-    @property
-    def mender_env(self) -> Path:
-        """install.sh's file for smoke.sh: the services' ClusterIPs (unchanged by upgrades)."""
-        return self.b / "mender.env"
+    def mender_env(self, namespace: str = NAMESPACE) -> Path:
+        """install.sh's file for smoke.sh: the services' ClusterIPs (unchanged by upgrades);
+        install.sh always writes mender.env, `install_mender` keeps other namespaces' apart."""
+        return self.b / ("mender.env" if namespace == NAMESPACE else f"mender-{namespace}.env")
 
     def env(self, **extra: str) -> dict[str, str]:
         return {**os.environ, "B": str(self.b), "TOOLS": str(BIN), "K8S_BIN": str(BIN),
@@ -99,18 +106,32 @@ class MenderCluster:
         self.script("forward.sh", "--stop", *map(str, ports), timeout=60)
 
     def install_mender(self, mongo_url: str, s3_url: str, access_key: str, secret_key: str, bucket: str,
-                       chart: str = "8.2.1", values: Path | None = None, timeout: float = 900) -> str:
-        """helm install of the real chart with the recipe's values.yaml (install.sh: waits for the
-        migration hooks and every workload Ready, writes mender.env). Returns its output."""
-        return self.script("install.sh", timeout=timeout, MONGO_URL=mongo_url, S3_URL=s3_url,
-                           S3_ACCESS_KEY=access_key, S3_SECRET_KEY=secret_key, S3_BUCKET=bucket,
-                           CHART=str(CHARTS / f"mender-{chart}.tgz"),
-                           VALUES=str(values or RECIPE / "values.yaml"), TIMEOUT="12m")
+                       chart: str = "8.2.1", values: Path | None = None, namespace: str = NAMESPACE,
+                       prefix: Path = MENDER_SERVER, timeout: float = 900) -> str:
+        """helm install (release "mender") of the real chart with the recipe's values.yaml
+        (install.sh: waits for the migration hooks and every workload Ready, writes the
+        namespace's mender env with `prefix`, the host binaries of that Mender version, for
+        smoke.sh). Returns its output."""
+        main_env = self.mender_env()
+        kept = main_env.read_bytes() if namespace != NAMESPACE and main_env.exists() else None
+        try:
+            return self.script("install.sh", timeout=timeout, MONGO_URL=mongo_url, S3_URL=s3_url,
+                               S3_ACCESS_KEY=access_key, S3_SECRET_KEY=secret_key, S3_BUCKET=bucket,
+                               CHART=str(CHARTS / f"mender-{chart}.tgz"), NAMESPACE=namespace,
+                               VALUES=str(values or RECIPE / "values.yaml"), TIMEOUT="12m", MENDER_PREFIX=str(prefix))
+        finally:
+            if namespace != NAMESPACE and main_env.exists():
+                main_env.replace(self.mender_env(namespace))
+            if kept is not None:
+                main_env.write_bytes(kept)
+                main_env.chmod(0o600)
 
-    def smoke(self, mode: str, state: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-        """../shared/mender-server's smoke.sh seed|verify against the release's Services."""
-        return subprocess.run([str(MENDER_SERVER / "scripts" / "smoke.sh"), mode, str(self.mender_env), str(state)],
-                              capture_output=True, text=True, timeout=timeout, env=self.env())
+    def smoke(self, mode: str, state: Path, namespace: str = NAMESPACE, prefix: Path = MENDER_SERVER,
+              timeout: float = 300) -> subprocess.CompletedProcess:
+        """../shared/mender-server's smoke.sh seed|verify against the namespace's Services, as the
+        copy in `prefix`/scripts (that of the Mender version installed there) has it."""
+        return subprocess.run([str(prefix / "scripts" / "smoke.sh"), mode, str(self.mender_env(namespace)),
+                               str(state)], capture_output=True, text=True, timeout=timeout, env=self.env())
 
     def stop(self) -> None:
         """teardown.sh: every process, container, mount, rule and cgroup of the cluster."""
@@ -122,11 +143,11 @@ class MenderCluster:
 
 
 def start(workdir: Path, images: list[Path] = (), timeout: float = 600) -> MenderCluster:
-    """cluster-up.sh with the Mender images and `images` imported (a fresh cluster; ~15 s)."""
+    """cluster-up.sh with both Mender versions' images and `images` imported (a fresh cluster; ~20 s)."""
     need()
     workdir.mkdir(parents=True, exist_ok=True)
     cluster = MenderCluster(workdir, _lock())
-    archives = " ".join(str(p) for p in [MENDER_IMAGES, *images])
+    archives = " ".join(str(p) for p in [MENDER_IMAGES, OLD_IMAGES, *images])
     try:
         cluster.script("cluster-up.sh", timeout=timeout, IMAGES=archives,
                        PAUSE_ARCHIVE=str(CACHE / "images" / "pause-oci.tar"))

@@ -15,10 +15,16 @@ Each fact is read independently of our code: Jobs, pods and events through kubec
 cluster's admin, objects in MinIO, Mender's answers. What breaks it: a restore that loses the
 signing keys fails the two "token issued before the backup" checks, one without the artifacts
 fails the download (both shown without Kubernetes in tests/test_mender_judges.py).
+
+Across versions: Mender v4.0.1 under chart 6.9.0 (its own images, built from its source by
+testenv/mender-version.sh) is installed beside, seeded, backed up with its signing keys and
+uninstalled; the backup is restored into the 8.2.1 release (v4.1.3), whose migration Jobs bring
+the data forward, and Mender's APIs must pass every check on what v4.0.1 made.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -30,6 +36,7 @@ from testenv.kube import wait_for
 from tests.conftest import IN_CI, _need_documentdb
 from tests.helmutil import Helm
 from tests.mender_release import write_values
+from tests import cli
 from tests.cli import tool_env
 
 pytestmark = pytest.mark.timeout(1800)
@@ -74,6 +81,38 @@ def live(image, minio, plugin_installs, tmp_path_factory):
         cluster.stop()
         for s in stores:
             s.stop()
+
+
+def new_stores(live, minio, name: str, bucket_prefix: str):
+    """A DocumentDB of its own (stopped with the module) relayed to the pods, and a new bucket."""
+    db = servers.start_documentdb(live["tmp"] / f"docdb-{name}")
+    live["stores"].append(db)
+    live["cluster"].forward(db.port)
+    bucket = f"{bucket_prefix}-{uuid.uuid4().hex[:8]}"
+    minio.client().create_bucket(Bucket=bucket)
+    return db, bucket
+
+
+def assert_every_deployment_ready(cluster) -> None:
+    """Every Deployment of the release Ready; else which are not, with their pods' states
+    and last log lines (what a failure in CI must show)."""
+    deploys = cluster.get(f"/apis/apps/v1/namespaces/{NS}/deployments")["items"]
+    assert len(deploys) == 9
+    unready = [d["metadata"]["name"] for d in deploys
+               if not d["status"].get("readyReplicas") == d["spec"]["replicas"] >= 1]
+    if not unready:
+        return
+    report = []
+    for pod in cluster.get(f"/api/v1/namespaces/{NS}/pods")["items"]:
+        name = pod["metadata"]["name"]
+        if any(name.startswith(u + "-") for u in unready):
+            report.append(f"--- {name}: {json.dumps(pod['status'].get('containerStatuses'))[:1500]}")
+            for previous in ([], ["--previous"]):
+                try:
+                    report.append(cluster.kubectl("-n", NS, "logs", name, "--tail", "25", *previous))
+                except RuntimeError as exc:
+                    report.append(str(exc))
+    raise AssertionError(f"not Ready: {unready}\n" + "\n".join(report))
 
 
 def cronjob_jobs(cluster) -> list[dict]:
@@ -177,11 +216,7 @@ def restored(live, scheduled_backup, minio):
     """`helm mender-backup restore` of the scheduled backup into DocumentDB B and a new bucket;
     then DocumentDB A is stopped."""
     cluster, hx = live["cluster"], live["hx"]
-    b = servers.start_documentdb(live["tmp"] / "docdb-b")
-    live["stores"].append(b)
-    cluster.forward(b.port)
-    new_bucket = f"restored-{uuid.uuid4().hex[:8]}"
-    minio.client().create_bucket(Bucket=new_bucket)
+    b, new_bucket = new_stores(live, minio, "b", "restored")
     before = completed_migrations(cluster)
     backup_id = scheduled_backup["manifests"][0].split("/")[-2]
     t0 = time.monotonic()
@@ -205,20 +240,21 @@ def test_the_restore_moves_the_live_release(live, restored):
     mongo = cluster.secret("mongodb-common")
     assert mongo["MONGO_URL"].decode() == f"mongodb://{cluster.host_ip}:{restored['b'].port}/"
     assert cluster.secret("artifacts-storage")["AWS_BUCKET"].decode() == restored["bucket"]
-    deploys = cluster.get(f"/apis/apps/v1/namespaces/{NS}/deployments")["items"]
-    assert len(deploys) == 9
-    for d in deploys:
-        assert d["status"].get("readyReplicas") == d["spec"]["replicas"] >= 1, d["metadata"]["name"]
+    assert_every_deployment_ready(cluster)
+
+
+def assert_every_migration_completed(restored: dict) -> None:
+    """Each of the chart's 8 migration Jobs ran during the restore (a new Job, not the
+    install's) and completed: by its Completed event, or by a Complete condition sampled;
+    none failed."""
+    watched = {u: name for u, (name, conds) in restored["watched"].items() if "Complete" in conds}
+    done = {**restored["migrations"], **watched}
+    assert not {n for n, conds in restored["watched"].values() if "Failed" in conds}, restored["watched"]
+    assert sorted(set(done.values()) & MIGRATIONS) == sorted(MIGRATIONS), (restored["migrations"], restored["watched"])
 
 
 def test_the_upgrades_migration_jobs_completed_on_the_restored_data(restored):
-    """Each of the chart's 8 migration Jobs ran again during the restore (a new Job, not the
-    install's) and completed: by its Completed event, or by a Complete condition sampled."""
-    watched = {u: name for u, (name, conds) in restored["watched"].items() if "Complete" in conds}
-    done = {**restored["migrations"], **watched}
-    failed = {n for n, conds in restored["watched"].values() if "Failed" in conds}
-    assert not failed
-    assert sorted(set(done.values()) & MIGRATIONS) == sorted(MIGRATIONS), (restored["migrations"], restored["watched"])
+    assert_every_migration_completed(restored)
 
 
 def test_mender_passes_every_check_on_the_restored_stores_alone(live, restored):
@@ -227,3 +263,87 @@ def test_mender_passes_every_check_on_the_restored_stores_alone(live, restored):
     assert r.returncode == 0, r.stdout + r.stderr
     oks = [ln for ln in r.stdout.splitlines() if ln.startswith("ok")]
     assert len(oks) >= 11, r.stdout
+
+
+# --- across versions: Mender v4.0.1 (chart 6.9.0) backed up, restored into the 8.2.1 release ---
+
+OLD_NS = "mender-old"
+
+
+@pytest.fixture(scope="module")
+def old_backup(live, restored, minio):
+    """Mender v4.0.1 under chart 6.9.0 in namespace mender-old, on DocumentDB C and bucket C,
+    seeded through its own APIs (smoke.sh with v4.0.1's host binaries); backed up from the host
+    with its signing-key Secrets (encrypted, as they must be); then uninstalled: its pods would
+    compete with 8.2.1's for the node's two CPUs, and the backup is all that remains of it."""
+    cluster, hx, ip = live["cluster"], live["hx"], live["cluster"].host_ip
+    c, bucket = new_stores(live, minio, "c", "old")
+    cluster.install_mender(f"mongodb://{ip}:{c.port}/", f"http://{ip}:{minio.server.port}", minio.access_key,
+                           minio.secret_key, bucket, chart=mender_cluster.OLD_CHART,
+                           values=mender_cluster.OLD_VALUES, namespace=OLD_NS, prefix=mender_cluster.OLD_PREFIX)
+    state = live["tmp"] / "smoke-state-old"
+    seed = cluster.smoke("seed", state, namespace=OLD_NS, prefix=mender_cluster.OLD_PREFIX)
+    assert seed.returncode == 0, seed.stdout + seed.stderr
+    pods = cluster.get(f"/api/v1/namespaces/{OLD_NS}/pods")["items"]
+    images = {c["image"] for p in pods for c in p["spec"]["containers"]}
+    keys = {name: cluster.secret(name, OLD_NS)["private.pem"] for name in ("rsa-useradm", "rsa-device-auth")}
+
+    key = cli.run("key", "generate").stdout.strip()
+    backups = f"bk-old-{uuid.uuid4().hex[:8]}"
+    minio.client().create_bucket(Bucket=backups)
+    env = {**minio.env(), "MONGODB_URL": f"mongodb://{ip}:{c.port}/", "KUBECONFIG": str(cluster.kubeconfig),
+           "MENDER_BACKUP_ENCRYPTION_KEY": key}
+    r = cli.run("backup", "-d", f"s3://{backups}/old", "--artifacts-bucket", bucket, "--mender-secrets", "default",
+                "--mender-namespace", OLD_NS, "--json", env=env)
+    hx("uninstall", "mender", "-n", OLD_NS, "--wait")
+    return {"c": c, "state": state, "images": images, "keys": keys, "key": key,
+            "destination": f"s3://{backups}/old", "backup": cli.result_of(r)}
+
+
+@pytest.fixture(scope="module")
+def cross_restored(live, restored, old_backup, minio):
+    """`helm mender-backup restore` of the v4.0.1 backup into the live 8.2.1 release, onto
+    DocumentDB D and a new bucket; then C and B (the release's stores before) are stopped."""
+    cluster, hx = live["cluster"], live["hx"]
+    d, bucket = new_stores(live, minio, "d", "cross")
+    before = completed_migrations(cluster)
+    with JobWatch(cluster) as watch:
+        proc = hx("-n", NS, "mender-backup", "restore", "mender", "--backup", old_backup["backup"]["id"],
+                  "--destination", old_backup["destination"], "--mongodb-url", f"mongodb://{cluster.host_ip}:{d.port}/",
+                  "--bucket", bucket, "--chart", str(mender_cluster.CHARTS / "mender-8.2.1.tgz"), "--yes",
+                  env={**minio.env(), "MENDER_BACKUP_ENCRYPTION_KEY": old_backup["key"]}, check=False)
+    after = completed_migrations(cluster)
+    for store in (old_backup["c"], restored["b"]):       # C, and B (the flagship's restore target)
+        cluster.unforward(store.port)
+        store.stop()
+    return {"proc": proc, "d": d, "bucket": bucket, "watched": watch.seen,
+            "migrations": {u: n for u, n in after.items() if u not in before}}
+
+
+def test_the_old_installation_ran_mender_4_0_1_under_chart_6_9_0(old_backup):
+    mender = {i for i in old_backup["images"] if "/mendersoftware/" in i}
+    assert mender and all(i.endswith(f":{mender_cluster.OLD_VERSION}") for i in mender), old_backup["images"]
+    assert sorted(old_backup["backup"]["mender_secrets"]) == ["rsa-device-auth", "rsa-useradm"]
+
+
+def test_the_4_0_1_backup_moves_into_the_8_2_1_release_with_its_keys(live, old_backup, cross_restored):
+    proc, cluster = cross_restored["proc"], live["cluster"]
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert cluster.secret("mongodb-common")["MONGO_URL"].decode() == \
+        f"mongodb://{cluster.host_ip}:{cross_restored['d'].port}/"
+    assert cluster.secret("artifacts-storage")["AWS_BUCKET"].decode() == cross_restored["bucket"]
+    for name, pem in old_backup["keys"].items():      # the old installation's signing keys, carried
+        assert cluster.secret(name)["private.pem"] == pem, name
+    assert_every_deployment_ready(cluster)
+
+
+def test_the_migration_jobs_brought_the_4_0_1_data_forward(cross_restored):
+    assert_every_migration_completed(cross_restored)
+
+
+def test_mender_8_2_1_passes_every_check_on_the_data_of_4_0_1(live, old_backup, cross_restored):
+    """What v4.0.1 made (user, device, tokens, artifact, deployment), checked through v4.1.3's
+    APIs on DocumentDB D alone (A, B and C are stopped)."""
+    r = live["cluster"].smoke("verify", old_backup["state"])
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert len([ln for ln in r.stdout.splitlines() if ln.startswith("ok")]) >= 11, r.stdout
