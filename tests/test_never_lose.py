@@ -6,7 +6,8 @@ Black-box, through the real `mender-backup` processes, at an S3 destination (Min
 behind tests/faults.py's S3FaultProxy, which fails chosen requests) and a file://
 one. Random choices come from one seeded `random.Random`: the seed is printed, and
 MENDER_BACKUP_FAULT_SEED=<seed> replays a run. MENDER_BACKUP_KILLS sets the kills per
-command and destination (default 10: 20 per command).
+command and destination (default 6: 12 per command, a new seed every run; 10 or more
+for a deeper run).
 
 The invariant (`Snapshot`, `check`), kept simple:
   * protected = every backup whose manifest.json was present before the fault, less
@@ -51,7 +52,7 @@ from tests.cli import json_events, result_of, run, start
 from tests.faults import ACCESS_DENIED, SLOWDOWN, Rule, S3FaultProxy, slow
 
 SEED = int(os.environ.get("MENDER_BACKUP_FAULT_SEED") or random.SystemRandom().randrange(1 << 32))
-KILLS = int(os.environ.get("MENDER_BACKUP_KILLS") or 10)
+KILLS = int(os.environ.get("MENDER_BACKUP_KILLS") or 6)
 FAST_RETRIES = str(Path(__file__).parent / "fast_retries")
 # the console script imports mender_backup from where the venv was installed from (maybe
 # another checkout): this checkout's goes first
