@@ -42,8 +42,9 @@ def tool(name: str) -> Path:
 
 # Ports are picked below the kernel's ephemeral range (32768-60999 by default): a port picked
 # there can be taken, between the pick and the server's bind, by any outgoing connection's
-# local end (CI failed on "bind: address already in use" that way).
-PORTS = range(20000, 32000)
+# local end (CI failed on "bind: address already in use" that way). Below 30000 too: the
+# NodePorts of a cluster with kube-proxy are 30000-32767.
+PORTS = range(20000, 30000)
 
 
 def free_ports(n: int = 1) -> int:
@@ -459,7 +460,7 @@ def start_mender(build: MenderBuild, run_dir: Path, mongo_url: str, minio: MinIO
     env = {**os.environ, "MENDER_PREFIX": str(build.prefix), "MONGO_URL": mongo_url, "S3_URL": minio.endpoint,
            "S3_ACCESS_KEY": minio.access_key, "S3_SECRET_KEY": minio.secret_key, "S3_BUCKET": bucket,
            "KEYS_DIR": str(keys), "AUTOMIGRATE": "1" if automigrate else "0", "START_TIMEOUT": "90"}
-    for attempt in range(3):
+    for _ in range(3):
         env["BASE_PORT"] = str(free_ports(10))
         r = subprocess.run([str(build.start), str(run_dir)], capture_output=True, text=True, env=env, timeout=600)
         mender = Mender(build, run_dir, run_dir / "mender.env", keys, r.stderr)
