@@ -7,7 +7,8 @@ Kubernetes build, CoreDNS, and the Mender images (testenv/build.sh). Pods reach 
 `host_ip` (10.236.0.1); `forward()` relays a server that listens on 127.0.0.1 to that address,
 so the stores' URLs in Mender's values are `mongodb://host_ip:PORT/` for the pods and the host
 alike. A second Mender, v4.0.1 under chart 6.9.0 (testenv/mender-version.sh), can be installed
-beside in a namespace of its own, for the cross-version restore. The cluster holds the node lock of testenv/node.py while it runs: the two share
+beside in a namespace of its own, for the cross-version restore. The cluster holds the node lock
+of testenv/node.py while it runs: the two share
 /var/log/containers and iptables, so one runs at a time.
 """
 

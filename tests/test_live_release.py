@@ -285,7 +285,7 @@ def old_backup(live, restored, minio):
     seed = cluster.smoke("seed", state, namespace=OLD_NS, prefix=mender_cluster.OLD_PREFIX)
     assert seed.returncode == 0, seed.stdout + seed.stderr
     pods = cluster.get(f"/api/v1/namespaces/{OLD_NS}/pods")["items"]
-    images = {c["image"] for p in pods for c in p["spec"]["containers"]}
+    images = {ct["image"] for p in pods for ct in p["spec"]["containers"]}
     keys = {name: cluster.secret(name, OLD_NS)["private.pem"] for name in ("rsa-useradm", "rsa-device-auth")}
 
     key = cli.run("key", "generate").stdout.strip()
