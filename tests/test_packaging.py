@@ -23,8 +23,9 @@ def test_one_version_everywhere():
     assert y.load((ROOT / "plugin-helm4.yaml").read_text())["version"] == __version__
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert "version" not in pyproject["project"] and "version" in pyproject["project"]["dynamic"]
+    # testenv (never shipped) may name others' versions that look like ours (Mender's API 0.1.0)
     tracked = subprocess.run(["git", "grep", "--untracked", "-l", "-F", __version__, "--", ".", ":!bench", ":!tests",
-                              ":!requirements"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+                              ":!testenv", ":!requirements"], cwd=ROOT, capture_output=True, text=True).stdout.split()
     assert sorted(tracked) == ["chart/Chart.yaml", "mender_backup/__init__.py", "plugin-helm4.yaml", "plugin.yaml"]
 
 
