@@ -417,21 +417,26 @@ mender_server() {
   echo "built  mender-server in $((SECONDS - start))s"
 }
 
-# An older Mender Server, v4.0.1 (chart mender-6.9.0's appVersion), for the cross-version
-# restore (tests/test_live_release.py): testenv/mender-version.sh runs the shared recipes at
-# that tag from testenv/sources/; the Go proxy here refuses the mender-artifact version v4.0.1
-# pins, so it takes the nearest one served (GO_REPLACE, named in the prefix's VERSION).
-MENDER_OLD_VERSION="v4.0.1"
-MENDER_OLD_COMMIT="52ef503191f76b5449ead519405dac23f5476ef2"
-MENDER_OLD_GO_REPLACE="github.com/mendersoftware/mender-artifact=github.com/mendersoftware/mender-artifact@v0.0.0-20250724101633-c5f6563a4bcf"
-mender_old() {
-  local prefix="$CACHE/mender-server-$MENDER_OLD_VERSION" start=$SECONDS images=${1:-}
+# Older Mender Servers, for the tests that cross versions (tests/test_live_release.py): v4.0.1
+# (chart mender-6.9.0's appVersion) for the cross-version restore, v4.1.2 (7.9.4's) for the
+# guarded upgrade to 8.2.1. testenv/mender-version.sh runs the shared recipes at the tag from
+# testenv/sources/; the Go proxy here refuses the mender-artifact version v4.0.1 pins, so that
+# one takes the nearest one served (GO_REPLACE, named in the prefix's VERSION).
+declare -A MENDER_COMMIT=([v4.0.1]=52ef503191f76b5449ead519405dac23f5476ef2
+                          [v4.1.2]=666df297bf2ee85b63b1b1ccc7c1311a33b99fe4)
+declare -A MENDER_GO_REPLACE=(
+  [v4.0.1]="github.com/mendersoftware/mender-artifact=github.com/mendersoftware/mender-artifact@v0.0.0-20250724101633-c5f6563a4bcf"
+  [v4.1.2]="")
+MENDER_VERSIONS=(v4.0.1 v4.1.2)
+mender_version() {
+  local version=$1 images=${2:-} start=$SECONDS
+  local prefix="$CACHE/mender-server-$version" log="$LOG/mender-$version.log"
   if [[ -n $images && -s "$images/mender-images.tar" && "$images/mender-images.tar" -nt "$prefix/VERSION" ]]; then
-    echo "ok     mender $MENDER_OLD_VERSION images (cached)"; return 0
+    echo "ok     mender $version images (cached)"; return 0
   fi
-  if ! MENDER_BACKUP_SHARED="$SHARED" GO_REPLACE="$MENDER_OLD_GO_REPLACE" "$REPO/testenv/mender-version.sh" \
-       "$MENDER_OLD_VERSION" "$MENDER_OLD_COMMIT" "$prefix" $images >"$LOG/mender-old.log" 2>&1; then
-    failed "mender $MENDER_OLD_VERSION" "$LOG/mender-old.log"
+  if ! MENDER_BACKUP_SHARED="$SHARED" GO_REPLACE="${MENDER_GO_REPLACE[$version]}" "$REPO/testenv/mender-version.sh" \
+       "$version" "${MENDER_COMMIT[$version]}" "$prefix" $images >"$log" 2>&1; then
+    failed "mender $version" "$log"
     if [[ -n $images ]]; then rm -f "$images/mender-images.tar"; else rm -rf "$prefix"; fi
     return 1
   fi
@@ -440,15 +445,20 @@ mender_old() {
   # gateway rewrites that path to (its inventoryV1-replacepathregex): /api/0.1.0/attributes.
   if [[ -z $images ]]; then
     mkdir -p "$prefix/scripts"
-    sed 's|/api/devices/v1/inventory/device/attributes|/api/0.1.0/attributes|g' "$SHARED/mender-server/smoke.sh" \
-      >"$prefix/scripts/smoke.sh" && chmod 755 "$prefix/scripts/smoke.sh"
-    grep -q '/api/0.1.0/attributes' "$prefix/scripts/smoke.sh" \
-      || { echo "FAILED mender $MENDER_OLD_VERSION: smoke.sh no longer names the device attributes path"; return 1; }
+    if [[ $version == v4.0.1 ]]; then
+      sed 's|/api/devices/v1/inventory/device/attributes|/api/0.1.0/attributes|g' "$SHARED/mender-server/smoke.sh" \
+        >"$prefix/scripts/smoke.sh"
+      grep -q '/api/0.1.0/attributes' "$prefix/scripts/smoke.sh" \
+        || { echo "FAILED mender $version: smoke.sh no longer names the device attributes path"; return 1; }
+    else
+      cp "$SHARED/mender-server/smoke.sh" "$prefix/scripts/smoke.sh"
+    fi
+    chmod 755 "$prefix/scripts/smoke.sh"
   fi
-  if [[ -z $images ]] && grep -q '^ok ' "$LOG/mender-old.log"; then
-    echo "ok     mender $MENDER_OLD_VERSION (cached)"; return 0
+  if [[ -z $images ]] && grep -q '^ok ' "$log"; then
+    echo "ok     mender $version (cached)"; return 0
   fi
-  echo "built  mender $MENDER_OLD_VERSION${images:+ images} in $((SECONDS - start))s"
+  echo "built  mender $version${images:+ images} in $((SECONDS - start))s"
 }
 
 # CoreDNS, for the cluster that runs the real Mender chart (../shared/mender-on-k8s): its
@@ -510,8 +520,8 @@ system_steps() {
   timed rootfs rootfs & local rootfs_pid=$!
   timed documentdb documentdb || status=1
   wait $rootfs_pid || status=1
-  # a Go build, here rather than in go_builds: this side ends ~15 min before that one
-  timed mender-old mender_old || status=1
+  # Go builds, here rather than in go_builds: this side ends ~15 min before that one
+  for v in "${MENDER_VERSIONS[@]}"; do timed "mender-$v" mender_version "$v" || status=1; done
   return $status
 }
 
@@ -524,7 +534,9 @@ if [[ $DEMO == 0 && $status == 0 ]]; then
   podman_config
   timed images images || status=1
   timed mender-images mender_images || status=1
-  timed mender-old-images mender_old "$CACHE/images/mender-$MENDER_OLD_VERSION" || status=1
+  for v in "${MENDER_VERSIONS[@]}"; do
+    timed "mender-$v-images" mender_version "$v" "$CACHE/images/mender-$v" || status=1
+  done
 fi
 # leftovers of earlier layouts of this cache
 rm -rf "$CACHE/src/kube-apiserver" "$BIN"/*.unavailable

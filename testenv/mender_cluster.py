@@ -6,8 +6,9 @@ CNI bridge; the Mender images built from the real v4.1.3 binaries), run from its
 Kubernetes build, CoreDNS, and the Mender images (testenv/build.sh). Pods reach the host at
 `host_ip` (10.236.0.1); `forward()` relays a server that listens on 127.0.0.1 to that address,
 so the stores' URLs in Mender's values are `mongodb://host_ip:PORT/` for the pods and the host
-alike. A second Mender, v4.0.1 under chart 6.9.0 (testenv/mender-version.sh), can be installed
-beside in a namespace of its own, for the cross-version restore. The cluster holds the node lock
+alike. Older Menders (testenv/mender-version.sh) can be installed beside, each in a namespace of its
+own: v4.0.1 under chart 6.9.0 for the cross-version restore, v4.1.2 under 7.9.4 for the guarded
+upgrade. The cluster holds the node lock
 of testenv/node.py while it runs: the two share
 /var/log/containers and iptables, so one runs at a time.
 """
@@ -28,11 +29,31 @@ SHARED_LINK = CACHE / "shared"                  # build.sh links the shared fold
 RECIPE = SHARED_LINK / "mender-on-k8s"
 CHARTS = SHARED_LINK / "mender-helm"
 MENDER_IMAGES = CACHE / "images" / "mender" / "mender-images.tar"
-# an older Mender (testenv/build.sh's mender_old): v4.0.1 under chart 6.9.0
-OLD_VERSION, OLD_CHART = "v4.0.1", "6.9.0"
-OLD_PREFIX = CACHE / f"mender-server-{OLD_VERSION}"
-OLD_IMAGES = CACHE / "images" / f"mender-{OLD_VERSION}" / "mender-images.tar"
-OLD_VALUES = Path(__file__).resolve().parent / f"values-mender-{OLD_CHART}.yaml"
+
+
+@dataclass(frozen=True)
+class OlderMender:
+    """An older Mender Server and its chart (testenv/build.sh's mender_version builds both the
+    host binaries, for smoke.sh, and the images)."""
+    version: str
+    chart: str
+
+    @property
+    def prefix(self) -> Path:
+        return CACHE / f"mender-server-{self.version}"
+
+    @property
+    def images(self) -> Path:
+        return CACHE / "images" / f"mender-{self.version}" / "mender-images.tar"
+
+    @property
+    def values(self) -> Path:
+        return Path(__file__).resolve().parent / f"values-mender-{self.chart}.yaml"
+
+
+CROSS = OlderMender("v4.0.1", "6.9.0")            # its backup is restored into the 8.2.1 release
+UPGRADE_FROM = OlderMender("v4.1.2", "7.9.4")     # upgraded to 8.2.1 by helm mender-backup upgrade
+OLDER = (CROSS, UPGRADE_FROM)
 BIN = CACHE / "bin"
 NAMESPACE = "mender"
 
@@ -43,7 +64,7 @@ def need() -> None:
                  "kube-proxy", "kubectl", "coredns", "helm3"):
         tool(name)
     for path in (RECIPE / "cluster-up.sh", MENDER_IMAGES, MENDER_SERVER / "scripts" / "smoke.sh",
-                 OLD_PREFIX / "scripts" / "smoke.sh", OLD_IMAGES):
+                 *(p for m in OLDER for p in (m.prefix / "scripts" / "smoke.sh", m.images))):
         if not path.exists():
             raise ToolMissing(f"{path} missing: run `make test-env`")
 
@@ -144,11 +165,11 @@ class MenderCluster:
 
 
 def start(workdir: Path, images: list[Path] = (), timeout: float = 600) -> MenderCluster:
-    """cluster-up.sh with both Mender versions' images and `images` imported (a fresh cluster; ~20 s)."""
+    """cluster-up.sh with every Mender version's images and `images` imported (a fresh cluster; ~20 s)."""
     need()
     workdir.mkdir(parents=True, exist_ok=True)
     cluster = MenderCluster(workdir, _lock())
-    archives = " ".join(str(p) for p in [MENDER_IMAGES, OLD_IMAGES, *images])
+    archives = " ".join(str(p) for p in [MENDER_IMAGES, *(m.images for m in OLDER), *images])
     try:
         cluster.script("cluster-up.sh", timeout=timeout, IMAGES=archives,
                        PAUSE_ARCHIVE=str(CACHE / "images" / "pause-oci.tar"))

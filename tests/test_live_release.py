@@ -24,8 +24,6 @@ the data forward, and Mender's APIs must pass every check on what v4.0.1 made.
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 import uuid
 
@@ -34,17 +32,14 @@ import pytest
 from testenv import mender_cluster, servers
 from testenv.kube import wait_for
 from tests.conftest import IN_CI, _need_documentdb
+from tests.live_checks import (NS, JobWatch, assert_every_deployment_ready, assert_every_migration_completed,
+                               completed_migrations, cronjob_jobs, finished, new_stores)
 from tests.helmutil import Helm
 from tests.mender_release import write_values
 from tests import cli
 from tests.cli import tool_env
 
 pytestmark = pytest.mark.timeout(1800)
-
-NS = mender_cluster.NAMESPACE
-MIGRATIONS = {f"mender-{s}-migration" for s in (      # the chart's component names
-    "useradm", "deviceauth", "inventory", "deployments", "deviceconnect", "deviceconfig", "iot-manager",
-    "workflows")}
 
 
 @pytest.fixture(scope="module")
@@ -81,53 +76,6 @@ def live(image, minio, plugin_installs, tmp_path_factory):
         cluster.stop()
         for s in stores:
             s.stop()
-
-
-def new_stores(live, minio, name: str, bucket_prefix: str):
-    """A DocumentDB of its own (stopped with the module) relayed to the pods, and a new bucket."""
-    db = servers.start_documentdb(live["tmp"] / f"docdb-{name}")
-    live["stores"].append(db)
-    live["cluster"].forward(db.port)
-    bucket = f"{bucket_prefix}-{uuid.uuid4().hex[:8]}"
-    minio.client().create_bucket(Bucket=bucket)
-    return db, bucket
-
-
-def assert_every_deployment_ready(cluster) -> None:
-    """Every Deployment of the release Ready; else which are not, with their pods' states
-    and last log lines (what a failure in CI must show)."""
-    deploys = cluster.get(f"/apis/apps/v1/namespaces/{NS}/deployments")["items"]
-    assert len(deploys) == 9
-    unready = [d["metadata"]["name"] for d in deploys
-               if not d["status"].get("readyReplicas") == d["spec"]["replicas"] >= 1]
-    if not unready:
-        return
-    report = []
-    for pod in cluster.get(f"/api/v1/namespaces/{NS}/pods")["items"]:
-        name = pod["metadata"]["name"]
-        if any(name.startswith(u + "-") for u in unready):
-            report.append(f"--- {name}: {json.dumps(pod['status'].get('containerStatuses'))[:1500]}")
-            for previous in ([], ["--previous"]):
-                try:
-                    report.append(cluster.kubectl("-n", NS, "logs", name, "--tail", "25", *previous))
-                except RuntimeError as exc:
-                    report.append(str(exc))
-    raise AssertionError(f"not Ready: {unready}\n" + "\n".join(report))
-
-
-def cronjob_jobs(cluster) -> list[dict]:
-    """The Jobs the CronJob controller made (owner: our CronJob), oldest first."""
-    jobs = cluster.get(f"/apis/batch/v1/namespaces/{NS}/jobs")["items"]
-    ours = [j for j in jobs if any(o["kind"] == "CronJob" and o["name"].startswith("mender-backup")
-                                   for o in j["metadata"].get("ownerReferences", []))]
-    return sorted(ours, key=lambda j: j["metadata"]["creationTimestamp"])
-
-
-def finished(job: dict) -> str | None:
-    for c in job.get("status", {}).get("conditions", []):
-        if c["type"] in ("Complete", "Failed") and c["status"] == "True":
-            return c["type"]
-    return None
 
 
 @pytest.fixture(scope="module")
@@ -174,43 +122,6 @@ def test_mender_kept_serving_after_the_backup(live, scheduled_backup):
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-def completed_migrations(cluster) -> dict[str, str]:
-    """Job uid -> name of every migration Job the cluster recorded as completed (events stay
-    an hour; the Jobs themselves are deleted by helm once they succeed)."""
-    events = cluster.get(f"/api/v1/namespaces/{NS}/events")["items"]
-    return {e["involvedObject"]["uid"]: e["involvedObject"]["name"] for e in events
-            if e["involvedObject"]["kind"] == "Job" and e["reason"] == "Completed"
-            and e["involvedObject"]["name"] in MIGRATIONS}
-
-
-class JobWatch:
-    """Every Job of the namespace seen while it runs, sampled each second: uid -> (name, the
-    last conditions seen). A second witness beside the events: helm deletes a hook Job as
-    soon as it succeeded, and a sample can miss its last state."""
-
-    def __init__(self, cluster):
-        self.cluster, self.seen, self._stop = cluster, {}, threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                for j in self.cluster.get(f"/apis/batch/v1/namespaces/{NS}/jobs")["items"]:
-                    conds = [c["type"] for c in j.get("status", {}).get("conditions", []) if c["status"] == "True"]
-                    self.seen[j["metadata"]["uid"]] = (j["metadata"]["name"], conds)
-            except RuntimeError:
-                pass
-            self._stop.wait(1.0)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 @pytest.fixture(scope="module")
 def restored(live, scheduled_backup, minio):
     """`helm mender-backup restore` of the scheduled backup into DocumentDB B and a new bucket;
@@ -243,16 +154,6 @@ def test_the_restore_moves_the_live_release(live, restored):
     assert_every_deployment_ready(cluster)
 
 
-def assert_every_migration_completed(restored: dict) -> None:
-    """Each of the chart's 8 migration Jobs ran during the restore (a new Job, not the
-    install's) and completed: by its Completed event, or by a Complete condition sampled;
-    none failed."""
-    watched = {u: name for u, (name, conds) in restored["watched"].items() if "Complete" in conds}
-    done = {**restored["migrations"], **watched}
-    assert not {n for n, conds in restored["watched"].values() if "Failed" in conds}, restored["watched"]
-    assert sorted(set(done.values()) & MIGRATIONS) == sorted(MIGRATIONS), (restored["migrations"], restored["watched"])
-
-
 def test_the_upgrades_migration_jobs_completed_on_the_restored_data(restored):
     assert_every_migration_completed(restored)
 
@@ -279,10 +180,10 @@ def old_backup(live, restored, minio):
     cluster, hx, ip = live["cluster"], live["hx"], live["cluster"].host_ip
     c, bucket = new_stores(live, minio, "c", "old")
     cluster.install_mender(f"mongodb://{ip}:{c.port}/", f"http://{ip}:{minio.server.port}", minio.access_key,
-                           minio.secret_key, bucket, chart=mender_cluster.OLD_CHART,
-                           values=mender_cluster.OLD_VALUES, namespace=OLD_NS, prefix=mender_cluster.OLD_PREFIX)
+                           minio.secret_key, bucket, chart=mender_cluster.CROSS.chart,
+                           values=mender_cluster.CROSS.values, namespace=OLD_NS, prefix=mender_cluster.CROSS.prefix)
     state = live["tmp"] / "smoke-state-old"
-    seed = cluster.smoke("seed", state, namespace=OLD_NS, prefix=mender_cluster.OLD_PREFIX)
+    seed = cluster.smoke("seed", state, namespace=OLD_NS, prefix=mender_cluster.CROSS.prefix)
     assert seed.returncode == 0, seed.stdout + seed.stderr
     pods = cluster.get(f"/api/v1/namespaces/{OLD_NS}/pods")["items"]
     images = {ct["image"] for p in pods for ct in p["spec"]["containers"]}
@@ -322,7 +223,7 @@ def cross_restored(live, restored, old_backup, minio):
 
 def test_the_old_installation_ran_mender_4_0_1_under_chart_6_9_0(old_backup):
     mender = {i for i in old_backup["images"] if "/mendersoftware/" in i}
-    assert mender and all(i.endswith(f":{mender_cluster.OLD_VERSION}") for i in mender), old_backup["images"]
+    assert mender and all(i.endswith(f":{mender_cluster.CROSS.version}") for i in mender), old_backup["images"]
     assert sorted(old_backup["backup"]["mender_secrets"]) == ["rsa-device-auth", "rsa-useradm"]
 
 
