@@ -114,7 +114,10 @@ class _Progress:
 
 def _state(row: dict) -> str:
     if row["complete"]:
-        return "yes (dated in the future)" if row.get("future") else "yes"
+        g = row.get("guards")
+        guards = (f", guards upgrade {g['upgrade']} of {g['release']} (revision {g['revision']}, chart "
+                  f"{g['chart_version']} -> {g['upgrade_to']})") if g else ""
+        return ("yes (dated in the future)" if row.get("future") else "yes") + guards
     word = "UNKNOWN" if row.get("state") == "unknown" else "NO"
     return f"{word}: {row.get('problem', '')}"
 

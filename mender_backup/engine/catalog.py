@@ -73,10 +73,20 @@ class BackupEntry:
             "encryption": ({"algorithm": m.encryption.algorithm, "key_fingerprint": m.encryption.key_fingerprint}
                            if m and m.encryption else None),
             "mender_secrets": m.mender_secrets.secrets if m and m.mender_secrets else None,
+            "guards": _guards(m),
             "verified": ({k: self.verified.get(k) for k in ("result", "verified_at", "method")}
                          if self.verified else None),
             **({"problem": self.problem} if self.problem else {}),
         }
+
+
+def _guards(m) -> dict | None:
+    """The upgrade a backup guards (taken by `helm mender-backup upgrade`), or None."""
+    mender = m.mender if m else {}
+    if not mender.get("upgrade"):
+        return None
+    return {k: mender.get(k) for k in ("upgrade", "release", "revision", "chart_version", "app_version",
+                                        "upgrade_to")}
 
 
 @dataclass

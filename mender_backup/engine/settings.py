@@ -23,8 +23,12 @@ from types import MappingProxyType
 
 from ..stores.settings import DEST_PREFIX, S3Settings
 
+# what a backup records about the Mender release it was taken from (the chart sets the first
+# three; `helm mender-backup upgrade` sets all of them on the backup that guards an upgrade)
 MENDER_RELEASE = {"chart": "MENDER_BACKUP_MENDER_CHART", "chart_version": "MENDER_BACKUP_MENDER_CHART_VERSION",
-                  "app_version": "MENDER_BACKUP_MENDER_APP_VERSION"}
+                  "app_version": "MENDER_BACKUP_MENDER_APP_VERSION", "release": "MENDER_BACKUP_MENDER_RELEASE",
+                  "revision": "MENDER_BACKUP_MENDER_REVISION", "upgrade": "MENDER_BACKUP_UPGRADE",
+                  "upgrade_to": "MENDER_BACKUP_UPGRADE_TO"}
 TMP_LIMIT = "MENDER_BACKUP_TMP_LIMIT"
 STATE_DIR = "MENDER_BACKUP_STATE_DIR"
 
@@ -36,7 +40,7 @@ class Settings:
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)
     source_s3: S3Settings = S3Settings()          # AWS_*: the Mender artifact bucket
     destination_s3: S3Settings = S3Settings()     # MENDER_BACKUP_DEST_AWS_* over AWS_*
-    mender_release: Mapping[str, str] = field(default_factory=dict)   # chart, chart_version, app_version
+    mender_release: Mapping[str, str] = field(default_factory=dict)   # MENDER_RELEASE's keys
     tmp_limit: int | None = None                  # bytes /tmp may hold (the emptyDir's sizeLimit)
     state_dir: str | None = None                  # where the helm plugin saves a restore's state
 

@@ -1,4 +1,4 @@
-"""`helm mender-backup`: install, run, list, restore and resume for a Mender release.
+"""`helm mender-backup`: install, run, list, restore, resume, upgrade and rollback for a Mender release.
 
 Helm runs this with its global flags in the environment (see kube/helm.py HelmEnv) and
 talks to the same cluster (kube.connection). Each command is a thin layer over the
@@ -8,7 +8,6 @@ exit codes of errors.py, never a traceback.
 
 from __future__ import annotations
 
-import functools
 import os
 import signal
 import sys
@@ -21,10 +20,11 @@ from .. import signals
 from ..engine.failures import translate
 from ..engine.release import operations as ops
 from ..engine.release import plan as restore_plan, runbook
-from ..engine.settings import Settings
-from ..errors import EXIT_CODES_HELP, MenderBackupError, NotFoundError, Terminated, UsageError
+from ..errors import EXIT_CODES_HELP, MenderBackupError, Terminated, UsageError
 from ..output import Reporter, backups_table
 from ..redact import register_url_secrets, scrub
+from . import guarded
+from .common import chart_dir as default_chart_dir, confirm, echo, say, session
 
 app = typer.Typer(
     name="helm mender-backup",
@@ -35,42 +35,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-
-@functools.cache
-def _settings() -> Settings:
-    """The environment, read once (helm passes its global flags in it)."""
-    return Settings.from_env(os.environ)
-
-
-def _session() -> ops.Session:
-    return ops.open_session(_settings())
-
-
-def _chart_dir() -> Path:
-    plugin_dir = _settings().environ.get("HELM_PLUGIN_DIR")
-    for base in ([Path(plugin_dir)] if plugin_dir else []) + [Path(__file__).resolve().parents[2]]:
-        if (base / "chart" / "Chart.yaml").exists():
-            return base / "chart"
-    raise NotFoundError("the mender-backup chart was not found: pass --chart-dir")
-
-
-def _say(text: str) -> None:
-    for line in text.splitlines() or [""]:
-        typer.echo(scrub(line), err=True)
-
-
-def _echo(text: str) -> None:
-    typer.echo(scrub(text))
-
-
-def _confirm(question: str, yes: bool) -> None:
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        raise UsageError("refusing to change anything without --yes: stdin is not a terminal")
-    if not typer.confirm(question, default=False, err=True):
-        raise UsageError("cancelled")
 
 
 @app.command()
@@ -90,11 +54,11 @@ def install(
     pods read (only keys they hold: with IRSA it runs as global.s3.AWS_SERVICE_ACCOUNT_NAME
     and uses no static keys). Re-run it after upgrading Mender: each backup records the
     Mender version it was taken from."""
-    done = ops.install(_session(), release, chart_dir or _chart_dir(), values, dry_run, destination=destination,
+    done = ops.install(session(), release, chart_dir or default_chart_dir(), values, dry_run, destination=destination,
                        schedule=schedule, compression=compression, image=image)
     if done.dry_run:
-        _echo(done.values)
-    _echo(done.output)
+        echo(done.values)
+    echo(done.output)
 
 
 @app.command()
@@ -106,16 +70,16 @@ def run(
     """Start a backup now: a one-off Job made from the release's backup CronJob,
     as `kubectl create job --from=cronjob/NAME` makes it, created through the
     Kubernetes API of helm's current context (no kubectl needed)."""
-    job = ops.backup_now(_session(), release, create=not (output or dry_run))
+    job = ops.backup_now(session(), release, create=not (output or dry_run))
     if isinstance(job, ops.JobManifest):
         if output:
             output.write_text(job.text)
-            _say(f"wrote {output}: apply it with kubectl apply -f {output}")
+            say(f"wrote {output}: apply it with kubectl apply -f {output}")
         else:
             typer.echo(job.text, nl=False)
         return
     typer.echo(f"job.batch/{job.name} created in namespace {job.namespace}")
-    _say(f"follow it with: kubectl logs -n {job.namespace} -f job/{job.name}")
+    say(f"follow it with: kubectl logs -n {job.namespace} -f job/{job.name}")
 
 
 @app.command("list")
@@ -125,7 +89,7 @@ def list_(
     as_json: bool = typer.Option(False, "--json", help="JSON lines, as `mender-backup list --json`."),
 ) -> None:
     """List the backups of RELEASE (read from the destination by this machine)."""
-    found = ops.backups_of(_session(), release, destination)
+    found = ops.backups_of(session(), release, destination)
     rep = Reporter("json" if as_json else "human")
     for w in found.warnings():
         rep.warn(w)
@@ -168,30 +132,30 @@ def restore(
     and how to go back."""
     register_url_secrets(mongodb_url)
     register_url_secrets(connect_url)
-    session = _session()
+    s = session()
     req = restore_plan.Request(release=release, backup=backup, destination=destination, mongodb_url=mongodb_url,
                                connect_url=connect_url, bucket=bucket, chart=chart, drop=drop, force=force,
-                               settings=session.settings)
-    p = ops.plan_restore(session, req)
-    runbook.show(p, session.helm, _say, _echo)
+                               settings=s.settings)
+    p = ops.plan_restore(s, req)
+    runbook.show(p, s.helm, say, echo)
     reporter = Reporter("human")
     if dry_run:
-        runbook.dry_run(p, reporter, _echo)
-        _say("dry run: nothing was changed")
+        runbook.dry_run(p, reporter, echo)
+        say("dry run: nothing was changed")
         return
-    _confirm(f"Stop Mender, restore {p.manifest.id} and upgrade {p.info.name}?", yes)
-    result = ops.restore(session, p, reporter, _say, stop_timeout, ready_timeout)
-    back = session.rollback_command(p.info)
+    confirm(f"Stop Mender, restore {p.manifest.id} and upgrade {p.info.name}?", yes)
+    result = ops.restore(s, p, reporter, say, stop_timeout, ready_timeout)
+    back = s.rollback_command(p.info)
     if result["not_ready"]:
         for w, why in sorted(result["not_ready"].items()):
-            _say(f"  not Ready: {w}: {why}")
+            say(f"  not Ready: {w}: {why}")
         raise MenderBackupError(
             f"the data is restored and {p.info.name} upgraded (revision {result['revision']}), but "
             f"{len(result['not_ready'])} workload(s) are not Ready after {ready_timeout}s: see "
             f"`kubectl -n {p.namespace} get pods`; to go back: {back}")
     ready = ", every workload Ready" if ready_timeout else ""
-    _say(f"done: {p.info.name} runs on the restored data (revision {result['revision']}){ready}. To go back:")
-    _echo(back)
+    say(f"done: {p.info.name} runs on the restored data (revision {result['revision']}){ready}. To go back:")
+    echo(back)
 
 
 @app.command()
@@ -200,8 +164,12 @@ def resume(
 ) -> None:
     """Start what a failed restore left stopped, as it was (replicas, CronJob suspension),
     and restart the pods so they read the Secrets as they are now."""
-    n = ops.resume(_session(), release, _say)
-    _say(f"started {n} workload(s) again" if n else "nothing to start: no workload was left stopped by a restore")
+    n = ops.resume(session(), release, say)
+    say(f"started {n} workload(s) again" if n else "nothing to start: no workload was left stopped by a restore")
+
+
+app.command()(guarded.upgrade)
+app.command()(guarded.rollback)
 
 
 def main() -> None:

@@ -112,6 +112,13 @@ class Helm:
     def get_manifest(self, release: str, namespace: str | None = None) -> str:
         return self.run("get", "manifest", release, namespace=namespace)
 
+    def pull(self, ref: str, version: str | None, dest: str) -> None:
+        """`helm pull` the chart archive into `dest` (repo, oci:// or URL: no cluster flags)."""
+        argv = [self.env.bin, "pull", ref, "-d", dest] + (["--version", version] if version else [])
+        proc = self.runner(argv)
+        if proc.returncode != 0:
+            raise _helm_error(argv, proc)
+
     def search_repo(self, chart: str, version: str) -> list[dict]:
         # repo search reads local repo indexes only: no cluster flags needed
         out = self.runner([self.env.bin, "search", "repo", chart, "--version", version, "-o", "json"])

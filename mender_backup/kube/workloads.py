@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from ..errors import MenderBackupError
+from ..errors import MenderBackupError, NotFoundError
 from .connection import Kube
 
 # what the restore changed, on the object: {"replicas": N} or {"suspend": false}
@@ -94,6 +94,18 @@ def resume(kube: Kube, w: Workload, restart_at: str | None = None) -> str:
     with kube.call(f"starting {w.kind} {w.namespace}/{w.name}"):
         patch(w.name, w.namespace, body)
     return ", ".join(did)
+
+
+def delete(kube: Kube, kind: str, name: str, namespace: str) -> None:
+    """Delete a workload (and, in the background, its pods) or a Service; gone already is fine."""
+    remove = {"StatefulSet": kube.apps.delete_namespaced_stateful_set,
+              "Deployment": kube.apps.delete_namespaced_deployment,
+              "Service": kube.core.delete_namespaced_service}[kind]
+    try:
+        with kube.call(f"deleting {kind} {namespace}/{name}"):
+            remove(name, namespace, propagation_policy="Background")
+    except NotFoundError:
+        pass
 
 
 def quiesced(kube: Kube, namespace: str) -> list[Workload]:

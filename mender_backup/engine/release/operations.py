@@ -15,7 +15,7 @@ from ...output import Reporter
 from ..listing import Listing, listing
 from ..repository import Repository
 from ..settings import Settings
-from . import chart, companion, plan as restore_plan, runbook
+from . import chart, companion, plan as restore_plan, readiness, rollback, runbook, upgrade, upgrade_plan
 from .values import dump_yaml, private_file
 
 __all__ = ["Session", "Installed", "JobStarted", "JobManifest", "open_session"]
@@ -123,3 +123,28 @@ def restore(s: Session, p: restore_plan.Plan, reporter: Reporter, say, stop_time
 def resume(s: Session, release: str, say) -> int:
     """Start what a failed restore left stopped; -> how many workloads."""
     return runbook.resume_release(s.kube, s.release(release).namespace, say)
+
+
+def plan_upgrade(s: Session, req: upgrade_plan.UpgradeRequest) -> upgrade_plan.UpgradePlan:
+    """The guarded upgrade, read and checked (the chart renders, in a dry run); nothing changed."""
+    return upgrade_plan.build(s.helm, s.kube, req)
+
+
+def upgrade_release(s: Session, p: upgrade_plan.UpgradePlan, reporter: Reporter, say, backup_timeout: float,
+                    ready_timeout: float) -> dict:
+    """Back up (tagged, verified), upgrade, check health; a failure is upgrade.UpgradeFailed."""
+    return upgrade.run(p, s.helm, s.kube, reporter, say, backup_timeout, ready_timeout)
+
+
+def plan_rollback(s: Session, req: rollback.RollbackRequest) -> restore_plan.Plan:
+    """The guarded backup found and every store checked; nothing changed."""
+    return rollback.build(s.helm, s.kube, req)
+
+
+def rollback_release(s: Session, p: restore_plan.Plan, reporter: Reporter, say, stop_timeout: float,
+                     ready_timeout: float) -> dict:
+    """Stop, restore the guarded backup, helm rollback, restart (runbook.py), then health."""
+    result = runbook.run(p, s.helm, s.kube, reporter, say, stop_timeout, 0)
+    after = s.release(p.info.name)
+    result["not_ready"] = readiness.check(s.helm, s.kube, after, ready_timeout, say) if ready_timeout else {}
+    return result

@@ -70,6 +70,7 @@ class Plan:
     secret_changes: list[SecretChange] = field(default_factory=list)
     kept_keys: dict[str, str] = field(default_factory=dict)      # service -> where its signing key comes from
     notes: list[str] = field(default_factory=list)
+    rollback_to: int | None = None       # a rollback (engine/release/rollback.py): helm rollback, no upgrade
 
     @property
     def namespace(self) -> str:
@@ -85,10 +86,10 @@ def _manifest_workloads(text: str, namespace: str) -> list[tuple[str, str, dict]
     return out
 
 
-def _workloads(helm: Helm, kube: Kube, info: ReleaseInfo) -> list[Workload]:
+def release_workloads(helm: Helm, kube: Kube, info: ReleaseInfo, companion: bool = True) -> list[Workload]:
     """The release's Deployments, StatefulSets and CronJobs (from its manifest: exactly what
-    helm manages), but the data stores a restore writes to; and our companion's CronJob,
-    so no backup runs against a half-restored database."""
+    helm manages), but the data stores a restore writes to; and (`companion`) our companion's
+    CronJob, so no backup runs against a half-restored database."""
     ns = info.namespace
     found = []
     for kind, name, labels in _manifest_workloads(helm.get_manifest(info.name, namespace=ns), ns):
@@ -96,17 +97,19 @@ def _workloads(helm: Helm, kube: Kube, info: ReleaseInfo) -> list[Workload]:
         if component in mender.DATA_COMPONENTS:
             continue
         found.append(workloads.read(kube, kind, name, ns)[0])
+    if not companion:
+        return found
     try:
-        companion = helm.get_manifest(companion_name(info.name), namespace=ns)
+        ours = helm.get_manifest(companion_name(info.name), namespace=ns)
     except NotFoundError:
-        companion = ""
-    if companion:
-        name = cronjob_from_manifest(companion)["metadata"]["name"]
+        ours = ""
+    if ours:
+        name = cronjob_from_manifest(ours)["metadata"]["name"]
         found.append(workloads.read(kube, "CronJob", name, ns)[0])
     return found
 
 
-def _live(kube: Kube, ns: str, name: str, keys: tuple[str, ...]) -> dict[str, str]:
+def live_keys(kube: Kube, ns: str, name: str, keys: tuple[str, ...]) -> dict[str, str]:
     data = kube_secrets.decoded(kube, ns, name)
     return {k: data[k].decode() for k in keys if k in data}
 
@@ -145,14 +148,14 @@ def build(helm: Helm, kube: Kube, req: Request) -> Plan:
         target_bucket=target_bucket if manifest.artifacts else None,
         repoints_mongodb=bool(req.mongodb_url) and req.mongodb_url != current_url,
         user_values=user_text, new_values=new_text, chart_ref=chart_ref,
-        workloads=_workloads(helm, kube, info), secret_changes=ch.secrets,
+        workloads=release_workloads(helm, kube, info), secret_changes=ch.secrets,
         kept_keys=kept, notes=ch.notes)
 
 
 def _repoint_mongodb(kube: Kube, ns: str, mv: mender.MenderValues, req: Request, ch: _Changes) -> tuple[str, str]:
     """Where Mender reads MongoDB now, and where it will; -> (the current URL, the URL this
     machine restores to)."""
-    current = _live(kube, ns, mv.mongodb_secret, mender.MONGODB_KEYS)
+    current = live_keys(kube, ns, mv.mongodb_secret, mender.MONGODB_KEYS)
     current_url = current.get("MONGO_URL") or current.get("MONGO") or ""
     register_url_secrets(current_url)
     if req.mongodb_url:
@@ -167,7 +170,7 @@ def _repoint_mongodb(kube: Kube, ns: str, mv: mender.MenderValues, req: Request,
                                 "the plan turns it off (mongodb.enabled: false): the upgrade removes its workload, "
                                 "its volume is kept")
         for svc, secret in mv.service_mongodb_secrets.items():
-            keys = _live(kube, ns, secret, mender.MONGODB_KEYS)
+            keys = live_keys(kube, ns, secret, mender.MONGODB_KEYS)
             if not keys:
                 raise UsageError(f"{svc}.mongodbExistingSecret {secret} holds neither MONGO nor MONGO_URL: update "
                                  f"it yourself or unset it; nothing was changed")
@@ -185,7 +188,7 @@ def _repoint_mongodb(kube: Kube, ns: str, mv: mender.MenderValues, req: Request,
 
 def _repoint_bucket(kube: Kube, ns: str, mv: mender.MenderValues, req: Request, ch: _Changes) -> str | None:
     """The bucket Mender reads artifacts from after the restore (checked reachable)."""
-    s3 = _live(kube, ns, mv.s3_secret, mender.BUCKET_KEYS)
+    s3 = live_keys(kube, ns, mv.s3_secret, mender.BUCKET_KEYS)
     old_bucket = s3.get("AWS_BUCKET") or s3.get("STORAGE_BUCKET") or mv.get(mender.BUCKET) or ""
     if req.bucket and req.bucket != old_bucket:
         if mv.user_s3_secret:

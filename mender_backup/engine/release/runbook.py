@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .. import restore as engine_restore
-from ...errors import MenderBackupError, Terminated
+from ...errors import MenderBackupError, NotFoundError, Terminated
 from ...kube import secrets as kube_secrets
 from ...kube import workloads
 from ...kube.connection import Kube
@@ -77,17 +77,24 @@ def show(plan: Plan, helm: Helm, say: Say, echo: Say) -> None:
     for c in plan.secret_changes:
         steps.append(f"set {', '.join(sorted(c.values))} in Secret {c.name} ({c.why}); its previous content is "
                      f"saved to a 0600 file first")
-    upgrade = (" ".join(scrub(a) for a in upgrade_argv(helm, info, plan.chart_ref, "<values file>"))
-               + f"  (chart {info.version} as deployed; migration Jobs "
-               + ("run" if plan.mender.migrations else "disabled in the release") + ")")
-    steps.append("\n".join([upgrade] + [f"     {svc}.certs.key from {source}: the signing key is kept, not regenerated"
-                                         for svc, source in plan.kept_keys.items()]))
+    if plan.rollback_to is not None:
+        guarded = plan.manifest.mender
+        steps.append(" ".join(helm.argv("rollback", info.name, str(plan.rollback_to), namespace=info.namespace or None))
+                     + f"  (back to chart {guarded.get('chart_version', '?')}, Mender {guarded.get('app_version', '?')}: "
+                       f"the revision backup {m.id} guards)")
+    else:
+        upgrade = (" ".join(scrub(a) for a in upgrade_argv(helm, info, plan.chart_ref, "<values file>"))
+                   + f"  (chart {info.version} as deployed; migration Jobs "
+                   + ("run" if plan.mender.migrations else "disabled in the release") + ")")
+        steps.append("\n".join([upgrade] + [f"     {svc}.certs.key from {source}: the signing key is kept, not "
+                                             f"regenerated" for svc, source in plan.kept_keys.items()]))
     steps.append(f"start again as before and restart: {', '.join(str(w) for w in plan.workloads) or 'nothing'}")
     for n, step in enumerate(steps, 1):
         say(f"  {n}. {step}")
     for note in plan.notes:
         say(f"  note: {note}")
-    diff = values_diff(plan.user_values, plan.new_values)
+    diff = values_diff(plan.user_values, plan.new_values,
+                       after=f"revision {plan.rollback_to}" if plan.rollback_to is not None else "after restore")
     if diff:
         echo(diff.rstrip("\n"))
     else:
@@ -143,18 +150,31 @@ def run(plan: Plan, helm: Helm, kube: Kube, reporter: Reporter, say: Say,
                 say(f"updated Secret {c.name}: {', '.join(sorted(c.values))}")
 
         p.upgrade_started = True
-        with private_file(plan.new_values) as path:
-            helm.run(*upgrade_args(plan.info, plan.chart_ref, path), namespace=plan.namespace)
-        p.revision = plan.info.revision + 1
-        say(f"upgraded {plan.info.name} to revision {p.revision} (chart {plan.info.version})")
+        if plan.rollback_to is not None:
+            helm.run("rollback", plan.info.name, str(plan.rollback_to), namespace=plan.namespace)
+            p.revision = plan.info.revision + 1
+            say(f"rolled {plan.info.name} back to revision {plan.rollback_to} (now revision {p.revision})")
+        else:
+            with private_file(plan.new_values) as path:
+                helm.run(*upgrade_args(plan.info, plan.chart_ref, path), namespace=plan.namespace)
+            p.revision = plan.info.revision + 1
+            say(f"upgraded {plan.info.name} to revision {p.revision} (chart {plan.info.version})")
 
         restarted_at = workloads.now_rfc3339()
         for w in plan.workloads:
-            say(f"{w}: {workloads.resume(kube, w, restarted_at if w.kind in workloads.SCALABLE else None)}")
+            try:
+                did = workloads.resume(kube, w, restarted_at if w.kind in workloads.SCALABLE else None)
+            except NotFoundError:
+                if plan.rollback_to is None:
+                    raise
+                did = f"removed by the rollback (revision {plan.rollback_to} has no such workload)"
+            say(f"{w}: {did}")
     except BaseException as exc:
         raise _failed(plan, helm, kube, p, exc, say) from None
     # the restore is done; whether Mender came up on it is the last thing an operator asks
     not_ready = {}
+    if plan.rollback_to is not None:       # the workloads are revision N's now: the caller checks them
+        ready_timeout = 0
     if ready_timeout > 0:
         say(f"waiting up to {ready_timeout:.0f}s until every workload has rolled out and stays Ready for 20s")
         not_ready = workloads.wait_ready(kube, plan.workloads, ready_timeout)
@@ -186,7 +206,10 @@ def _failed(plan: Plan, helm: Helm, kube: Kube, p: Progress, exc: BaseException,
     if p.secrets_changed:
         state.append(f"Secrets changed: {', '.join(p.secrets_changed)}; their previous content is in "
                      f"{p.secrets_file} (kubectl apply -f {p.secrets_file} puts it back)")
-    if p.upgrade_started:
+    if p.upgrade_started and plan.rollback_to is not None:
+        state.append(f"release: helm rollback to revision {plan.rollback_to} failed (helm history {name} -n {ns}); "
+                     f"the data is the guarded backup's: run the same rollback again")
+    elif p.upgrade_started:
         state.append(f"release: the upgrade failed; {rollback} returns to revision {plan.info.revision}")
     else:
         state.append(f"release: unchanged at revision {plan.info.revision}")
@@ -205,7 +228,8 @@ def _failed(plan: Plan, helm: Helm, kube: Kube, p: Progress, exc: BaseException,
                      f"to start them as they were: {resume}")
     for line in state:
         say(f"state: {line}")
-    return RestoreFailed(f"restore of {plan.info.name} failed: {err}", err.exit_code, state)
+    what = "rollback" if plan.rollback_to is not None else "restore"
+    return RestoreFailed(f"{what} of {plan.info.name} failed: {err}", err.exit_code, state)
 
 
 def _save_secrets(kube: Kube, plan: Plan) -> Path:

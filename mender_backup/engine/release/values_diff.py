@@ -47,8 +47,8 @@ def _mask_blocks(text: str) -> list[str]:
     return out
 
 
-def values_diff(old: str, new: str, name: str = "values.yaml") -> str:
+def values_diff(old: str, new: str, name: str = "values.yaml", after: str = "after restore") -> str:
     """Unified diff with every URL password, registered secret and credential-named key masked."""
     diff = difflib.unified_diff(_mask_blocks(old), _mask_blocks(new),
-                                fromfile=f"{name} (deployed)", tofile=f"{name} (after restore)")
+                                fromfile=f"{name} (deployed)", tofile=f"{name} ({after})")
     return "".join(scrub(_mask(line)) for line in diff)
