@@ -106,8 +106,9 @@ def guards(minio, backups: str) -> list[dict]:
 
 
 def schema(url: str, db: str) -> str:
-    """The newest migration_info version of a database, read directly."""
-    client = pymongo.MongoClient(url.replace(url.split("//")[1].split(":")[0], "127.0.0.1"))
+    """The newest migration_info version of a database, read directly (the host reaches the
+    relayed address the pods use)."""
+    client = pymongo.MongoClient(url, serverSelectionTimeoutMS=10000)
     versions = [tuple(int(d["version"][k]) for k in ("major", "minor", "patch"))
                 for d in client[db].migration_info.find()]
     return ".".join(map(str, max(versions)))
@@ -189,10 +190,37 @@ def test_mender_passes_every_check_after_the_rollback(node, failed, rolled_back)
     assert len([ln for ln in r.stdout.splitlines() if ln.startswith("ok")]) >= 11, r.stdout
 
 
+@pytest.fixture(scope="module")
+def rehearsed(node, failed, rolled_back, minio):
+    """The same failing upgrade, rehearsed on a scratch DocumentDB: the guarding backup restored
+    there, the 8.2.1 migration Jobs run on it until the broken one."""
+    scratch = servers.start_documentdb(node["tmp"] / "docdb-scratch")
+    node["stores"].append(scratch)
+    node["cluster"].forward(scratch.port)
+    url = f"mongodb://{node['cluster'].host_ip}:{scratch.port}/"
+    proc = node["hx"]("-n", NS, "mender-backup", "upgrade", "mender", TARGET, *failed["values"],
+                      "--set", "workflows.image.tag=no-such-tag", "--timeout", "60s", "--dry-run",
+                      env={**minio.env(), "MENDER_BACKUP_REHEARSE_MONGODB_URL": url}, check=False)
+    return {"proc": proc, "url": url, "history": history(node, NS)}
+
+
+def test_a_rehearsal_reports_the_failing_migration_without_touching_the_release(node, failed, rehearsed):
+    proc = rehearsed["proc"]
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "rehearsal: the migration mender-workflows-migration of chart 8.2.1 failed on a copy of the data" in \
+        proc.stderr and "the release was not touched" in proc.stderr, proc.stderr[-3000:]
+    assert "rehearsal: mender-iot-manager-migration succeeded on the copy" in proc.stderr
+    assert schema(rehearsed["url"], "iot_manager") == "1.2.0"        # the copy was migrated...
+    assert schema(failed["url"], "iot_manager") == "1.1.1"           # ...the release's data was not
+    assert rehearsed["history"][-1]["revision"] == 3                 # nor the release
+    left = node["cluster"].get(f"/api/v1/namespaces/{NS}/secrets?labelSelector=mender-backup.io%2Frehearsal")["items"]
+    assert left == []
+
+
 # --- 2. a guarded upgrade from 7.9.4 ----------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def upgraded(node, rolled_back, minio, image):
+def upgraded(node, rehearsed, minio, image):
     """7.9.4 (v4.1.2) in a namespace of its own (the 6.9.0 release uninstalled: the node has two
     CPUs), seeded; `helm mender-backup upgrade` to 8.2.1."""
     node["hx"]("uninstall", "mender", "-n", NS, "--wait")

@@ -33,7 +33,7 @@ def test_dry_run_shows_the_hazards_keys_and_diff_and_changes_nothing(mender_rele
     assert "BEGIN" not in err + proc.stdout
     assert "+deployments:" in proc.stdout and "+  replicas: 2" in proc.stdout, proc.stdout
     assert "--set <value>" in err and "replicas=2" not in err
-    assert "dry run: nothing was changed" in err
+    assert "dry run: the release was not changed" in err
     assert minio.secret_key not in err + proc.stdout
     assert revision(hx, ns) == 1
     assert hx.cluster.get(f"/apis/batch/v1/namespaces/{ns}/jobs")["items"] == jobs_before

@@ -137,3 +137,19 @@ def test_health_probes_are_the_charts_readiness_endpoints_through_their_services
     assert found["deployment/mender-useradm"] == "mender-useradm:8080/api/internal/v1/useradm/health"
     assert found["deployment/mender-workflows-server"] == "mender-workflows-server:8080/api/v1/health"
     assert "deployment/mender-workflows-worker" not in found       # no HTTP readiness probe, no Service
+
+
+@pytest.mark.parametrize("text, seconds", [("5m0s", 300), ("90s", 90), ("1h", 3600), ("1h30m", 5400), (None, 300)])
+def test_helm_timeouts_are_read_as_go_durations(text, seconds):
+    from mender_backup.kube.helm import go_duration
+    assert go_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["5 minutes", "m", "-5s", ""])
+def test_a_timeout_helm_would_refuse_is_refused(text):
+    from mender_backup.kube.helm import go_duration
+    if text == "":
+        assert go_duration(text) == 300          # unset: helm's default
+        return
+    with pytest.raises(UsageError, match="not a duration like 5m0s"):
+        go_duration(text)

@@ -201,5 +201,18 @@ def rollback_hint(helm: Helm, info: ReleaseInfo) -> str:
 
 
 
+def go_duration(text: str | None, default: float = 300.0) -> float:
+    """Seconds of a Go duration as helm's --timeout takes it ("5m0s", "90s", "1h"); helm's 5m
+    when unset. Anything else is refused in one line."""
+    if not text:
+        return default
+    import re
+    m = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?", text.strip())
+    if not m or not any(m.groups()):
+        raise UsageError(f"--timeout {text!r}: not a duration like 5m0s, 90s or 1h")
+    h, mi, sec = (float(g or 0) for g in m.groups())
+    return h * 3600 + mi * 60 + sec
+
+
 def redacted_argv(argv: Sequence[str]) -> str:
     return " ".join(redact_url(scrub(a)) for a in argv)

@@ -10,15 +10,15 @@ from pathlib import Path
 
 from ...kube import secrets as kube_secrets
 from ...kube.connection import Kube
-from ...kube.helm import Helm, HelmEnv, ReleaseInfo, redacted_argv
+from ...kube.helm import Helm, HelmEnv, ReleaseInfo, go_duration, redacted_argv
 from ...output import Reporter
 from ..listing import Listing, listing
 from ..repository import Repository
 from ..settings import Settings
-from . import chart, companion, plan as restore_plan, readiness, rollback, runbook, upgrade, upgrade_plan
+from . import chart, companion, plan as restore_plan, readiness, rehearsal, rollback, runbook, upgrade, upgrade_plan
 from .values import dump_yaml, private_file
 
-__all__ = ["Session", "Installed", "JobStarted", "JobManifest", "open_session"]
+__all__ = ["Session", "Installed", "JobStarted", "JobManifest", "open_session", "go_duration"]
 
 
 @dataclass
@@ -134,6 +134,12 @@ def upgrade_release(s: Session, p: upgrade_plan.UpgradePlan, reporter: Reporter,
                     ready_timeout: float) -> dict:
     """Back up (tagged, verified), upgrade, check health; a failure is upgrade.UpgradeFailed."""
     return upgrade.run(p, s.helm, s.kube, reporter, say, backup_timeout, ready_timeout)
+
+
+def rehearse(s: Session, p: upgrade_plan.UpgradePlan, url: str, reporter: Reporter, say,
+             job_timeout: float) -> list[rehearsal.Outcome]:
+    """The target version's migrations on a copy of the latest backup in a scratch MongoDB."""
+    return rehearsal.run(p, s.kube, url, reporter, say, job_timeout)
 
 
 def plan_rollback(s: Session, req: rollback.RollbackRequest) -> restore_plan.Plan:

@@ -75,6 +75,7 @@ class UpgradePlan:
     kept_keys: dict[str, str]            # service -> where its key comes from
     hazards: list[str]
     hooks: list[str]                     # the pre-upgrade hook Jobs (migrations)
+    hook_manifests: list[dict]           # helm's dry run's hooks (name, kind, weight, events, manifest)
     migrations: dict[str, str] | None    # database -> schema version now (None: not read)
     replaced: list[Replaced] = field(default_factory=list)    # deleted before the upgrade, made anew by it
     notes: list[str] = field(default_factory=list)
@@ -150,8 +151,8 @@ def build(helm: Helm, kube: Kube, req: UpgradeRequest) -> UpgradePlan:
                        destination=destination, current_text=current_text,
                        current_values=_normalised(json.loads(json.dumps(current))),
                        new_values="", keys_values=dump_yaml(keys) if keys else "", kept_keys=kept,
-                       hazards=hazards(info, mender.major(info), target, mv), hooks=[], migrations=None,
-                       notes=notes)
+                       hazards=hazards(info, mender.major(info), target, mv), hooks=[], hook_manifests=[],
+                       migrations=None, notes=notes)
     rendered = _dry_run(helm, plan, current_text)
     plan.replaced = replaced(helm.get_manifest(info.name, namespace=ns), rendered.get("manifest") or "")
     for r in plan.replaced:
@@ -160,7 +161,8 @@ def build(helm: Helm, kube: Kube, req: UpgradeRequest) -> UpgradePlan:
                              f"not allow in place, and it holds Mender's data: move MongoDB out of the release "
                              f"first (helm mender-backup restore --mongodb-url); nothing was changed")
     plan.new_values = _normalised(rendered.get("config") or {})
-    plan.hooks = sorted(h.get("name", "?") for h in rendered.get("hooks") or []
+    plan.hook_manifests = rendered.get("hooks") or []
+    plan.hooks = sorted(h.get("name", "?") for h in plan.hook_manifests
                         if h.get("kind") == "Job" and "pre-upgrade" in (h.get("events") or []))
     plan.migrations, note = _schema_versions(kube, ns, mv, req.connect_url)
     if note:
