@@ -151,7 +151,9 @@ def run(plan: Plan, helm: Helm, kube: Kube, reporter: Reporter, say: Say,
 
         p.upgrade_started = True
         if plan.rollback_to is not None:
-            helm.run("rollback", plan.info.name, str(plan.rollback_to), namespace=plan.namespace)
+            # server-side apply (Helm 4): the stop changed spec.replicas as another field manager
+            force = ["--force-conflicts"] if plan.info.apply_method == "ssa" else []
+            helm.run("rollback", plan.info.name, str(plan.rollback_to), *force, namespace=plan.namespace)
             p.revision = plan.info.revision + 1
             say(f"rolled {plan.info.name} back to revision {plan.rollback_to} (now revision {p.revision})")
         else:

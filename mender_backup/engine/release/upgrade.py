@@ -80,8 +80,8 @@ def run(plan: UpgradePlan, helm: Helm, kube: Kube, reporter: Reporter, say: Say,
     try:
         guard = take_guard_backup(plan, helm, kube, reporter, say, backup_timeout)
     except BaseException as exc:
-        raise _failed(plan, exc, ["release: unchanged at revision %d; data: untouched" % info.revision,
-                                  "backup: none guards this upgrade; nothing was upgraded"], None) from None
+        raise _failed(plan, exc, [f"release: unchanged at revision {info.revision}; data: untouched; nothing "
+                                  f"was upgraded (the upgrade needs a verified backup first)"], None) from None
     state.append(f"backup: {guard.id} guards this upgrade (revision {info.revision}, chart {info.version})")
     try:
         for r in plan.replaced:

@@ -197,7 +197,9 @@ def _dry_run(helm: Helm, plan: UpgradePlan, current_text: str) -> dict:
     checks run), and says which values and hooks the release would have."""
     with private_file(current_text) as current, private_file(plan.keys_values or "{}") as keys:
         args = upgrade_args(plan, str(current), str(keys) if plan.kept_keys else None)
-        out = helm.run(*args, "--dry-run", "-o", "json", namespace=plan.info.namespace or None)
+        # client side (helm 3.13+, 4): rendered, not sent; --hide-secret: no Secret in what comes back
+        out = helm.run(*args, "--dry-run=client", "--hide-secret", "-o", "json",
+                       namespace=plan.info.namespace or None)
     try:
         return json.loads(out)
     except ValueError:
@@ -234,9 +236,10 @@ def show(plan: UpgradePlan, helm: Helm, say: Say, echo: Say) -> None:
         say(f"  hazard: {h}")
     say(f"  1. back up through the release's backup CronJob ({companion_name(info.name)}), tagged for this "
         f"upgrade (revision {info.revision}, chart {info.version}), into {scrub(plan.destination)}; verify it")
-    for r in plan.replaced:
-        say(f"  2. delete {r}: chart {t.version} changes its {', '.join(r.fields)}, which Kubernetes does not "
-            f"change in place; the upgrade creates it anew")
+    if plan.replaced:
+        what = ", ".join(f"{r} ({', '.join(r.fields)})" for r in plan.replaced)
+        say(f"  2. delete {what}: chart {t.version} changes what Kubernetes does not change in place; the upgrade "
+            f"creates them anew")
     say(f"  {'3' if plan.replaced else '2'}. {shown_argv(helm, plan)}")
     for svc, source in plan.kept_keys.items():
         say(f"     {svc}.certs.key from {source}: the signing key is kept, not regenerated")
