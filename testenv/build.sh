@@ -420,13 +420,14 @@ mender_server() {
 # Older Mender Servers, for the tests that cross versions (tests/test_live_release.py): v4.0.1
 # (chart mender-6.9.0's appVersion) for the cross-version restore, v4.1.2 (7.9.4's) for the
 # guarded upgrade to 8.2.1. testenv/mender-version.sh runs the shared recipes at the tag from
-# testenv/sources/; the Go proxy here refuses the mender-artifact version v4.0.1 pins, so that
-# one takes the nearest one served (GO_REPLACE, named in the prefix's VERSION).
+# testenv/sources/. The Go proxy here refuses a version each pins (v4.0.1: its mender-artifact;
+# v4.1.2: aws-sdk-go-v2/service/iot v1.75.1, used by iot-manager only): each takes the nearest
+# one served (v4.1.2: v1.77.0, what v4.1.3 pins), by GO_REPLACE, named in the prefix's VERSION.
 declare -A MENDER_COMMIT=([v4.0.1]=52ef503191f76b5449ead519405dac23f5476ef2
                           [v4.1.2]=666df297bf2ee85b63b1b1ccc7c1311a33b99fe4)
 declare -A MENDER_GO_REPLACE=(
   [v4.0.1]="github.com/mendersoftware/mender-artifact=github.com/mendersoftware/mender-artifact@v0.0.0-20250724101633-c5f6563a4bcf"
-  [v4.1.2]="")
+  [v4.1.2]="github.com/aws/aws-sdk-go-v2/service/iot=github.com/aws/aws-sdk-go-v2/service/iot@v1.77.0")
 MENDER_VERSIONS=(v4.0.1 v4.1.2)
 mender_version() {
   local version=$1 images=${2:-} start=$SECONDS
