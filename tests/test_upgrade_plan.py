@@ -153,3 +153,36 @@ def test_a_timeout_helm_would_refuse_is_refused(text):
         return
     with pytest.raises(UsageError, match="not a duration like 5m0s"):
         go_duration(text)
+
+
+def test_a_rehearsal_job_reads_the_scratch_mongodb_and_is_no_hook(helm3):
+    """The real 8.2.1 migration Jobs (helm template's hooks): renamed, no helm hook annotation,
+    every reference to a MongoDB Secret now to the rehearsal's, in helm's order."""
+    from mender_backup.engine.release.rehearsal import LABEL, migration_jobs, rehearsal_job
+    from ruamel.yaml import YAML
+    from testenv.mender_cluster import RECIPE
+    from tests.helmutil import helm_run
+    out = helm_run(helm3, "template", "mender", str(chart_file("8.2.1")), "-f", str(RECIPE / "values.yaml"),
+                   "--set", "global.mongodb.URL=mongodb://mongo:27017/").stdout
+    docs = [d for d in YAML(typ="safe").load_all(out) if isinstance(d, dict) and d.get("kind") == "Job"]
+    hooks = [{"kind": "Job", "name": d["metadata"]["name"], "events": ["pre-install", "pre-upgrade"],
+              "weight": int(d["metadata"]["annotations"]["helm.sh/hook-weight"]),
+              "manifest": yaml_text(d)} for d in reversed(docs)]
+    jobs = migration_jobs(hooks)
+    assert [j["metadata"]["name"] for j in jobs] == sorted(d["metadata"]["name"] for d in docs)
+    j = rehearsal_job(jobs[0], "20261206T210000Z", "scratch", {"mongodb-common", "mongodb-common-prerelease"})
+    assert j["metadata"]["name"] == "mender-deployments-migration-r20261206t210000z"
+    assert not any(k.startswith("helm.sh/") for k in j["metadata"]["annotations"])
+    assert j["metadata"]["labels"][LABEL] == "20261206t210000z"
+    refs = [e["secretRef"]["name"] for c in j["spec"]["template"]["spec"]["containers"] for e in c["envFrom"]]
+    assert refs == ["scratch"]
+    assert jobs[0]["spec"]["template"]["spec"]["containers"][0]["envFrom"][0]["secretRef"]["name"] == \
+        "mongodb-common-prerelease"                  # the rendered Job itself is left as it was
+
+
+def yaml_text(doc) -> str:
+    import io
+    from ruamel.yaml import YAML
+    buf = io.StringIO()
+    YAML(typ="safe").dump(doc, buf)
+    return buf.getvalue()

@@ -46,7 +46,7 @@ def rehearsal_job(job: dict, rid: str, secret: str, mongodb_secrets: set[str]) -
     """The Job, renamed for the rehearsal, no longer a hook, reading MongoDB from `secret`."""
     j = copy.deepcopy(job)
     meta = j["metadata"]
-    meta["name"] = f"{meta['name'][:50]}-r{rid[-8:].lower()}"
+    meta["name"] = f"{meta['name'][:44]}-r{rid.lower()}"          # at most 63 characters
     meta["annotations"] = {k: v for k, v in (meta.get("annotations") or {}).items() if not k.startswith("helm.sh/")}
     meta.setdefault("labels", {})[LABEL] = rid.lower()
     meta.pop("namespace", None)
@@ -78,7 +78,7 @@ def run(plan: UpgradePlan, kube: Kube, url: str, reporter: Reporter, say: Say, j
     say(f"rehearsal: restoring backup {latest.id} into {redact_url(url)}")
     engine_restore.run(engine_restore.RestoreOptions(mongodb_url=url, backup_id=latest.id, source=plan.destination,
                                                      settings=plan.request.settings), reporter)
-    secret = f"{plan.info.name}-rehearsal-mongodb-{rid.lower()[-8:]}"
+    secret = f"{plan.info.name[:30]}-rehearsal-{rid.lower()}"
     mongodb_secrets = {plan.mender.mongodb_secret, "mongodb-common", "mongodb-common-prerelease",
                        *plan.mender.service_mongodb_secrets.values()}
     body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
