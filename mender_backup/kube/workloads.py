@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from ..errors import MenderBackupError, NotFoundError
+from ..errors import ConflictError, MenderBackupError
 from .connection import Kube
 
 # what the restore changed, on the object: {"replicas": N} or {"suspend": false}
@@ -96,16 +96,41 @@ def resume(kube: Kube, w: Workload, restart_at: str | None = None) -> str:
     return ", ".join(did)
 
 
-def delete(kube: Kube, kind: str, name: str, namespace: str) -> None:
-    """Delete a workload (and, in the background, its pods) or a Service; gone already is fine."""
-    remove = {"StatefulSet": kube.apps.delete_namespaced_stateful_set,
-              "Deployment": kube.apps.delete_namespaced_deployment,
-              "Service": kube.core.delete_namespaced_service}[kind]
+def orphan_statefulset(kube: Kube, name: str, namespace: str) -> dict:
+    """Delete a StatefulSet, leaving its pods running; -> the object as it was (for `recreate`)."""
+    with kube.call(f"reading StatefulSet {namespace}/{name}"):
+        obj = kube.api.sanitize_for_serialization(kube.apps.read_namespaced_stateful_set(name, namespace))
+    with kube.call(f"deleting StatefulSet {namespace}/{name}"):
+        kube.apps.delete_namespaced_stateful_set(name, namespace, propagation_policy="Orphan")
+    return obj
+
+
+def recreate_statefulset(kube: Kube, obj: dict) -> bool:
+    """Put back a StatefulSet `orphan_statefulset` removed (it adopts its pods again); False
+    when one of that name exists already."""
+    meta = {k: v for k, v in obj["metadata"].items()
+            if k not in ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields")}
+    body = {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": meta, "spec": obj["spec"]}
     try:
-        with kube.call(f"deleting {kind} {namespace}/{name}"):
-            remove(name, namespace, propagation_policy="Background")
-    except NotFoundError:
-        pass
+        with kube.call(f"creating StatefulSet {meta['namespace']}/{meta['name']}"):
+            kube.apps.create_namespaced_stateful_set(meta["namespace"], body)
+    except ConflictError:
+        return False
+    return True
+
+
+def delete_orphaned_pods(kube: Kube, namespace: str, match_labels: dict) -> list[str]:
+    """The pods a deleted StatefulSet left (its selector, no owner): deleted; -> their names."""
+    selector = ",".join(f"{k}={v}" for k, v in sorted(match_labels.items()))
+    with kube.call(f"listing pods in {namespace}"):
+        pods = kube.core.list_namespaced_pod(namespace, label_selector=selector).items
+    gone = []
+    for pod in pods:
+        if not pod.metadata.owner_references:
+            with kube.call(f"deleting pod {namespace}/{pod.metadata.name}"):
+                kube.core.delete_namespaced_pod(pod.metadata.name, namespace)
+            gone.append(pod.metadata.name)
+    return gone
 
 
 def quiesced(kube: Kube, namespace: str) -> list[Workload]:

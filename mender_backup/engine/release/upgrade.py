@@ -83,18 +83,24 @@ def run(plan: UpgradePlan, helm: Helm, kube: Kube, reporter: Reporter, say: Say,
         raise _failed(plan, exc, [f"release: unchanged at revision {info.revision}; data: untouched; nothing "
                                   f"was upgraded (the upgrade needs a verified backup first)"], None) from None
     state.append(f"backup: {guard.id} guards this upgrade (revision {info.revision}, chart {info.version})")
+    orphaned: dict[str, dict] = {}
     try:
         for r in plan.replaced:
-            workloads.delete(kube, r.kind, r.name, ns)
-            state.append(f"{r}: deleted for the upgrade (helm creates it anew; helm rollback does too)")
-            say(f"deleted {r} (its {', '.join(r.fields)} change)")
+            orphaned[r.name] = workloads.orphan_statefulset(kube, r.name, ns)
+            say(f"deleted {r}, its pods left running (its {', '.join(r.fields)} change)")
         with private_file(plan.keys_values or "{}") as keys, private_file(plan.current_text) as current:
             helm.run(*upgrade_args(plan, str(current), str(keys) if plan.kept_keys else None), namespace=ns)
     except BaseException as exc:
-        raise _failed(plan, exc, state + [
+        raise _failed(plan, exc, state + _put_back(kube, orphaned) + [
             f"release: the upgrade to chart {plan.target.version} failed (helm history {info.name} -n {ns}); "
             f"its migration Jobs may have changed the data",
             f"to go back to revision {info.revision} and the data of backup {guard.id}: {rollback}"], rollback) from None
+    for name, old in orphaned.items():       # the new StatefulSet starts its pods once the old ones are gone
+        try:
+            pods = workloads.delete_orphaned_pods(kube, ns, old["spec"]["selector"].get("matchLabels") or {})
+            say(f"statefulset/{name}: made anew by the upgrade; its old pods deleted ({', '.join(pods) or 'none'})")
+        except MenderBackupError as exc:     # the health check below names what it keeps from starting
+            say(f"statefulset/{name}: its old pods could not be deleted ({exc}): delete them yourself")
     after = ReleaseInfo.from_metadata(helm.get_metadata(info.name, namespace=ns))
     say(f"upgraded {info.name} to revision {after.revision} (chart {after.version}, Mender {after.app_version})")
     bad = readiness.check(helm, kube, after, ready_timeout, say)
@@ -107,6 +113,20 @@ def run(plan: UpgradePlan, helm: Helm, kube: Kube, reporter: Reporter, say: Say,
                                f"{rollback}"], rollback)
     return {"upgrade": plan.upgrade_id, "backup": guard.id, "previous_revision": info.revision,
             "revision": after.revision, "chart_version": after.version, "app_version": after.app_version}
+
+
+def _put_back(kube: Kube, orphaned: dict[str, dict]) -> list[str]:
+    """After a failed upgrade: the StatefulSets deleted for it, back as they were; -> state lines."""
+    lines = []
+    for name, obj in orphaned.items():
+        try:
+            done = workloads.recreate_statefulset(kube, obj)
+            lines.append(f"statefulset/{name}: " + ("put back as it was, its pods adopted again" if done else
+                                                     "made anew by the upgrade before it failed"))
+        except MenderBackupError as exc:
+            lines.append(f"statefulset/{name}: deleted for the upgrade and not put back ({exc}); helm rollback "
+                         f"creates it again")
+    return lines
 
 
 def _failed(plan: UpgradePlan, exc: BaseException, state: list[str], rollback: str | None) -> UpgradeFailed:

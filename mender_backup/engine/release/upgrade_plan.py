@@ -238,8 +238,8 @@ def show(plan: UpgradePlan, helm: Helm, say: Say, echo: Say) -> None:
         f"upgrade (revision {info.revision}, chart {info.version}), into {scrub(plan.destination)}; verify it")
     if plan.replaced:
         what = ", ".join(f"{r} ({', '.join(r.fields)})" for r in plan.replaced)
-        say(f"  2. delete {what}: chart {t.version} changes what Kubernetes does not change in place; the upgrade "
-            f"creates them anew")
+        say(f"  2. delete {what}, its pods left running: chart {t.version} changes what Kubernetes does not change "
+            f"in place; the upgrade creates it anew (on a failure it is put back as it was)")
     say(f"  {'3' if plan.replaced else '2'}. {shown_argv(helm, plan)}")
     for svc, source in plan.kept_keys.items():
         say(f"     {svc}.certs.key from {source}: the signing key is kept, not regenerated")
