@@ -61,6 +61,14 @@ class Image:
 def build(log: Path) -> Image:
     """`make image` with podman on the Debian base (about 30 s), unless this checkout's
     image is already built; only the newest test images are kept."""
+    import fcntl
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    with open(IMAGES / ".build.lock", "w") as lock:     # two test workers: one builds, the other waits
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build(log)
+
+
+def _build(log: Path) -> Image:
     tag = f"t-{source_hash()}"
     ref, archive = f"localhost/mender-backup:{tag}", IMAGES / f"mender-backup-{tag}-oci.tar"
     if archive.exists() and podman("image", "exists", ref, check=False).returncode == 0:

@@ -19,6 +19,17 @@ from testenv import servers
 from tests import manifests
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+# the tests that run pods on this machine's one Kubernetes node (testenv/node.py's lock): the
+# live release, the guarded upgrade, our CronJob's pods
+NODE_GROUP = "node"
+
+
+def pytest_collection_modifyitems(config, items):
+    """`make test` runs two pytest-xdist workers (--dist loadgroup): the node's tests are one
+    group, so one worker runs them one after another (they take the node lock in turn) and
+    the other the rest meanwhile. They go first: they are the longest, and the group's worker
+    must not start them last."""
+    items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)
 
 
 def need_tool(name: str) -> Path:
