@@ -66,3 +66,29 @@ def test_no_guarding_backup_no_rollback_and_no_backup_release_no_upgrade(mender_
     assert proc.returncode == 3, proc.stderr
     assert "no backup release mender-backup: the guarded upgrade backs up through it" in plugin_error(proc)
     assert revision(hx, ns) == 1
+
+
+def test_rollback_dry_run_finds_the_guard_and_changes_nothing(mender_release, minio):
+    """A backup tagged as the upgrade's Job tags it (the same environment), the release upgraded
+    once more by hand: `rollback --dry-run` names that backup, `helm rollback` to the revision it
+    guards and the values diff back to it; the release, its workloads and data stay as they are."""
+    from tests import cli
+    from tests.mender_release import workloads
+    hx, ns, source, bucket, dest, _ = mender_release("helm3", "7.9.4")
+    tags = {"MENDER_BACKUP_MENDER_RELEASE": "mender", "MENDER_BACKUP_MENDER_REVISION": "1",
+            "MENDER_BACKUP_MENDER_CHART_VERSION": "7.9.4", "MENDER_BACKUP_MENDER_APP_VERSION": "v4.1.2",
+            "MENDER_BACKUP_UPGRADE": "20261206T000000Z", "MENDER_BACKUP_UPGRADE_TO": "8.2.1"}
+    guard = cli.result_of(cli.run("backup", "--artifacts-bucket", bucket, "--json", env={
+        **minio.env(), "MONGODB_URL": source.url, "MENDER_BACKUP_DESTINATION": dest, **tags}))["id"]
+    hx("-n", ns, "upgrade", "mender", "mender/mender", "--version", "7.9.4", "--reuse-values",
+       "--set", "deployments.replicas=2")
+    before = workloads(hx, ns)
+    proc = hx("-n", ns, "mender-backup", "rollback", "mender", "--dry-run", env=minio.env())
+    err = proc.stderr
+    assert f"restore backup {guard}" in err and "(replacing the collections the backup holds)" in err, err
+    assert "rollback mender 1 --namespace" in err and "back to chart 7.9.4, Mender v4.1.2" in err, err
+    assert "-  replicas: 2" in proc.stdout and "(revision 1)" in proc.stdout, proc.stdout
+    assert "dry run: nothing was changed" in err
+    assert revision(hx, ns) == 2
+    assert {k: v["spec"].get("replicas") for k, v in workloads(hx, ns).items()} == \
+        {k: v["spec"].get("replicas") for k, v in before.items()}
