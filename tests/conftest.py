@@ -19,17 +19,32 @@ from testenv import servers
 from tests import manifests
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
-# the tests that run pods on this machine's one Kubernetes node (testenv/node.py's lock): the
-# live release, the guarded upgrade, our CronJob's pods
-NODE_GROUP = "node"
+# the modules that run pods on this machine's one Kubernetes node (testenv/node.py's lock):
+# the live release, the guarded upgrade, our CronJob's pods
+NODE_MODULES = {"tests/test_live_release.py", "tests/test_live_upgrade.py", "tests/test_node.py"}
 
 
 def pytest_collection_modifyitems(config, items):
-    """`make test` runs two pytest-xdist workers (--dist loadgroup): the node's tests are one
-    group, so one worker runs them one after another (they take the node lock in turn) and
-    the other the rest meanwhile. They go first: they are the longest, and the group's worker
-    must not start them last."""
-    items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)
+    """The node's modules first: they are the longest, and under two workers (below) the one
+    that runs them must start with them."""
+    items.sort(key=lambda item: item.nodeid.split("::", 1)[0] not in NODE_MODULES)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """`make test` runs two pytest-xdist workers. Each module goes to one worker whole (its
+    module fixtures are made once), as --dist loadscope does, and the node's modules together
+    to one worker, first: they take the node lock in turn, and the other worker runs everything
+    else meanwhile. (--dist loadgroup with xdist_group marks would do it, but with pytest 9.2
+    and xdist 3.8 it splits a group across workers: tried.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class NodeModulesTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "node" if module in NODE_MODULES else module
+
+    config.option.loadscopereorder = False     # the collection's order: the node's modules first
+    return NodeModulesTogether(config, log)
 
 
 def need_tool(name: str) -> Path:

@@ -31,7 +31,7 @@ import pytest
 
 from testenv import mender_cluster, servers
 from testenv.kube import wait_for
-from tests.conftest import IN_CI, NODE_GROUP, _need_documentdb
+from tests.conftest import IN_CI, _need_documentdb
 from tests.live_checks import (NS, JobWatch, assert_every_deployment_ready, assert_every_migration_completed,
                                completed_migrations, cronjob_jobs, finished, new_stores)
 from tests.helmutil import Helm
@@ -39,7 +39,7 @@ from tests.mender_release import write_values
 from tests import cli
 from tests.cli import tool_env
 
-pytestmark = [pytest.mark.timeout(1800), pytest.mark.xdist_group(NODE_GROUP)]
+pytestmark = pytest.mark.timeout(1800)
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ import pymongo
 import pytest
 
 from testenv import mender_cluster, servers
-from tests.conftest import IN_CI, NODE_GROUP, _need_documentdb
+from tests.conftest import IN_CI, _need_documentdb
 from tests.helmutil import Helm
 from tests.live_checks import (NS, JobWatch, assert_every_deployment_ready, assert_every_migration_completed,
                                completed_migrations)
@@ -35,7 +35,7 @@ from tests.mender_api import Mender, read_env
 from tests.mender_release import write_values
 from tests.cli import tool_env
 
-pytestmark = [pytest.mark.timeout(1800), pytest.mark.xdist_group(NODE_GROUP)]
+pytestmark = pytest.mark.timeout(1800)
 
 CROSS, FROM = mender_cluster.CROSS, mender_cluster.UPGRADE_FROM
 TARGET = str(mender_cluster.CHARTS / "mender-8.2.1.tgz")

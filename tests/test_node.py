@@ -25,10 +25,7 @@ from testenv.node import NAME as NODE
 from tests.cli import tool_env
 from tests.faults import TcpProxy
 from tests.helmutil import CHART, Helm
-from tests.conftest import NODE_GROUP
 from tests.mender_release import chart_file, mender_values, write_values
-
-pytestmark = pytest.mark.xdist_group(NODE_GROUP)
 
 # what our chart needs to run on this node: the image imported, never pulled; the
 # servers on the host's 127.0.0.1
