@@ -185,3 +185,16 @@ def yaml_text(doc) -> str:
     buf = io.StringIO()
     YAML(typ="safe").dump(doc, buf)
     return buf.getvalue()
+
+
+def test_a_helm_error_with_several_causes_keeps_them_on_its_one_line():
+    """helm's "pre-upgrade hooks failed: 1 error occurred:" is followed by each cause on a line of
+    its own (as helm prints a hook that timed out): the one line keeps them; before, the failed
+    upgrade of tests/test_live_upgrade.py said only "1 error occurred:"."""
+    import subprocess
+    from mender_backup.kube.helm import _helm_error
+    stderr = ("Error: UPGRADE FAILED: pre-upgrade hooks failed: 1 error occurred:\n"
+              "\t* timed out waiting for the condition\n\n")
+    err = _helm_error(["helm", "upgrade", "mender"], subprocess.CompletedProcess([], 1, "", stderr))
+    assert str(err) == ("helm upgrade mender: UPGRADE FAILED: pre-upgrade hooks failed: 1 error occurred: "
+                        "* timed out waiting for the condition")

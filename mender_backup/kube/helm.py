@@ -65,8 +65,14 @@ def _run(argv: list[str]) -> subprocess.CompletedProcess:
 def _helm_error(argv: Sequence[str], proc: subprocess.CompletedProcess) -> MenderBackupError:
     """One scrubbed line from helm's stderr, as the error class it means."""
     lines = [ln.strip() for ln in (proc.stderr or "").splitlines() if ln.strip()]
-    errors = [ln for ln in lines if ln.startswith("Error:")]
-    detail = scrub((errors or lines or [f"exit status {proc.returncode}"])[-1])
+    errors = [i for i, ln in enumerate(lines) if ln.startswith("Error:")]
+    if errors:
+        # helm lists several causes as "N errors occurred:" and then "* cause" lines: keep them
+        causes = [ln for ln in lines[errors[-1] + 1:] if ln.startswith("*")]
+        last = " ".join([lines[errors[-1]], *causes])
+    else:
+        last = (lines or [f"exit status {proc.returncode}"])[-1]
+    detail = scrub(last)
     detail = detail.removeprefix("Error:").strip()
     what = " ".join(argv[1:3])
     msg = f"helm {what}: {detail}"
