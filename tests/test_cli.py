@@ -47,7 +47,7 @@ def test_list_table_marks_incomplete_backups(tmp_path):
     assert rows == [{"id": "20261124T010000Z-aaaaaa", "time": "2026-11-24T01:00:00+00:00", "state": "incomplete",
                      "size": 1, "archive_size": None, "databases": [], "documents": None, "artifacts": None,
                      "complete": False, "future": False, "encryption": None, "mender_secrets": None,
-                     "verified": None, "problem": "no manifest (a failed run, or one still running)",
+                     "guards": None, "verified": None, "problem": "no manifest (a failed run, or one still running)",
                      "consistent": None, "consistent_at": None, "restorable_until": None}]
 
 
