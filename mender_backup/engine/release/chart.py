@@ -133,6 +133,16 @@ class MenderValues:
                 if not self.get((svc, "certs", "key"))}
 
 
+def mongodb_url_in(keys: Mapping[str, str]) -> str:
+    """The URL in a MongoDB Secret's keys (MONGODB_KEYS: MONGO_URL, else MONGO), "" without."""
+    return keys.get("MONGO_URL") or keys.get("MONGO") or ""
+
+
+def bucket_in(keys: Mapping[str, str], mender: MenderValues) -> str:
+    """The bucket in an S3 Secret's keys (BUCKET_KEYS), else global.s3.AWS_BUCKET, "" without."""
+    return keys.get("AWS_BUCKET") or keys.get("STORAGE_BUCKET") or mender.get(BUCKET) or ""
+
+
 def proxy_rule_for(rule: str, old_bucket: str, new_bucket: str) -> str | None:
     """The storage proxy route after a bucket rename; None when it does not name the bucket."""
     pattern = re.compile(rf"(?<=/){re.escape(old_bucket)}(?=[`'\"/)$]|$)")

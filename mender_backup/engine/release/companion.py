@@ -104,13 +104,17 @@ def job_from_cronjob(manifest: str, suffix: str) -> dict:
     return job_from_cronjob_object(cronjob_from_manifest(manifest), suffix)
 
 
-def start_job(kube, namespace: str, manifest: str, suffix: str) -> str:
+def start_job(kube, namespace: str, manifest: str, suffix: str, env: Mapping[str, str] | None = None) -> str:
     """`helm mender-backup run`: a Job made from the live companion CronJob (what the cluster would
-    run on schedule, with its uid for the ownerReference) created in `namespace`; -> its name."""
+    run on schedule, with its uid for the ownerReference) created in `namespace`, with `env` set
+    in its containers over the CronJob's (the upgrade guard's tags); -> its name."""
     name = cronjob_from_manifest(manifest)["metadata"]["name"]
     with kube.call(f"reading CronJob {namespace}/{name}"):
         cronjob = kube.api.sanitize_for_serialization(kube.batch.read_namespaced_cron_job(name, namespace))
     job = job_from_cronjob_object(cronjob, suffix)
     job["metadata"]["namespace"] = namespace
+    for c in job["spec"]["template"]["spec"]["containers"] if env else []:
+        c["env"] = [e for e in c.get("env") or [] if e.get("name") not in env] + \
+                   [{"name": k, "value": v} for k, v in env.items()]
     with kube.call(f"creating a Job in {namespace}"):
         return kube.batch.create_namespaced_job(namespace, job).metadata.name

@@ -9,7 +9,6 @@ carried over, so the upgrade rotates nothing), the upgrade, and the restarts.
 from __future__ import annotations
 
 import base64
-import json
 from dataclasses import dataclass, field
 
 from .. import mender as mender_info
@@ -18,14 +17,14 @@ from ..preflight import Manifest
 from ..repository import Repository
 from ..settings import Settings
 from ...errors import ConflictError, NotFoundError, UnreachableError, UsageError
-from ...kube import secrets as kube_secrets
 from ...kube.connection import Kube
 from ...kube import workloads
 from ...kube.workloads import Workload
-from ...redact import redact_url, register_secret, register_url_secrets
+from ...redact import redact_url, register_url_secrets
 from . import chart as mender
 from .companion import companion_destination, companion_name, cronjob_from_manifest
 from ...kube.helm import Helm, ReleaseInfo, resolve_chart
+from .live_secrets import live_keys, live_signing_key, register_signing_key
 from .values import load_values, rewrite_values
 
 MANAGED_KINDS = ("Deployment", "StatefulSet", "CronJob")
@@ -109,11 +108,6 @@ def release_workloads(helm: Helm, kube: Kube, info: ReleaseInfo, companion: bool
     return found
 
 
-def live_keys(kube: Kube, ns: str, name: str, keys: tuple[str, ...]) -> dict[str, str]:
-    data = kube_secrets.decoded(kube, ns, name)
-    return {k: data[k].decode() for k in keys if k in data}
-
-
 @dataclass
 class _Changes:
     """What the plan changes, gathered by the steps of `build`."""
@@ -156,7 +150,7 @@ def _repoint_mongodb(kube: Kube, ns: str, mv: mender.MenderValues, req: Request,
     """Where Mender reads MongoDB now, and where it will; -> (the current URL, the URL this
     machine restores to)."""
     current = live_keys(kube, ns, mv.mongodb_secret, mender.MONGODB_KEYS)
-    current_url = current.get("MONGO_URL") or current.get("MONGO") or ""
+    current_url = mender.mongodb_url_in(current)
     register_url_secrets(current_url)
     if req.mongodb_url:
         if mv.user_mongodb_secret:
@@ -189,7 +183,7 @@ def _repoint_mongodb(kube: Kube, ns: str, mv: mender.MenderValues, req: Request,
 def _repoint_bucket(kube: Kube, ns: str, mv: mender.MenderValues, req: Request, ch: _Changes) -> str | None:
     """The bucket Mender reads artifacts from after the restore (checked reachable)."""
     s3 = live_keys(kube, ns, mv.s3_secret, mender.BUCKET_KEYS)
-    old_bucket = s3.get("AWS_BUCKET") or s3.get("STORAGE_BUCKET") or mv.get(mender.BUCKET) or ""
+    old_bucket = mender.bucket_in(s3, mv)
     if req.bucket and req.bucket != old_bucket:
         if mv.user_s3_secret:
             if not s3:
@@ -246,19 +240,14 @@ def _carry_signing_keys(kube: Kube, ns: str, mv: mender.MenderValues, repo: Repo
     for svc, secret in mv.signing_key_services().items():
         key, source = from_backup.get(secret), f"the backup's {secret}"
         if key is None and svc in regenerated:
-            try:
-                pem = kube_secrets.decoded(kube, ns, secret).get("private.pem")
-            except NotFoundError:
-                pem = None
-            if not pem:
+            key, source = live_signing_key(kube, ns, secret), f"Secret {secret}"
+            if key is None:
                 ch.notes.append(f"{secret} has no private.pem: the upgrade generates a new {svc} key (sessions "
                                 f"and tokens it signed become invalid)")
                 continue
-            key, source = pem.decode(), f"Secret {secret}"
         if key is None:
             continue
-        register_secret(key)
-        register_secret(json.dumps(key)[1:-1])      # as it stands in the values file
+        register_signing_key(key)
         ch.values[(svc, "certs", "key")] = key
         kept[svc] = source
     return kept

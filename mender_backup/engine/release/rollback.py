@@ -23,7 +23,8 @@ from ...kube.helm import Helm, ReleaseInfo
 from ...redact import register_url_secrets
 from . import chart as mender
 from .companion import companion_destination
-from .plan import Plan, Request, live_keys, release_workloads
+from .live_secrets import live_keys
+from .plan import Plan, Request, release_workloads
 
 
 @dataclass
@@ -68,16 +69,14 @@ def build(helm: Helm, kube: Kube, req: RollbackRequest) -> Plan:
         from .. import keys
         keys.from_env(req.settings.environ).require(manifest.encryption.key_fingerprint, f"backup {manifest.id}")
     mv = mender.MenderValues(helm.get_all_values(info.name, namespace=ns), mender.major(info))
-    url_keys = live_keys(kube, ns, mv.mongodb_secret, mender.MONGODB_KEYS)
-    current_url = url_keys.get("MONGO_URL") or url_keys.get("MONGO") or ""
+    current_url = mender.mongodb_url_in(live_keys(kube, ns, mv.mongodb_secret, mender.MONGODB_KEYS))
     register_url_secrets(current_url)
     register_url_secrets(req.connect_url)
     connect = req.connect_url or current_url
     if not connect:
         raise NotFoundError(f"no MongoDB URL in Secret {mv.mongodb_secret}: pass --connect-url")
     preflight.connect_mongodb(connect)
-    s3 = live_keys(kube, ns, mv.s3_secret, mender.BUCKET_KEYS)
-    bucket = s3.get("AWS_BUCKET") or s3.get("STORAGE_BUCKET") or mv.get(mender.BUCKET) or None
+    bucket = mender.bucket_in(live_keys(kube, ns, mv.s3_secret, mender.BUCKET_KEYS), mv) or None
     if bucket and manifest.artifacts:
         preflight.check_bucket(bucket, req.settings)
     target_values = helm.run("get", "values", info.name, "--revision", str(revision), "-o", "yaml", namespace=ns)

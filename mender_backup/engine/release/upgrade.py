@@ -18,7 +18,7 @@ from ...kube.helm import Helm, ReleaseInfo
 from ...output import Reporter
 from ...redact import scrub
 from . import readiness
-from .companion import companion_name, cronjob_from_manifest, job_from_cronjob_object
+from .companion import companion_name, start_job
 from .upgrade_plan import UpgradePlan, upgrade_args
 from .values import private_file
 
@@ -44,20 +44,12 @@ def take_guard_backup(plan: UpgradePlan, helm: Helm, kube: Kube, reporter: Repor
     from .. import verify
     from ..keys import from_env
     info, ns = plan.info, plan.info.namespace
-    name = cronjob_from_manifest(helm.get_manifest(companion_name(info.name), namespace=ns))["metadata"]["name"]
-    with kube.call(f"reading CronJob {ns}/{name}"):
-        cronjob = kube.api.sanitize_for_serialization(kube.batch.read_namespaced_cron_job(name, ns))
-    job = job_from_cronjob_object(cronjob, f"upgrade-{plan.upgrade_id.lower()}")
-    job["metadata"]["namespace"] = ns
     tags = {"chart": info.chart, "chart_version": info.version, "app_version": info.app_version,
             "release": info.name, "revision": str(info.revision), "upgrade": plan.upgrade_id,
             "upgrade_to": plan.target.version}
     env = {MENDER_RELEASE[k]: v for k, v in tags.items() if v}
-    for c in job["spec"]["template"]["spec"]["containers"]:
-        c["env"] = [e for e in c.get("env") or [] if e.get("name") not in env] + \
-                   [{"name": k, "value": v} for k, v in env.items()]
-    with kube.call(f"creating a Job in {ns}"):
-        job_name = kube.batch.create_namespaced_job(ns, job).metadata.name
+    job_name = start_job(kube, ns, helm.get_manifest(companion_name(info.name), namespace=ns),
+                         f"upgrade-{plan.upgrade_id.lower()}", env)
     say(f"backing up: Job {ns}/{job_name} (follow it with kubectl -n {ns} logs -f job/{job_name})")
     jobs.wait_job(kube, ns, job_name, timeout, **wait)
     repo = Repository.at(plan.destination, plan.request.settings.destination_s3)

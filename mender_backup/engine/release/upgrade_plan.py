@@ -27,14 +27,13 @@ from .. import preflight
 from ..repository import Repository
 from ..settings import Settings
 from ...errors import MenderBackupError, NotFoundError, UnreachableError, UsageError
-from ...kube import secrets as kube_secrets
 from ...kube.connection import Kube
 from ...kube.helm import Helm, ReleaseInfo, redacted_argv
-from ...redact import register_secret, register_url_secrets, scrub
+from ...redact import register_url_secrets, scrub
 from . import chart as mender
 from .companion import companion_destination, companion_name
 from .immutable import Replaced, replaced
-from .plan import live_keys
+from .live_secrets import live_keys, live_signing_key, register_signing_key
 from .target import TargetChart, check_target, hazards, read_target
 from .values import dump_yaml, load_values, private_file
 from .values_diff import values_diff
@@ -177,16 +176,11 @@ def _signing_keys(kube: Kube, ns: str, mv: mender.MenderValues) -> tuple[dict, d
     kept: dict[str, str] = {}
     notes = []
     for svc, secret in mv.signing_keys_to_keep().items():
-        try:
-            pem = kube_secrets.decoded(kube, ns, secret).get("private.pem")
-        except NotFoundError:
-            pem = None
-        if not pem:
+        key = live_signing_key(kube, ns, secret)
+        if key is None:
             notes.append(f"{secret} has no private.pem: the upgrade generates a new {svc} key")
             continue
-        key = pem.decode()
-        register_secret(key)
-        register_secret(json.dumps(key)[1:-1])
+        register_signing_key(key)
         values[svc] = {"certs": {"key": key}}
         kept[svc] = f"Secret {secret}"
     return values, kept, notes
@@ -210,8 +204,7 @@ def _schema_versions(kube: Kube, ns: str, mv: mender.MenderValues, connect_url: 
     """The schema version of each Mender database now, when this machine reaches MongoDB."""
     url = connect_url
     if not url:
-        live = live_keys(kube, ns, mv.mongodb_secret, mender.MONGODB_KEYS)
-        url = live.get("MONGO_URL") or live.get("MONGO") or ""
+        url = mender.mongodb_url_in(live_keys(kube, ns, mv.mongodb_secret, mender.MONGODB_KEYS))
     register_url_secrets(url)
     if not url:
         return None, "schema versions: not read (no MongoDB URL; pass --connect-url)"
