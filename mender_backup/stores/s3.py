@@ -57,6 +57,7 @@ class _MultipartWriter(io.RawIOBase):
         self._buf = bytearray()
         self._parts: list[dict] = []
         self._upload_id: str | None = None
+        self._create_sent = False
 
     def writable(self) -> bool:
         return True
@@ -70,6 +71,7 @@ class _MultipartWriter(io.RawIOBase):
 
     def _flush_part(self, data: bytes) -> None:
         if self._upload_id is None:
+            self._create_sent = True
             self._upload_id = self._c.create_multipart_upload(Bucket=self._bucket, Key=self._key)["UploadId"]
         n = len(self._parts) + 1
         etag = self._c.upload_part(Bucket=self._bucket, Key=self._key, PartNumber=n,
@@ -87,9 +89,20 @@ class _MultipartWriter(io.RawIOBase):
                                           MultipartUpload={"Parts": self._parts})
 
     def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            for upload_id in self._upload_ids():
+                self._c.abort_multipart_upload(Bucket=self._bucket, Key=self._key, UploadId=upload_id)
+
+    def _upload_ids(self) -> list[str]:
         if self._upload_id is not None:
-            with contextlib.suppress(Exception):
-                self._c.abort_multipart_upload(Bucket=self._bucket, Key=self._key, UploadId=self._upload_id)
+            return [self._upload_id]
+        if not self._create_sent:
+            return []
+        # a signal between the service creating the upload and its answer reaching us: the id
+        # is only on the service. A key written in parts is this run's alone (the archive under
+        # its backup's id; an artifact under the destination's lock), so its uploads are ours.
+        listed = self._c.list_multipart_uploads(Bucket=self._bucket, Prefix=self._key)
+        return [u["UploadId"] for u in listed.get("Uploads", []) if u["Key"] == self._key]
 
 
 class _S3Reader(io.RawIOBase):
