@@ -462,6 +462,22 @@ mender_version() {
   echo "built  mender $version${images:+ images} in $((SECONDS - start))s"
 }
 
+# Azurite, Microsoft's Azure Storage emulator (npm), the Azure Blob server of the tests: the
+# versions in testenv/azurite/package-lock.json, integrity-checked by `npm ci`. 3.35.0 is the
+# newest that runs on this machine's Node.js 20 (3.36 wants 21, 3.37 wants 22).
+azurite() {
+  local dir="$CACHE/azurite" start=$SECONDS
+  if [[ -x "$BIN/azurite-blob" ]] && cmp -s "$REPO/testenv/azurite/package-lock.json" "$dir/package-lock.json"; then
+    echo "ok     azurite (cached)"; return 0
+  fi
+  rm -rf "$dir" && mkdir -p "$dir" && cp "$REPO/testenv/azurite/package.json" "$REPO/testenv/azurite/package-lock.json" "$dir/"
+  if ! (cd "$dir" && npm ci --no-audit --no-fund) >"$LOG/azurite.log" 2>&1; then
+    failed azurite "$LOG/azurite.log"; rm -rf "$dir"; return 1
+  fi
+  ln -sfn "$dir/node_modules/.bin/azurite-blob" "$BIN/azurite-blob"
+  echo "built  azurite in $((SECONDS - start))s"
+}
+
 # CoreDNS, for the cluster that runs the real Mender chart (../shared/mender-on-k8s): its
 # build-tools.sh finds kube-proxy and kubectl already in bin/ (built above, in the one
 # Kubernetes build) and builds only CoreDNS, a main with the 9 plugins a one-node cluster needs.
@@ -536,6 +552,7 @@ system_steps() {
     return $status
   fi
   timed apt apt_packages "${NODE_PACKAGES[@]}" || return 1
+  timed azurite azurite || status=1
   timed rootfs rootfs & local rootfs_pid=$!
   timed documentdb documentdb || status=1
   wait $rootfs_pid || status=1

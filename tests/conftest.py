@@ -85,6 +85,21 @@ def minio(tmp_path_factory):
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory):
+    from testenv.azure_blob import start_azurite
+    need_tool("azurite-blob")
+    server = start_azurite(tmp_path_factory.mktemp("azurite"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def container(azurite) -> str:
+    """A fresh, empty Azure Blob container for one test."""
+    return azurite.create_container(f"t-{uuid.uuid4().hex[:12]}")
+
+
 @pytest.fixture(autouse=True)
 def secrets_registered_by_a_test_end_with_it():
     """`redact` keeps the secrets it learns for the life of the process (one command); in the

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import time
+import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -15,7 +16,7 @@ from mender_backup.engine.lock import Lock
 from mender_backup.errors import ConflictError
 
 from mender_backup.format import layout
-from mender_backup.stores import S3Settings, open_store
+from mender_backup.stores import AzureSettings, S3Settings, StoreAccess, open_store
 from testenv import mender_data
 from tests.cli import assert_one_line_error, json_events, result_of, run, start
 
@@ -26,10 +27,6 @@ def seeded(new_mongodb, minio, bucket):
     mender_data.seed_mongo(mongo.client(), scale=0.05)
     mender_data.seed_bucket(minio.client(), bucket, count=10)
     return mongo, bucket
-
-
-def s3_env(minio, mongo, dest):
-    return {**minio.env(), "MONGODB_URL": mongo.url, "MENDER_BACKUP_DESTINATION": dest}
 
 
 def test_two_backups_at_once_one_runs_the_other_refuses(seeded, tmp_path):
@@ -125,12 +122,31 @@ def test_lock_of_a_dead_process_on_this_host_is_stale_at_once(seeded, tmp_path):
         assert_one_line_error(run("backup", env=e, check=False), 4, f"{socket.gethostname()}:{dead.pid}")
 
 
-@pytest.fixture(params=["file", "s3"])
-def lock_store(request, tmp_path, minio, bucket):
+def minio_access(minio, **more) -> StoreAccess:
+    return StoreAccess(s3=S3Settings(minio.endpoint, "us-east-1", minio.access_key, minio.secret_key,
+                                     addressing_style="path", **more))
+
+
+def azurite_access(azurite) -> StoreAccess:
+    return StoreAccess(azure=AzureSettings(account_key=azurite.key, blob_endpoint=azurite.endpoint))
+
+
+def remote_destination(kind: str, request) -> tuple[str, dict[str, str], StoreAccess]:
+    """A fresh destination at MinIO or Azurite: (url, the tool's env, the access to open it here)."""
+    if kind == "s3":
+        minio, bucket = request.getfixturevalue("minio"), f"dest-{uuid.uuid4().hex[:10]}"
+        minio.client().create_bucket(Bucket=bucket)
+        return f"s3://{bucket}/p", minio.env(), minio_access(minio)
+    azurite, container = request.getfixturevalue("azurite"), request.getfixturevalue("container")
+    return azurite.url(container, "p"), azurite.env(), azurite_access(azurite)
+
+
+@pytest.fixture(params=["file", "s3", "azure"])
+def lock_store(request, tmp_path):
     if request.param == "file":
         return open_store(f"file://{tmp_path}")
-    return open_store(f"s3://{bucket}/locks-test", S3Settings(minio.endpoint, "us-east-1", minio.access_key,
-                                                               minio.secret_key, addressing_style="path"))
+    url, _, access = remote_destination(request.param, request)
+    return open_store(url, access)
 
 
 def test_heartbeat_refreshes_the_lock(lock_store):
@@ -166,22 +182,20 @@ def test_a_run_that_lost_its_lock_cannot_commit(lock_store):
     assert Lock(lock_store, "x").read().owner == "pod-c:9"
 
 
-def test_prune_applies_policy_and_removes_unreferenced_artifacts(seeded, minio):
+@pytest.mark.parametrize("kind", ["s3", "azure"])
+def test_prune_applies_policy_and_removes_unreferenced_artifacts(seeded, minio, kind, request):
     mongo, arts = seeded
-    import uuid
-    b = f"prune-{uuid.uuid4().hex[:6]}"
+    url, dest_env, access = remote_destination(kind, request)
     s3 = minio.client()
-    s3.create_bucket(Bucket=b)
-    e = s3_env(minio, mongo, f"s3://{b}/p")
-    e["MENDER_BACKUP_ARTIFACTS_BUCKET"] = arts
+    e = {**minio.env(), **{f"MENDER_BACKUP_DEST_{k}": v for k, v in dest_env.items()}, "MONGODB_URL": mongo.url,
+         "MENDER_BACKUP_DESTINATION": url, "MENDER_BACKUP_ARTIFACTS_BUCKET": arts}
     ids = []
     for i in range(3):
         ids.append(result_of(run("backup", "--json", env=e))["id"])
         if i == 0:   # an artifact that only the first backup references
             s3.delete_object(Bucket=arts, Key=sorted(o["Key"] for o in s3.list_objects_v2(Bucket=arts)["Contents"])[0])
     # an incomplete backup from yesterday (a killed run) and a stray upload
-    store = open_store(f"s3://{b}/p", S3Settings(minio.endpoint, "us-east-1", minio.access_key,
-                                                  minio.secret_key, addressing_style="path"))
+    store = open_store(url, access)
     stale_id = layout.new_id(datetime.now(timezone.utc) - timedelta(days=1))
     store.put_bytes(layout.backup_key(stale_id, "mongodb.archive.zst"), b"partial")
 

@@ -11,20 +11,20 @@ from mender_backup.stores.settings import DEFAULT_PART_SIZE, MIN_PART_SIZE
 
 def test_nothing_configured_is_the_aws_chain_and_no_limits():
     s = Settings.from_env({})
-    assert s.source_s3.endpoint_url is None and s.source_s3.access_key is None
-    assert s.destination_s3 == s.source_s3
+    assert s.source_store.s3.endpoint_url is None and s.source_store.s3.access_key is None
+    assert s.destination_store == s.source_store
     assert (s.tmp_limit, s.state_dir, dict(s.mender_release)) == (None, None, {})
-    assert s.source_s3.part_size == DEFAULT_PART_SIZE
+    assert s.source_store.s3.part_size == DEFAULT_PART_SIZE
 
 
 def test_the_destination_overrides_the_source_per_field():
     s = Settings.from_env({"AWS_ENDPOINT_URL": "http://minio:9000", "AWS_ACCESS_KEY_ID": "src",
                            "AWS_SECRET_ACCESS_KEY": "src-secret", "MENDER_BACKUP_DEST_AWS_ACCESS_KEY_ID": "dst",
                            "MENDER_BACKUP_DEST_AWS_SECRET_ACCESS_KEY": "dst-secret"})
-    assert (s.source_s3.access_key, s.destination_s3.access_key) == ("src", "dst")
-    assert s.destination_s3.endpoint_url == "http://minio:9000"       # not overridden: the source's
-    assert s.source_s3.addressing_style == "path"                    # an endpoint: MinIO-style paths
-    assert not s.source_s3.same_service(s.destination_s3)
+    assert (s.source_store.s3.access_key, s.destination_store.s3.access_key) == ("src", "dst")
+    assert s.destination_store.s3.endpoint_url == "http://minio:9000"       # not overridden: the source's
+    assert s.source_store.s3.addressing_style == "path"                    # an endpoint: MinIO-style paths
+    assert not s.source_store.s3.same_service(s.destination_store.s3)
 
 
 def test_secrets_stay_out_of_repr():
@@ -48,6 +48,6 @@ def test_the_release_and_the_tmp_limit():
 
 
 def test_part_size_has_a_floor_and_a_bad_one_is_a_usage_error():
-    assert Settings.from_env({"MENDER_BACKUP_S3_PART_SIZE": "1"}).source_s3.part_size == MIN_PART_SIZE
+    assert Settings.from_env({"MENDER_BACKUP_S3_PART_SIZE": "1"}).source_store.s3.part_size == MIN_PART_SIZE
     with pytest.raises(UsageError, match="MENDER_BACKUP_S3_PART_SIZE"):
         Settings.from_env({"MENDER_BACKUP_S3_PART_SIZE": "big"})

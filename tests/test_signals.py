@@ -112,11 +112,9 @@ def test_a_signal_as_the_service_creates_the_upload_leaves_none(minio, bucket):
     answer (the only place the id is) has not reached us when `Terminated` is raised. The
     real client and service; only the moment of the signal is forced."""
     from mender_backup.stores import open_store
-    from mender_backup.stores.settings import S3Settings
+    from tests.test_lock_and_prune import minio_access
 
-    store = open_store(f"s3://{bucket}/x", S3Settings(minio.endpoint, "us-east-1", minio.access_key,
-                                                      minio.secret_key, addressing_style="path",
-                                                      part_size=5 << 20))
+    store = open_store(f"s3://{bucket}/x", minio_access(minio, part_size=5 << 20))
     client = store.client
     create = client.create_multipart_upload
 

@@ -64,7 +64,7 @@ def backup(
     obs.succeeded(archive_bytes=m.archive.size, documents=m.document_count, artifacts=len(m.artifacts),
                   artifacts_copied=r.artifacts_copied, artifact_bytes_copied=r.artifact_bytes_copied)
     if not policy.empty:
-        repo = Repository.at(destination, opts.settings.destination_s3)
+        repo = Repository.at(destination, opts.settings.destination_store)
         run(rep, lambda: engine_prune.after_backup(repo, policy, rep, m.id), obs,
             f"backup {m.id} is complete; {PRUNE_STOPPED}")
     r.metrics_pushed = obs.finish(0)

@@ -16,8 +16,8 @@ def list_(destination: Destination = "", json_out: JsonOut = False) -> None:
 
     rep = reporter(json_out, False)
     keys = keyring(rep)
-    s3 = settings(rep).destination_s3
-    found = run(rep, lambda: listing(Repository.at(destination, s3), keys))
+    access = settings(rep).destination_store
+    found = run(rep, lambda: listing(Repository.at(destination, access), keys))
     for w in found.warnings():
         rep.warn(w)
     rep.result(found.rows, backups_table(found.rows))

@@ -31,6 +31,6 @@ def prune(
 
     rep = reporter(json_out, quiet)
     policy = run(rep, lambda: Policy(keep_last, keep_daily, keep_weekly, keep_monthly))
-    s3 = settings(rep).destination_s3
-    show(rep, run(rep, lambda: engine_prune.run(Repository.at(destination, s3), policy, rep, dry_run, break_lock),
+    access = settings(rep).destination_store
+    show(rep, run(rep, lambda: engine_prune.run(Repository.at(destination, access), policy, rep, dry_run, break_lock),
                   stopped=PRUNE_STOPPED))

@@ -55,7 +55,7 @@ def verify(
         r = run(rep, lambda: trial_restore.run(destination, backup_id, restore_into, rep, keys,
                                                 restore_artifacts_into or None, config), obs)
     else:
-        store = Repository.at(destination, config.destination_s3).store
+        store = Repository.at(destination, config.destination_store).store
         r = run(rep, lambda: engine_verify.run(store, backup_id, deep, rep, keys), obs)
     obs.succeeded(documents=r.documents, collections=r.collections)
     r.metrics_pushed = obs.finish(0)

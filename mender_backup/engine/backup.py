@@ -144,8 +144,8 @@ class BackupResult:
 
 def run(opts: BackupOptions, reporter: Reporter) -> BackupResult:
     comp = compression.check(opts.compression)
-    dest = open_store(opts.destination, opts.settings.destination_s3)
-    source_bucket = bucket_store(opts.artifacts_bucket, opts.settings.source_s3) if opts.artifacts_bucket else None
+    dest = open_store(opts.destination, opts.settings.destination_store)
+    source_bucket = bucket_store(opts.artifacts_bucket, opts.settings.source_store) if opts.artifacts_bucket else None
     client = mongo_client.connect(opts.mongodb_url)
     dest.check()
     if source_bucket:

@@ -19,7 +19,7 @@ def check_destination(url: str) -> None:
 
 def check_bucket(bucket: str, settings: Settings) -> None:
     """The artifact bucket is reachable with the S3 settings of AWS_*."""
-    bucket_store(bucket, settings.source_s3).check()
+    bucket_store(bucket, settings.source_store).check()
 
 
 def connect_mongodb(url: str):

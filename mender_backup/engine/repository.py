@@ -22,7 +22,7 @@ from datetime import datetime
 from ..errors import NotFoundError
 from ..format.layout import ARTIFACTS, BACKUPS, LOCK, MANIFEST, OPLOG, OPLOG_LOCK, VERIFIED, backup_key, backup_prefix
 from ..format.manifest import Manifest
-from ..stores import S3Settings, Store, open_store
+from ..stores import Store, StoreAccess, open_store
 from . import catalog, pitr
 from .lock import STALE_AFTER_SECONDS, Lock
 
@@ -35,9 +35,10 @@ class Repository:
         self.store = store
 
     @classmethod
-    def at(cls, url: str, s3: S3Settings | None = None) -> "Repository":
-        """The destination at `url`; `s3`: Settings.destination_s3 (none: the AWS chain)."""
-        return cls(open_store(url, s3))
+    def at(cls, url: str, access: StoreAccess | None = None) -> "Repository":
+        """The destination at `url`; `access`: Settings.destination_store (none: the AWS chain,
+        DefaultAzureCredential)."""
+        return cls(open_store(url, access))
 
     def __str__(self) -> str:
         return str(self.store)

@@ -5,8 +5,9 @@ the package reads os.environ, and nothing here runs at import.
 Two kinds of names:
 - those that are also a command-line option (`--destination`, `--keep-last`, ...): Typer reads
   them with the option, the flag wins and `--help` shows the name;
-- the rest, here: S3 (AWS_* for the Mender artifact bucket, MENDER_BACKUP_DEST_AWS_* over them
-  for the destination; stores/settings.py), the Mender release a backup records, the size of
+- the rest, here: S3 and Azure (AWS_* and AZURE_STORAGE_* for Mender's artifact store,
+  MENDER_BACKUP_DEST_AWS_* and MENDER_BACKUP_DEST_AZURE_STORAGE_* over them for the destination;
+  stores/settings.py), the Mender release a backup records, the size of
   /tmp, where the helm plugin saves its state; and the whole environment as read at the start,
   for what interprets its own names: the encryption keys (keys.py), the metrics and webhook
   (observe.py), the kubeconfig (kube/connection.py), helm's global flags (kube/helm.py).
@@ -21,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from ..stores.settings import DEST_PREFIX, S3Settings
+from ..stores.settings import DEST_PREFIX, StoreAccess
 
 # what a backup records about the Mender release it was taken from (the chart sets the first
 # three; `helm mender-backup upgrade` sets all of them on the backup that guards an upgrade)
@@ -38,8 +39,8 @@ class Settings:
     """`Settings()` is nothing configured (the standard AWS chain, no keys, no metrics): what a
     library caller or a unit test gets unless it builds its own."""
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)
-    source_s3: S3Settings = S3Settings()          # AWS_*: the Mender artifact bucket
-    destination_s3: S3Settings = S3Settings()     # MENDER_BACKUP_DEST_AWS_* over AWS_*
+    source_store: StoreAccess = StoreAccess()        # AWS_*, AZURE_STORAGE_*: Mender's artifact store
+    destination_store: StoreAccess = StoreAccess()   # MENDER_BACKUP_DEST_AWS_*, _DEST_AZURE_STORAGE_* over them
     mender_release: Mapping[str, str] = field(default_factory=dict)   # MENDER_RELEASE's keys
     tmp_limit: int | None = None                  # bytes /tmp may hold (the emptyDir's sizeLimit)
     state_dir: str | None = None                  # where the helm plugin saves a restore's state
@@ -48,11 +49,11 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str]) -> "Settings":
         """The one read of the environment; `environ` is copied, later changes are not seen."""
         env = MappingProxyType(dict(environ))
-        source = S3Settings.from_env(env)
+        source = StoreAccess.from_env(env)
         return cls(
             environ=env,
-            source_s3=source,
-            destination_s3=S3Settings.from_env(env, DEST_PREFIX, fallback=source),
+            source_store=source,
+            destination_store=StoreAccess.from_env(env, DEST_PREFIX, fallback=source),
             mender_release={k: env[v] for k, v in MENDER_RELEASE.items() if env.get(v)},
             tmp_limit=_quantity(env.get(TMP_LIMIT, "").strip()),
             state_dir=env.get(STATE_DIR) or None,

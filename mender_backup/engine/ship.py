@@ -86,7 +86,7 @@ class OplogResult:
 
 
 def run(opts: OplogOptions, reporter: Reporter) -> OplogResult:
-    dest = open_store(opts.destination, opts.settings.destination_s3)
+    dest = open_store(opts.destination, opts.settings.destination_store)
     client = mongo_client.connect(opts.mongodb_url)
     dest.check()
     reason = mongo_oplog.available(client)

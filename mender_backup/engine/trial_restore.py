@@ -68,11 +68,11 @@ class TrialRestoreResult:
 
 def run(destination: str, backup_id: str, scratch_url: str, reporter: Reporter, keyring: Keyring | None = None,
         scratch_bucket: str | None = None, settings: Settings = Settings()) -> TrialRestoreResult:
-    store = open_store(destination, settings.destination_s3)
+    store = open_store(destination, settings.destination_store)
     manifest = catalog.resolve(store, backup_id)
     integrity.require_key(manifest, keyring)
     client = mongo_client.connect(scratch_url)
-    bucket = bucket_store(scratch_bucket, settings.source_s3) if scratch_bucket else None
+    bucket = bucket_store(scratch_bucket, settings.source_store) if scratch_bucket else None
     if bucket:
         bucket.check()
     prefix = f"{PREFIX}{secrets.token_hex(3)}_"

@@ -1,8 +1,8 @@
-"""Where and as whom to reach an S3 service, read from the environment a command started with
+"""Where and as whom to reach an S3 service or Azure Blob Storage, read from the environment a command started with
 (engine/settings.py hands it in; nothing here reads os.environ).
 
-The standard AWS variables configure the source (the Mender artifact bucket);
-MENDER_BACKUP_DEST_AWS_* override them for a destination on another service.
+The standard AWS (and Azure) variables configure the source (the Mender artifact store);
+MENDER_BACKUP_DEST_AWS_* (MENDER_BACKUP_DEST_AZURE_*) override them for a destination on another service.
 Empty fields fall back to the standard AWS chain (config files, IRSA, instance
 roles), so a pod with a web identity needs no keys at all.
 """
@@ -84,3 +84,58 @@ def _part_size(raw: str | None) -> int:
         return max(MIN_PART_SIZE, int(raw))
     except ValueError:
         raise UsageError(f"MENDER_BACKUP_S3_PART_SIZE must be a number of bytes, not {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class AzureSettings:
+    """As whom to reach Azure Blob Storage; the account and container come from the URL
+    (`azure://account/container/prefix`). The standard Azure variables configure the source
+    (Mender's artifact container), MENDER_BACKUP_DEST_AZURE_* override them for a destination.
+    No connection string, key or SAS token: DefaultAzureCredential (managed identity, workload
+    identity, the Azure CLI's login), so a pod with a workload identity needs no secret."""
+    connection_string: str | None = field(default=None, repr=False)   # AZURE_STORAGE_CONNECTION_STRING
+    account_key: str | None = field(default=None, repr=False)         # AZURE_STORAGE_KEY
+    sas_token: str | None = field(default=None, repr=False)           # AZURE_STORAGE_SAS_TOKEN
+    # the Blob service URL, when not https://<account>.blob.core.windows.net (Azurite, a
+    # sovereign cloud, a private endpoint): AZURE_STORAGE_BLOB_ENDPOINT
+    blob_endpoint: str | None = None
+    block_size: int = DEFAULT_PART_SIZE     # 16 MiB x 50,000 blocks = 781 GiB per blob
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], prefix: str = "",
+                 fallback: "AzureSettings | None" = None) -> "AzureSettings":
+        def get(name: str) -> str | None:
+            return env.get(prefix + name) or None
+        base = fallback or cls()
+        settings = cls(
+            connection_string=get("AZURE_STORAGE_CONNECTION_STRING") or base.connection_string,
+            account_key=get("AZURE_STORAGE_KEY") or base.account_key,
+            sas_token=get("AZURE_STORAGE_SAS_TOKEN") or base.sas_token,
+            blob_endpoint=(get("AZURE_STORAGE_BLOB_ENDPOINT") or base.blob_endpoint or "").rstrip("/") or None,
+            block_size=_part_size(env.get("MENDER_BACKUP_S3_PART_SIZE")),
+        )
+        for secret in (settings.connection_string, settings.account_key, settings.sas_token):
+            register_secret(secret)
+        if settings.connection_string:
+            for part in settings.connection_string.split(";"):
+                name, _, value = part.partition("=")
+                if name.strip().lower() in ("accountkey", "sharedaccesssignature"):
+                    register_secret(value.strip())
+        return settings
+
+    @property
+    def shared_key(self) -> bool:
+        """Authorised by the account's key: it can copy blobs within the account server-side."""
+        return bool(self.account_key) or "accountkey=" in (self.connection_string or "").lower()
+
+
+@dataclass(frozen=True)
+class StoreAccess:
+    """How to reach each kind of store a URL may name: S3 or Azure Blob."""
+    s3: S3Settings = S3Settings()
+    azure: AzureSettings = AzureSettings()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], prefix: str = "", fallback: "StoreAccess | None" = None) -> "StoreAccess":
+        return cls(s3=S3Settings.from_env(env, prefix, fallback and fallback.s3),
+                   azure=AzureSettings.from_env(env, prefix, fallback and fallback.azure))

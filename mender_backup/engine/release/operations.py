@@ -105,7 +105,7 @@ def backups_of(s: Session, release: str, destination: str | None) -> Listing:
     """The backups of RELEASE, as `mender-backup list` shows them (the same rows)."""
     from ..keys import from_env
     info = s.release(release)
-    repo = Repository.at(destination or companion.companion_destination(s.helm, info), s.settings.destination_s3)
+    repo = Repository.at(destination or companion.companion_destination(s.helm, info), s.settings.destination_store)
     return listing(repo, from_env(s.settings.environ))
 
 

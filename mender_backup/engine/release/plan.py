@@ -210,7 +210,7 @@ def _backup(helm: Helm, info: ReleaseInfo, req: Request, connect: str, mv: mende
             ch: _Changes) -> tuple[str, Repository, Manifest]:
     """The backup to restore, its key present, and a Mender no newer than the release."""
     destination = req.destination or companion_destination(helm, info)
-    repo = Repository.at(destination, req.settings.destination_s3)
+    repo = Repository.at(destination, req.settings.destination_store)
     repo.check(write=False)
     manifest = repo.resolve(req.backup)
     if manifest.encryption:      # the key it needs, here, before anything stops (exit 6 without)

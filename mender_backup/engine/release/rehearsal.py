@@ -73,7 +73,7 @@ def run(plan: UpgradePlan, kube: Kube, url: str, reporter: Reporter, say: Say, j
         clock=time.monotonic, sleep=time.sleep) -> list[Outcome]:
     register_url_secrets(url)
     ns, rid = plan.info.namespace, plan.upgrade_id
-    repo = Repository.at(plan.destination, plan.request.settings.destination_s3)
+    repo = Repository.at(plan.destination, plan.request.settings.destination_store)
     latest = repo.resolve("latest")
     say(f"rehearsal: restoring backup {latest.id} into {redact_url(url)}")
     engine_restore.run(engine_restore.RestoreOptions(mongodb_url=url, backup_id=latest.id, source=plan.destination,

@@ -58,7 +58,7 @@ def build(helm: Helm, kube: Kube, req: RollbackRequest) -> Plan:
                             f"operation may be running (helm history {info.name} -n {info.namespace})")
     ns = info.namespace
     destination = req.destination or companion_destination(helm, info)
-    repo = Repository.at(destination, req.settings.destination_s3)
+    repo = Repository.at(destination, req.settings.destination_store)
     repo.check(write=False)
     manifest = find_guard(repo, info.name, req.upgrade)
     revision = int(manifest.mender["revision"])

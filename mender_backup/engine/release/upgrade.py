@@ -52,7 +52,7 @@ def take_guard_backup(plan: UpgradePlan, helm: Helm, kube: Kube, reporter: Repor
                          f"upgrade-{plan.upgrade_id.lower()}", env)
     say(f"backing up: Job {ns}/{job_name} (follow it with kubectl -n {ns} logs -f job/{job_name})")
     jobs.wait_job(kube, ns, job_name, timeout, **wait)
-    repo = Repository.at(plan.destination, plan.request.settings.destination_s3)
+    repo = Repository.at(plan.destination, plan.request.settings.destination_store)
     found = [e for e in repo.backups().complete if (e.manifest.mender or {}).get("upgrade") == plan.upgrade_id]
     if not found:
         raise NotFoundError(f"Job {job_name} succeeded but no complete backup at {scrub(plan.destination)} is "

@@ -166,7 +166,7 @@ def build(helm: Helm, kube: Kube, req: UpgradeRequest) -> UpgradePlan:
     plan.migrations, note = _schema_versions(kube, ns, mv, req.connect_url)
     if note:
         plan.notes.append(note)
-    Repository.at(destination, req.settings.destination_s3).check(write=False)
+    Repository.at(destination, req.settings.destination_store).check(write=False)
     return plan
 
 

@@ -63,7 +63,7 @@ def run(opts: RestoreOptions, reporter: Reporter) -> dict:
     if opts.verify not in VERIFY_LEVELS:
         raise UsageError(f"--verify {opts.verify}: choose one of {', '.join(VERIFY_LEVELS)}")
     client = mongo_client.connect(opts.mongodb_url)
-    target_bucket = bucket_store(opts.artifacts_bucket, opts.settings.source_s3) if opts.artifacts_bucket else None
+    target_bucket = bucket_store(opts.artifacts_bucket, opts.settings.source_store) if opts.artifacts_bucket else None
     if target_bucket:
         target_bucket.check()
     with contextlib.ExitStack() as stack:

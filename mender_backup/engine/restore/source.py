@@ -133,12 +133,12 @@ def resolve(opts, reporter: Reporter) -> Source:
     if opts.archive:
         if opts.backup_id or opts.to_time:
             raise UsageError("give either a backup id (or --to-time) or --archive, not both")
-        store, key = split_object_url(opts.archive, opts.settings.destination_s3)
+        store, key = split_object_url(opts.archive, opts.settings.destination_store)
         return Vendor(store, key, reporter, opts.keyring, opts.settings.tmp_limit)
     if not opts.backup_id and not opts.to_time:
         raise UsageError("no backup id given (an id from `mender-backup list`, `latest`, --to-time TIME or "
                          "--archive URL)")
-    store = open_store(opts.source or "", opts.settings.destination_s3)
+    store = open_store(opts.source or "", opts.settings.destination_store)
     manifest = catalog.resolve(store, opts.backup_id) if opts.backup_id else None
     if opts.to_time:
         return PointInTime(store, _point_in_time(store, opts.to_time, manifest), reporter, opts.keyring,
