@@ -177,7 +177,9 @@ def test_restore_refuses_chart_not_in_any_repo(hx, ns, minio, tmp_path):
     assert hx.status("mender", ns)["version"] == 1
 
 
-def test_restore_refuses_azure_storage_before_anything(hx, ns, minio, tmp_path):
+def test_restore_of_an_azure_release_naming_no_account_is_refused_before_anything(hx, ns, minio, tmp_path):
+    """A connection string without AccountName=: the container's URL cannot be made (its
+    round trips: tests/test_azure_release.py)."""
     values = mender_values(VERSION, mongodb_url="mongodb://mongo.example:27017/", minio=minio,
                            bucket="mender-artifacts", **{"global.storage": "azure",
                                                          "global.azure.CONTAINER_NAME": "artifacts",
@@ -187,7 +189,8 @@ def test_restore_refuses_azure_storage_before_anything(hx, ns, minio, tmp_path):
     proc = hx("-n", ns, "mender-backup", "restore", *NO_PODS, "mender", "--backup", "latest", "--bucket", "b", "--yes",
               check=False)
     assert proc.returncode == 2
-    assert "keeps artifacts in 'azure' (global.storage): only S3 is supported; nothing was changed" in plugin_error(proc)
+    assert "stores artifacts in Azure but its values name no storage account" in plugin_error(proc)
+    assert "nothing was changed" in plugin_error(proc)
     after = hx.cluster.get(f"/apis/apps/v1/namespaces/{ns}/deployments")["items"]
     assert [d["spec"]["replicas"] for d in after] == [d["spec"]["replicas"] for d in before]
     assert hx.status("mender", ns)["version"] == 1

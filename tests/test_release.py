@@ -309,9 +309,17 @@ def test_companion_values_reference_only_keys_the_secrets_hold():
         mender.SecretKeys({"MONGO"}, {"AWS_BUCKET"}), destination="s3://b")
     assert own["mongodb"]["existingSecret"] == "my-mongo" and own["mongodb"]["existingSecretKey"] == "MONGO"
     assert own["s3"]["existingSecret"] == "my-s3"
-    with pytest.raises(UsageError, match="azure"):
+    with pytest.raises(UsageError, match="name no storage account"):
         companion.companion_values(_info(), mender.MenderValues({"global": {"storage": "azure"}}, 8), STATIC,
                                    destination="s3://b")
+    on_azure = companion.companion_values(
+        _info(), mender.MenderValues({"global": {"storage": "azure", "azure": {
+            "AUTH_CONNECTION_STRING": "DefaultEndpointsProtocol=https;AccountName=fleet;AccountKey=a2V5"}}}, 8),
+        mender.SecretKeys({"MONGO_URL"}, {"STORAGE_BUCKET", "AZURE_AUTH_CONNECTION_STRING"}), destination="s3://b")
+    assert on_azure["azure"] == {"account": "fleet", "existingSecret": "artifacts-storage", "existingSecretKeys": {
+        "container": "STORAGE_BUCKET", "connectionString": "AZURE_AUTH_CONNECTION_STRING", "accountKey": "",
+        "blobEndpoint": ""}}
+    assert "s3" not in on_azure and "a2V5" not in json.dumps(on_azure)
     assert json.dumps(plain)  # plain data, ready for a values file
 
 

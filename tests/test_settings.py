@@ -51,3 +51,15 @@ def test_part_size_has_a_floor_and_a_bad_one_is_a_usage_error():
     assert Settings.from_env({"MENDER_BACKUP_S3_PART_SIZE": "1"}).source_store.s3.part_size == MIN_PART_SIZE
     with pytest.raises(UsageError, match="MENDER_BACKUP_S3_PART_SIZE"):
         Settings.from_env({"MENDER_BACKUP_S3_PART_SIZE": "big"})
+
+
+def test_a_destination_with_azure_credentials_of_its_own_inherits_none_of_the_sources():
+    s = Settings.from_env({"AZURE_STORAGE_CONNECTION_STRING": "AccountName=mender;AccountKey=c3JjLWtleQ==",
+                           "AZURE_STORAGE_BLOB_ENDPOINT": "http://azurite:10000/mender",
+                           "MENDER_BACKUP_DEST_AZURE_STORAGE_KEY": "ZGVzdC1rZXk="})
+    src, dst = s.source_store.azure, s.destination_store.azure
+    assert (src.connection_string, src.account_key) == ("AccountName=mender;AccountKey=c3JjLWtleQ==", None)
+    assert (dst.connection_string, dst.account_key) == (None, "ZGVzdC1rZXk=")
+    assert dst.blob_endpoint == "http://azurite:10000/mender"        # not a credential: inherited
+    same = Settings.from_env({"AZURE_STORAGE_KEY": "c3JjLWtleQ=="}).destination_store.azure
+    assert same.account_key == "c3JjLWtleQ==" and same.shared_key      # nothing of its own: the source's

@@ -105,6 +105,39 @@ RESTORE_MONGODB_URL: {{ . | b64enc | quote }}
 {{- end }}
 {{- end }}
 
+{{/*
+Mender's artifacts in Azure: the container from a value or the Mender Secret, the account from
+values (the URL names it; not a secret), and whichever credentials the Secret holds: each
+reference optional, as the Mender chart writes a connection string or an account key.
+Kubernetes expands $(MENDER_BACKUP_AZURE_CONTAINER) from the variable defined just before.
+*/}}
+{{- define "mender-backup.azureEnv" -}}
+{{- $a := .Values.azure }}
+{{- $keys := $a.existingSecretKeys }}
+{{- if $a.container }}
+- name: MENDER_BACKUP_AZURE_CONTAINER
+  value: {{ $a.container | quote }}
+{{- else if and $a.existingSecret $keys.container }}
+{{ include "mender-backup.secretEnv" (dict "name" "MENDER_BACKUP_AZURE_CONTAINER" "secret" $a.existingSecret "key" $keys.container) }}
+{{- else }}
+{{- fail "azure: set azure.container, or azure.existingSecret with existingSecretKeys.container" }}
+{{- end }}
+- name: MENDER_BACKUP_ARTIFACTS_BUCKET
+  value: {{ printf "azure://%s/$(MENDER_BACKUP_AZURE_CONTAINER)" $a.account | quote }}
+{{- if $a.existingSecret }}
+{{- range $name, $key := dict "AZURE_STORAGE_CONNECTION_STRING" $keys.connectionString "AZURE_STORAGE_KEY" $keys.accountKey "AZURE_STORAGE_BLOB_ENDPOINT" $keys.blobEndpoint }}
+{{- if $key }}
+- name: {{ $name }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $a.existingSecret | quote }}
+      key: {{ $key | quote }}
+      optional: true
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{/* An env var from a Secret key. */}}
 {{- define "mender-backup.secretEnv" -}}
 - name: {{ .name }}
@@ -132,6 +165,9 @@ never in the pod spec, so `kubectl get cronjob -o yaml` shows no credential.
 - name: MENDER_BACKUP_COMPRESSION
   value: {{ $v.compression | quote }}
 {{- $keys := $v.s3.existingSecretKeys }}
+{{- if $v.azure.account }}
+{{- include "mender-backup.azureEnv" . }}
+{{- else }}
 {{- if not $v.s3.skipArtifacts }}
 {{- if $v.s3.bucket }}
 - name: MENDER_BACKUP_ARTIFACTS_BUCKET
@@ -163,6 +199,19 @@ never in the pod spec, so `kubectl get cronjob -o yaml` shows no credential.
 {{- else if $v.s3.accessKeyId }}
 {{ include "mender-backup.secretEnv" (dict "name" "AWS_ACCESS_KEY_ID" "secret" $own "key" "AWS_ACCESS_KEY_ID") }}
 {{ include "mender-backup.secretEnv" (dict "name" "AWS_SECRET_ACCESS_KEY" "secret" $own "key" "AWS_SECRET_ACCESS_KEY") }}
+{{- end }}
+{{- end }}
+{{- with $v.destination.azure }}
+{{- with .blobEndpoint }}
+- name: MENDER_BACKUP_DEST_AZURE_STORAGE_BLOB_ENDPOINT
+  value: {{ . | quote }}
+{{- end }}
+{{- $secret := .existingSecret }}
+{{- range $name, $key := dict "MENDER_BACKUP_DEST_AZURE_STORAGE_KEY" .existingSecretKeys.accountKey "MENDER_BACKUP_DEST_AZURE_STORAGE_CONNECTION_STRING" .existingSecretKeys.connectionString "MENDER_BACKUP_DEST_AZURE_STORAGE_SAS_TOKEN" .existingSecretKeys.sasToken }}
+{{- if and $secret $key }}
+{{ include "mender-backup.secretEnv" (dict "name" $name "secret" $secret "key" $key) }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- $d := $v.destination.s3 }}
 {{- with $d.endpoint }}

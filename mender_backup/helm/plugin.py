@@ -108,8 +108,8 @@ def restore(
         None, "--connect-url", envvar="MENDER_BACKUP_CONNECT_MONGODB_URL", show_envvar=True,
         help="How this machine reaches the target MongoDB (e.g. through kubectl port-forward), if not by "
              "the URL Mender uses."),
-    bucket: Optional[str] = typer.Option(None, "--bucket", help="A new bucket for the artifacts (global.s3.AWS_BUCKET). "
-                                                                  "Default: the release's bucket."),
+    bucket: Optional[str] = typer.Option(None, "--bucket", "--container", help="A new bucket (global.s3.AWS_BUCKET) "
+                                         "or Azure container (global.azure.CONTAINER_NAME). Default: the release's."),
     chart: Optional[str] = typer.Option(None, "--chart", help="Chart reference for the upgrade (default: the deployed "
                                                                 "chart and version, found in local helm repos)."),
     destination: Optional[str] = typer.Option(None, help="Where the backups are (default: the backup release's)."),

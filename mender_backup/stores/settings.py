@@ -107,10 +107,15 @@ class AzureSettings:
         def get(name: str) -> str | None:
             return env.get(prefix + name) or None
         base = fallback or cls()
+        own = [get(n) for n in ("AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_KEY", "AZURE_STORAGE_SAS_TOKEN")]
+        if any(own):
+            # credentials of its own: none of the source's (its connection string would win over
+            # a key for another account)
+            base = cls(blob_endpoint=base.blob_endpoint)
         settings = cls(
-            connection_string=get("AZURE_STORAGE_CONNECTION_STRING") or base.connection_string,
-            account_key=get("AZURE_STORAGE_KEY") or base.account_key,
-            sas_token=get("AZURE_STORAGE_SAS_TOKEN") or base.sas_token,
+            connection_string=own[0] or base.connection_string,
+            account_key=own[1] or base.account_key,
+            sas_token=own[2] or base.sas_token,
             blob_endpoint=(get("AZURE_STORAGE_BLOB_ENDPOINT") or base.blob_endpoint or "").rstrip("/") or None,
             block_size=_part_size(env.get("MENDER_BACKUP_S3_PART_SIZE")),
         )

@@ -10,7 +10,7 @@ from ruamel.yaml import YAML
 from ...errors import NotFoundError, UsageError
 from ..preflight import check_destination
 from .cron import check_schedule
-from .chart import MenderValues, SecretKeys
+from .chart import AZURE_KEYS, MenderValues, SecretKeys
 from ...kube.helm import Helm, ReleaseInfo
 
 COMPANION_SUFFIX = "-backup"
@@ -41,22 +41,25 @@ def companion_values(info: ReleaseInfo, mender: MenderValues, keys: SecretKeys, 
     rotation reaches both), and only keys those Secrets hold (`keys`, read from the
     cluster): with IRSA there are no static S3 keys, and the CronJob runs as the
     service account whose role reaches the bucket."""
-    if mender.storage != "aws":
-        raise UsageError(f"the release stores artifacts in {mender.storage!r}: only S3 (global.storage=aws) is "
-                         f"supported")
+    if mender.storage not in ("aws", "azure"):
+        raise UsageError(f"the release stores artifacts in {mender.storage!r} (global.storage): only aws and azure "
+                         f"are supported")
     check_destination(destination)
     access, secret = keys.static_keys()
-    bucket = keys.bucket_key()
     values: dict = {
         "destination": {"url": destination},
         "mongodb": {"existingSecret": mender.mongodb_secret, "existingSecretKey": keys.mongodb_url_key(), "url": ""},
-        "s3": {"existingSecret": mender.s3_secret,
-               "existingSecretKeys": {"accessKeyId": access, "secretAccessKey": secret, "bucket": bucket,
-                                      "endpoint": "AWS_URI" if "AWS_URI" in keys.s3 else "",
-                                      "region": "AWS_REGION" if "AWS_REGION" in keys.s3 else ""},
-               "skipArtifacts": not bucket},
         "menderRelease": {"chart": info.chart, "chartVersion": info.version, "appVersion": info.app_version},
     }
+    if mender.storage == "azure":
+        values["azure"] = _azure_values(mender, keys)
+    else:
+        bucket = keys.bucket_key()
+        values["s3"] = {"existingSecret": mender.s3_secret,
+                        "existingSecretKeys": {"accessKeyId": access, "secretAccessKey": secret, "bucket": bucket,
+                                               "endpoint": "AWS_URI" if "AWS_URI" in keys.s3 else "",
+                                               "region": "AWS_REGION" if "AWS_REGION" in keys.s3 else ""},
+                        "skipArtifacts": not bucket}
     if mender.service_account and not access:
         values["serviceAccount"] = {"create": False, "name": mender.service_account}
     if schedule:
@@ -67,6 +70,21 @@ def companion_values(info: ReleaseInfo, mender: MenderValues, keys: SecretKeys, 
         repo, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "")
         values["image"] = {"repository": repo, "tag": tag} if tag else {"repository": image}
     return values
+
+
+def _azure_values(mender: MenderValues, keys: SecretKeys) -> dict:
+    """Our chart's azure block for a release on Azure Blob Storage: the account from the release's
+    values (the URL names it), the container and the credentials from the Secret its pods read,
+    only the keys that Secret holds."""
+    account = mender.azure_account
+    if not account:
+        raise UsageError("the release stores artifacts in Azure but its values name no storage account "
+                         "(global.azure.AUTH_SHARED_KEY_ACCOUNT_NAME or AccountName= in AUTH_CONNECTION_STRING)")
+    if "STORAGE_BUCKET" not in keys.s3:
+        raise UsageError(f"the Secret {mender.s3_secret} holds no STORAGE_BUCKET: the container is unknown")
+    return {"account": account, "existingSecret": mender.s3_secret,
+            "existingSecretKeys": {"container": "STORAGE_BUCKET",
+                                   **{name: key if key in keys.s3 else "" for name, key in AZURE_KEYS.items()}}}
 
 
 def cronjob_from_manifest(manifest: str) -> dict:

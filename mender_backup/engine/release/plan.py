@@ -25,6 +25,8 @@ from . import chart as mender
 from .companion import companion_destination, companion_name, cronjob_from_manifest
 from ...kube.helm import Helm, ReleaseInfo, resolve_chart
 from .live_secrets import live_keys, live_signing_key, register_signing_key
+from .changes import Changes, SecretChange
+from .repoint_artifacts import repoint_artifacts
 from .values import load_values, rewrite_values
 
 MANAGED_KINDS = ("Deployment", "StatefulSet", "CronJob")
@@ -38,18 +40,11 @@ class Request:
     destination: str | None = None
     mongodb_url: str | None = None       # a new MongoDB for Mender (global.mongodb.URL)
     connect_url: str | None = None       # how this machine reaches the target MongoDB
-    bucket: str | None = None            # a new bucket for Mender (global.s3.AWS_BUCKET)
+    bucket: str | None = None            # a new bucket (global.s3.AWS_BUCKET) or container (global.azure.CONTAINER_NAME)
     chart: str | None = None
     drop: bool = False
     force: bool = False
     settings: Settings = Settings()      # the environment: S3, keys, the state folder
-
-
-@dataclass
-class SecretChange:
-    name: str
-    values: dict[str, str]               # key -> new value (secret: never printed)
-    why: str
 
 
 @dataclass
@@ -108,14 +103,6 @@ def release_workloads(helm: Helm, kube: Kube, info: ReleaseInfo, companion: bool
     return found
 
 
-@dataclass
-class _Changes:
-    """What the plan changes, gathered by the steps of `build`."""
-    values: dict[tuple[str, ...], object] = field(default_factory=dict)    # path in the values -> new value
-    secrets: list[SecretChange] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-
 def build(helm: Helm, kube: Kube, req: Request) -> Plan:
     """Read and check everything a restore of `req` needs; -> the plan, or a one-line refusal."""
     info = ReleaseInfo.from_metadata(helm.get_metadata(req.release))
@@ -125,14 +112,14 @@ def build(helm: Helm, kube: Kube, req: Request) -> Plan:
     ns = info.namespace
     user_text = helm.get_values(info.name, namespace=ns)
     mv = mender.MenderValues(helm.get_all_values(info.name, namespace=ns), mender.major(info))
-    if mv.storage != "aws":
-        raise UsageError(f"release {info.name} keeps artifacts in {mv.storage!r} (global.storage): only S3 is "
-                         f"supported; nothing was changed")
+    if mv.storage not in ("aws", "azure"):
+        raise UsageError(f"release {info.name} keeps artifacts in {mv.storage!r} (global.storage): only aws and "
+                         f"azure are supported; nothing was changed")
     register_url_secrets(req.mongodb_url)
     register_url_secrets(req.connect_url)
-    ch = _Changes()
+    ch = Changes()
     current_url, connect = _repoint_mongodb(kube, ns, mv, req, ch)
-    target_bucket = _repoint_bucket(kube, ns, mv, req, ch)
+    target_bucket = repoint_artifacts(kube, ns, mv, req, ch)
     destination, repo, manifest = _backup(helm, info, req, connect, mv, ch)
     kept = _carry_signing_keys(kube, ns, mv, repo, manifest, ch, req.settings)
     new_text = rewrite_values(user_text, ch.values) if ch.values else user_text
@@ -146,7 +133,7 @@ def build(helm: Helm, kube: Kube, req: Request) -> Plan:
         kept_keys=kept, notes=ch.notes)
 
 
-def _repoint_mongodb(kube: Kube, ns: str, mv: mender.MenderValues, req: Request, ch: _Changes) -> tuple[str, str]:
+def _repoint_mongodb(kube: Kube, ns: str, mv: mender.MenderValues, req: Request, ch: Changes) -> tuple[str, str]:
     """Where Mender reads MongoDB now, and where it will; -> (the current URL, the URL this
     machine restores to)."""
     current = live_keys(kube, ns, mv.mongodb_secret, mender.MONGODB_KEYS)
@@ -180,34 +167,8 @@ def _repoint_mongodb(kube: Kube, ns: str, mv: mender.MenderValues, req: Request,
     return current_url, connect
 
 
-def _repoint_bucket(kube: Kube, ns: str, mv: mender.MenderValues, req: Request, ch: _Changes) -> str | None:
-    """The bucket Mender reads artifacts from after the restore (checked reachable)."""
-    s3 = live_keys(kube, ns, mv.s3_secret, mender.BUCKET_KEYS)
-    old_bucket = mender.bucket_in(s3, mv)
-    if req.bucket and req.bucket != old_bucket:
-        if mv.user_s3_secret:
-            if not s3:
-                raise UsageError(f"global.s3.existingSecret {mv.s3_secret} holds neither AWS_BUCKET nor "
-                                 f"STORAGE_BUCKET: nothing was changed")
-            ch.secrets.append(SecretChange(mv.s3_secret, {k: req.bucket for k in s3},
-                                           "global.s3.existingSecret: Mender reads the bucket from it"))
-        else:
-            ch.values[mender.BUCKET] = req.bucket
-        rule = mv.proxy_rule
-        if rule:
-            moved = mender.proxy_rule_for(rule, old_bucket, req.bucket)
-            if moved:
-                ch.values[mender.PROXY_RULE] = moved
-            else:
-                ch.notes.append(f"the storage proxy route {rule!r} does not name the bucket: left as it is")
-    target_bucket = (req.bucket or old_bucket or None)
-    if target_bucket:
-        preflight.check_bucket(target_bucket, req.settings)      # before anything stops
-    return target_bucket
-
-
 def _backup(helm: Helm, info: ReleaseInfo, req: Request, connect: str, mv: mender.MenderValues,
-            ch: _Changes) -> tuple[str, Repository, Manifest]:
+            ch: Changes) -> tuple[str, Repository, Manifest]:
     """The backup to restore, its key present, and a Mender no newer than the release."""
     destination = req.destination or companion_destination(helm, info)
     repo = Repository.at(destination, req.settings.destination_store)
@@ -230,7 +191,7 @@ def _backup(helm: Helm, info: ReleaseInfo, req: Request, connect: str, mv: mende
 
 
 def _carry_signing_keys(kube: Kube, ns: str, mv: mender.MenderValues, repo: Repository, manifest: Manifest,
-                        ch: _Changes, settings: Settings) -> dict[str, str]:
+                        ch: Changes, settings: Settings) -> dict[str, str]:
     """The signing keys the upgrade keeps: the backup's, when it holds them (tokens signed
     before the backup verify after it, also on a new cluster); else the live ones, so the
     upgrade generates none; -> service -> where its key comes from."""
