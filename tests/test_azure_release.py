@@ -33,8 +33,9 @@ def azure_values(azurite, container: str, mongodb_url: str, minio, connection_st
     values["global"]["storage"] = "azure"
     values["global"]["azure"] = (
         {"AUTH_CONNECTION_STRING": azurite.connection_string(), "CONTAINER_NAME": container} if connection_string
+        # Mender takes the URI as the container's URL (deployments' storage/azblob/options.go)
         else {"AUTH_SHARED_KEY_ACCOUNT_NAME": azurite.account, "AUTH_SHARED_KEY_ACCOUNT_KEY": azurite.key,
-              "AUTH_SHARED_KEY_URI": azurite.endpoint, "CONTAINER_NAME": container})
+              "AUTH_SHARED_KEY_URI": f"{azurite.endpoint}/{container}", "CONTAINER_NAME": container})
     return values
 
 
@@ -72,8 +73,10 @@ def test_install_gives_the_cronjob_the_azure_keys_the_mender_chart_created(
     assert refs["MENDER_BACKUP_AZURE_CONTAINER"] == {"name": "artifacts-storage", "key": "STORAGE_BUCKET"}
     credentials = {k: v["key"] for k, v in refs.items() if k.startswith("AZURE_STORAGE_")}
     assert credentials == ({"AZURE_STORAGE_CONNECTION_STRING": "AZURE_AUTH_CONNECTION_STRING"} if connection_string
-                           else {"AZURE_STORAGE_KEY": "AZURE_AUTH_SHARED_KEY_ACCOUNT_KEY",
-                                 "AZURE_STORAGE_BLOB_ENDPOINT": "AZURE_AUTH_SHARED_KEY_URI"})
+                           else {"AZURE_STORAGE_KEY": "AZURE_AUTH_SHARED_KEY_ACCOUNT_KEY"})
+    plain = {e["name"]: e["value"] for e in c["env"] if "value" in e}
+    # the Blob service of the container's URL Mender was given (none with a connection string: it has its own)
+    assert plain.get("AZURE_STORAGE_BLOB_ENDPOINT") == (None if connection_string else azurite.endpoint)
     assert not [e["name"] for e in c["env"] if e["name"].startswith("AWS_")]
     assert azurite.key not in json.dumps(cj)
 
@@ -108,6 +111,7 @@ def test_restore_moves_the_release_to_a_new_container(helm_e2e, azurite, contain
     assert secret(hx, ns, "artifacts-storage")["STORAGE_BUCKET"].decode() == new_container
     values = hx.values("mender", ns, 2)
     assert values["global"]["azure"]["CONTAINER_NAME"] == new_container
+    assert values["global"]["azure"]["AUTH_SHARED_KEY_URI"] == f"{azurite.endpoint}/{new_container}"
     assert values["global"]["azure"]["AUTH_SHARED_KEY_ACCOUNT_KEY"] == azurite.key     # untouched
     assert values["global"]["mongodb"]["URL"] == target.url
     assert azurite.key not in proc.stdout + proc.stderr

@@ -189,7 +189,7 @@ def test_restore_of_an_azure_release_naming_no_account_is_refused_before_anythin
     proc = hx("-n", ns, "mender-backup", "restore", *NO_PODS, "mender", "--backup", "latest", "--bucket", "b", "--yes",
               check=False)
     assert proc.returncode == 2
-    assert "stores artifacts in Azure but its values name no storage account" in plugin_error(proc)
+    assert "stores artifacts in Azure but names no storage account" in plugin_error(proc)
     assert "nothing was changed" in plugin_error(proc)
     after = hx.cluster.get(f"/apis/apps/v1/namespaces/{ns}/deployments")["items"]
     assert [d["spec"]["replicas"] for d in after] == [d["spec"]["replicas"] for d in before]

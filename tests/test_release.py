@@ -12,6 +12,7 @@ import subprocess
 
 import pytest
 
+from mender_backup.engine.release.azure_location import AzureLocation, account_in
 from mender_backup.engine.release import chart as mender, companion, values, values_diff
 from mender_backup.kube import helm as runner
 from mender_backup.errors import ConflictError, NotFoundError, UnreachableError, UsageError
@@ -309,18 +310,29 @@ def test_companion_values_reference_only_keys_the_secrets_hold():
         mender.SecretKeys({"MONGO"}, {"AWS_BUCKET"}), destination="s3://b")
     assert own["mongodb"]["existingSecret"] == "my-mongo" and own["mongodb"]["existingSecretKey"] == "MONGO"
     assert own["s3"]["existingSecret"] == "my-s3"
-    with pytest.raises(UsageError, match="name no storage account"):
+    with pytest.raises(UsageError, match="storage account is needed"):
         companion.companion_values(_info(), mender.MenderValues({"global": {"storage": "azure"}}, 8), STATIC,
                                    destination="s3://b")
     on_azure = companion.companion_values(
-        _info(), mender.MenderValues({"global": {"storage": "azure", "azure": {
-            "AUTH_CONNECTION_STRING": "DefaultEndpointsProtocol=https;AccountName=fleet;AccountKey=a2V5"}}}, 8),
-        mender.SecretKeys({"MONGO_URL"}, {"STORAGE_BUCKET", "AZURE_AUTH_CONNECTION_STRING"}), destination="s3://b")
-    assert on_azure["azure"] == {"account": "fleet", "existingSecret": "artifacts-storage", "existingSecretKeys": {
-        "container": "STORAGE_BUCKET", "connectionString": "AZURE_AUTH_CONNECTION_STRING", "accountKey": "",
-        "blobEndpoint": ""}}
-    assert "s3" not in on_azure and "a2V5" not in json.dumps(on_azure)
+        _info(), mender.MenderValues({"global": {"storage": "azure"}}, 8),
+        mender.SecretKeys({"MONGO_URL"}, {"STORAGE_BUCKET", "AZURE_AUTH_CONNECTION_STRING"}), destination="s3://b",
+        azure=AzureLocation("fleet", "arts", named="arts"))
+    assert on_azure["azure"] == {"account": "fleet", "blobEndpoint": "", "container": "",
+                                 "existingSecret": "artifacts-storage", "existingSecretKeys": {
+                                     "container": "STORAGE_BUCKET", "connectionString": "AZURE_AUTH_CONNECTION_STRING",
+                                     "accountKey": ""}}
+    assert "s3" not in on_azure
     assert json.dumps(plain)  # plain data, ready for a values file
+
+
+def test_an_azure_release_whose_uri_names_another_container_than_container_name_is_refused():
+    """Mender uses the URI's container; the CronJob reads CONTAINER_NAME (STORAGE_BUCKET) live."""
+    with pytest.raises(UsageError, match="names container 'real' .* CONTAINER_NAME is 'mender-artifact-storage'"):
+        AzureLocation("fleet", "real", "https://fleet.blob.core.windows.net", named="mender-artifact-storage"
+                      ).check_followable()
+    AzureLocation("fleet", "real", "https://fleet.blob.core.windows.net", named="real").check_followable()
+    assert account_in("DefaultEndpointsProtocol=https; AccountName = fleet ;AccountKey=a2V5") == "fleet"
+    assert account_in("BlobEndpoint=https://x") == ""
 
 
 def test_storage_proxy_rule_follows_a_renamed_bucket():

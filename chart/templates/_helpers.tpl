@@ -124,8 +124,12 @@ Kubernetes expands $(MENDER_BACKUP_AZURE_CONTAINER) from the variable defined ju
 {{- end }}
 - name: MENDER_BACKUP_ARTIFACTS_BUCKET
   value: {{ printf "azure://%s/$(MENDER_BACKUP_AZURE_CONTAINER)" $a.account | quote }}
+{{- with $a.blobEndpoint }}
+- name: AZURE_STORAGE_BLOB_ENDPOINT
+  value: {{ . | quote }}
+{{- end }}
 {{- if $a.existingSecret }}
-{{- range $name, $key := dict "AZURE_STORAGE_CONNECTION_STRING" $keys.connectionString "AZURE_STORAGE_KEY" $keys.accountKey "AZURE_STORAGE_BLOB_ENDPOINT" $keys.blobEndpoint }}
+{{- range $name, $key := dict "AZURE_STORAGE_CONNECTION_STRING" $keys.connectionString "AZURE_STORAGE_KEY" $keys.accountKey }}
 {{- if $key }}
 - name: {{ $name }}
   valueFrom:

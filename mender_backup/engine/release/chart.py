@@ -34,9 +34,9 @@ BUCKET_KEYS = ("AWS_BUCKET", "STORAGE_BUCKET")
 STATIC_KEY_KEYS = ("AWS_AUTH_KEY", "AWS_AUTH_SECRET")
 # global.storage: azure: the keys the chart writes into the same Secret (our chart's
 # azure.existingSecretKeys names them), and the values they come from
-AZURE_KEYS = {"connectionString": "AZURE_AUTH_CONNECTION_STRING", "accountKey": "AZURE_AUTH_SHARED_KEY_ACCOUNT_KEY",
-              "blobEndpoint": "AZURE_AUTH_SHARED_KEY_URI"}
+AZURE_KEYS = {"connectionString": "AZURE_AUTH_CONNECTION_STRING", "accountKey": "AZURE_AUTH_SHARED_KEY_ACCOUNT_KEY"}
 CONTAINER = ("global", "azure", "CONTAINER_NAME")
+CONTAINER_URI = ("global", "azure", "AUTH_SHARED_KEY_URI")
 # values key of the service -> the Secret holding its signing key
 SIGNING_KEYS = {"useradm": "rsa-useradm", "device_auth": "rsa-device-auth", "tenantadm": "rsa-tenantadm"}
 PER_SERVICE_MONGODB = ("deployments", "inventory")
@@ -74,19 +74,6 @@ class MenderValues:
     @property
     def storage(self) -> str:
         return str(self.get(("global", "storage"), "aws"))
-
-    @property
-    def azure_account(self) -> str:
-        """global.storage azure: the storage account, as its shared key names it or its
-        connection string does (AccountName=...); "" when the values hold neither."""
-        name = self.get(("global", "azure", "AUTH_SHARED_KEY_ACCOUNT_NAME"))
-        if name:
-            return str(name)
-        for part in str(self.get(("global", "azure", "AUTH_CONNECTION_STRING")) or "").split(";"):
-            key, _, value = part.partition("=")
-            if key.strip().lower() == "accountname":
-                return value.strip()
-        return ""
 
     @property
     def embedded_mongodb(self) -> bool:

@@ -10,6 +10,7 @@ from ruamel.yaml import YAML
 from ...errors import NotFoundError, UsageError
 from ..preflight import check_destination
 from .cron import check_schedule
+from .azure_location import AzureLocation
 from .chart import AZURE_KEYS, MenderValues, SecretKeys
 from ...kube.helm import Helm, ReleaseInfo
 
@@ -35,12 +36,13 @@ def companion_destination(helm: Helm, info: ReleaseInfo) -> str:
 
 def companion_values(info: ReleaseInfo, mender: MenderValues, keys: SecretKeys, *, destination: str,
                      schedule: str | None = None, compression: str | None = None,
-                     image: str | None = None) -> dict:
+                     image: str | None = None, azure: AzureLocation | None = None) -> dict:
     """Values for our chart that back up the Mender release `info`. No credential is
     copied: the CronJob reads the very Secrets Mender's own pods read (so a credential
     rotation reaches both), and only keys those Secrets hold (`keys`, read from the
     cluster): with IRSA there are no static S3 keys, and the CronJob runs as the
-    service account whose role reaches the bucket."""
+    service account whose role reaches the bucket. `azure`: where a release on Azure keeps
+    its artifacts (azure_location.py)."""
     if mender.storage not in ("aws", "azure"):
         raise UsageError(f"the release stores artifacts in {mender.storage!r} (global.storage): only aws and azure "
                          f"are supported")
@@ -52,7 +54,9 @@ def companion_values(info: ReleaseInfo, mender: MenderValues, keys: SecretKeys, 
         "menderRelease": {"chart": info.chart, "chartVersion": info.version, "appVersion": info.app_version},
     }
     if mender.storage == "azure":
-        values["azure"] = _azure_values(mender, keys)
+        if azure is None:
+            raise UsageError("the release stores artifacts in Azure: its storage account is needed")
+        values["azure"] = _azure_values(azure, mender, keys)
     else:
         bucket = keys.bucket_key()
         values["s3"] = {"existingSecret": mender.s3_secret,
@@ -72,18 +76,15 @@ def companion_values(info: ReleaseInfo, mender: MenderValues, keys: SecretKeys, 
     return values
 
 
-def _azure_values(mender: MenderValues, keys: SecretKeys) -> dict:
-    """Our chart's azure block for a release on Azure Blob Storage: the account from the release's
-    values (the URL names it), the container and the credentials from the Secret its pods read,
-    only the keys that Secret holds."""
-    account = mender.azure_account
-    if not account:
-        raise UsageError("the release stores artifacts in Azure but its values name no storage account "
-                         "(global.azure.AUTH_SHARED_KEY_ACCOUNT_NAME or AccountName= in AUTH_CONNECTION_STRING)")
-    if "STORAGE_BUCKET" not in keys.s3:
-        raise UsageError(f"the Secret {mender.s3_secret} holds no STORAGE_BUCKET: the container is unknown")
-    return {"account": account, "existingSecret": mender.s3_secret,
-            "existingSecretKeys": {"container": "STORAGE_BUCKET",
+def _azure_values(azure: AzureLocation, mender: MenderValues, keys: SecretKeys) -> dict:
+    """Our chart's azure block for a release on Azure Blob Storage: the account, container and
+    endpoint as the release names them (not secrets), the credentials as references to the keys
+    its Secret holds."""
+    azure.check_followable()
+    live = "STORAGE_BUCKET" in keys.s3      # read live: a restore into a new container moves the backups too
+    return {"account": azure.account, "blobEndpoint": azure.endpoint, "container": "" if live else azure.container,
+            "existingSecret": mender.s3_secret,
+            "existingSecretKeys": {"container": "STORAGE_BUCKET" if live else "",
                                    **{name: key if key in keys.s3 else "" for name, key in AZURE_KEYS.items()}}}
 
 

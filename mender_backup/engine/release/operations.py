@@ -16,6 +16,7 @@ from ..listing import Listing, listing
 from ..repository import Repository
 from ..settings import Settings
 from . import chart, companion, plan as restore_plan, readiness, rehearsal, rollback, runbook, upgrade, upgrade_plan
+from .azure_location import azure_location
 from .values import dump_yaml, private_file
 
 __all__ = ["Session", "Installed", "JobStarted", "JobManifest", "open_session", "go_duration"]
@@ -64,7 +65,8 @@ def install(s: Session, release: str, chart_dir: Path, extra_values: list[Path],
     mv = chart.MenderValues(s.helm.get_all_values(release, namespace=ns), chart.major(info))
     keys = chart.SecretKeys(kube_secrets.keys(s.kube, ns, mv.mongodb_secret),
                             kube_secrets.keys(s.kube, ns, mv.s3_secret))
-    text = dump_yaml(companion.companion_values(info, mv, keys, **choices))
+    azure = azure_location(s.kube, ns, mv) if mv.storage == "azure" else None
+    text = dump_yaml(companion.companion_values(info, mv, keys, azure=azure, **choices))
     extra = [a for f in extra_values for a in ("-f", str(f))]
 
     def args(values_file: str) -> list[str]:

@@ -9,6 +9,7 @@ from ...errors import UsageError
 from ...kube.connection import Kube
 from . import chart as mender
 from .changes import Changes, SecretChange
+from .azure_location import URI_KEY, AzureLocation, azure_location
 from .live_secrets import live_keys
 
 
@@ -41,23 +42,17 @@ def repoint_artifacts(kube: Kube, ns: str, mv: mender.MenderValues, req, ch: Cha
     return target_bucket
 
 
-def _repoint_container(kube: Kube, ns: str, mv: mender.MenderValues, req, ch: Changes) -> str | None:
-    account = mv.azure_account
-    if not account:
-        raise UsageError("the release stores artifacts in Azure but its values name no storage account "
-                         "(global.azure.AUTH_SHARED_KEY_ACCOUNT_NAME or AccountName= in AUTH_CONNECTION_STRING); "
-                         "nothing was changed")
-    held = live_keys(kube, ns, mv.s3_secret, ("STORAGE_BUCKET",))
-    old = held.get("STORAGE_BUCKET") or mv.get(mender.CONTAINER) or ""
-    if req.bucket and req.bucket != old:
+def _repoint_container(kube: Kube, ns: str, mv: mender.MenderValues, req, ch: Changes) -> str:
+    now = azure_location(kube, ns, mv)
+    if req.bucket and req.bucket != now.container:
+        # where Mender was given the container's URL it ignores CONTAINER_NAME: both move
+        uri = {mender.CONTAINER_URI: now.container_url(req.bucket)} if now.endpoint else {}
         if mv.user_s3_secret:
-            ch.secrets.append(SecretChange(mv.s3_secret, {"STORAGE_BUCKET": req.bucket},
+            ch.secrets.append(SecretChange(mv.s3_secret, {"STORAGE_BUCKET": req.bucket} | {URI_KEY: v for v in uri.values()},
                                            "global.s3.existingSecret: Mender reads the container from it"))
         else:
             ch.values[mender.CONTAINER] = req.bucket
-    container = req.bucket or old
-    if not container:
-        return None
-    target = f"azure://{account}/{container}"
+            ch.values.update(uri)
+    target = AzureLocation(now.account, req.bucket or now.container, now.endpoint).url
     preflight.check_bucket(target, req.settings)      # before anything stops
     return target
