@@ -77,6 +77,37 @@ class Azurite(_Restartable):
         return True
 
 
+# start.sh's artifact store: S3 (MinIO). Its copy for Azure names the deployments service's own
+# Azure settings instead (deployments/config/config.go: azure.auth.shared_key.*; the URI is the
+# container's URL, as storage/azblob/options.go takes it).
+S3_SETTINGS = """DEPLOYMENTS_STORAGE_DEFAULT=aws DEPLOYMENTS_STORAGE_BUCKET=$S3_BUCKET \\
+DEPLOYMENTS_AWS_URI=$S3_URL DEPLOYMENTS_AWS_EXTERNAL_URI=$S3_URL DEPLOYMENTS_AWS_REGION=$S3_REGION \\
+DEPLOYMENTS_AWS_AUTH_KEY=$S3_ACCESS_KEY DEPLOYMENTS_AWS_AUTH_SECRET=$S3_SECRET_KEY \\
+DEPLOYMENTS_AWS_FORCE_PATH_STYLE=true \\
+"""
+AZURE_SETTINGS = """DEPLOYMENTS_STORAGE_DEFAULT=azure DEPLOYMENTS_STORAGE_BUCKET=$S3_BUCKET \\
+DEPLOYMENTS_AZURE_AUTH_SHARED_KEY_ACCOUNT_NAME=$AZURE_ACCOUNT \\
+DEPLOYMENTS_AZURE_AUTH_SHARED_KEY_ACCOUNT_KEY=$AZURE_KEY \\
+DEPLOYMENTS_AZURE_AUTH_SHARED_KEY_URI=$AZURE_CONTAINER_URL \\
+"""
+
+
+def mender_on_azure(start_script: Path, dest: Path, azurite: Azurite, container: str) -> tuple[Path, dict[str, str]]:
+    """A copy of the shared start.sh whose deployments service keeps artifacts in `container`
+    at Azurite, and the environment it needs (-> servers.start_mender's script, storage_env).
+    The shared script itself knows only S3; its S3 lines must be there as they were."""
+    text = start_script.read_text()
+    if S3_SETTINGS not in text:
+        raise RuntimeError(f"{start_script} no longer sets deployments' S3 as testenv/azure_blob.py expects: "
+                           "update S3_SETTINGS there")
+    dest.write_text(text.replace(S3_SETTINGS, AZURE_SETTINGS))
+    dest.chmod(0o755)
+    # start.sh requires the S3 variables: values that reach nothing
+    return dest, {"AZURE_ACCOUNT": azurite.account, "AZURE_KEY": azurite.key,
+                  "AZURE_CONTAINER_URL": f"{azurite.endpoint}/{container}",
+                  "S3_URL": "http://127.0.0.1:9", "S3_ACCESS_KEY": "unused", "S3_SECRET_KEY": "unused"}
+
+
 def start_azurite(workdir: Path, port: int | None = None) -> Azurite:
     port = port or free_port()
     key = base64.b64encode(os.urandom(32)).decode()

@@ -451,18 +451,23 @@ class Mender:
                        capture_output=True, timeout=60)
 
 
-def start_mender(build: MenderBuild, run_dir: Path, mongo_url: str, minio: MinIO, bucket: str,
-                 keys_dir: Path | None = None, automigrate: bool = True) -> Mender:
+def start_mender(build: MenderBuild, run_dir: Path, mongo_url: str, minio: MinIO | None, bucket: str,
+                 keys_dir: Path | None = None, automigrate: bool = True, script: Path | None = None,
+                 storage_env: dict[str, str] | None = None) -> Mender:
     """start.sh on 10 free consecutive ports: the eight services and a private NATS, against
     mongo_url and the bucket on MinIO (~5-10 s). keys_dir: the JWT signing keys to use
-    (a restore's must be the original's); default a new pair in run_dir/keys."""
+    (a restore's must be the original's); default a new pair in run_dir/keys. `script` and
+    `storage_env`: another start script and its storage settings (testenv/azure_blob.py's)."""
     keys = keys_dir or run_dir / "keys"
-    env = {**os.environ, "MENDER_PREFIX": str(build.prefix), "MONGO_URL": mongo_url, "S3_URL": minio.endpoint,
-           "S3_ACCESS_KEY": minio.access_key, "S3_SECRET_KEY": minio.secret_key, "S3_BUCKET": bucket,
-           "KEYS_DIR": str(keys), "AUTOMIGRATE": "1" if automigrate else "0", "START_TIMEOUT": "90"}
+    storage = ({"S3_URL": minio.endpoint, "S3_ACCESS_KEY": minio.access_key, "S3_SECRET_KEY": minio.secret_key}
+               if minio else {})
+    env = {**os.environ, "MENDER_PREFIX": str(build.prefix), "MONGO_URL": mongo_url, **storage, "S3_BUCKET": bucket,
+           **(storage_env or {}), "KEYS_DIR": str(keys), "AUTOMIGRATE": "1" if automigrate else "0",
+           "START_TIMEOUT": "90"}
     for _ in range(3):
         env["BASE_PORT"] = str(free_ports(10))
-        r = subprocess.run([str(build.start), str(run_dir)], capture_output=True, text=True, env=env, timeout=600)
+        r = subprocess.run([str(script or build.start), str(run_dir)], capture_output=True, text=True, env=env,
+                           timeout=600)
         mender = Mender(build, run_dir, run_dir / "mender.env", keys, r.stderr)
         if r.returncode == 0:
             return mender

@@ -11,8 +11,10 @@ import uuid
 import pytest
 
 from testenv import mender_data
+from tests import cli
 from tests.cli import assert_one_line_error, json_events, result_of, run
 from tests.test_backup_restore import bucket_contents, snapshot
+from tests.test_mender_judges import mender_build  # noqa: F401  (the fixture: the real Mender Server build)
 
 
 @pytest.fixture
@@ -108,3 +110,41 @@ def test_errors_are_one_line_with_their_exit_code(azurite, case, env, code, said
     r = run("list", env=e, check=False)
     assert_one_line_error(r, code, said)
     secrets_absent(azurite, r)
+
+
+@pytest.mark.timeout(900)
+def test_real_mender_on_azure_serves_the_restored_container(mender_build, azurite, new_mongodb, tmp_path):  # noqa: F811
+    """The real deployments service (v4.1.3) keeps artifacts in an Azurite container; seeded
+    through Mender's APIs, backed up, restored into a new DocumentDB and a new container, and
+    Mender B started on them with A's keys and no migrations passes smoke.sh verify: the
+    artifact downloads byte-identical through the SAS URL Mender signs for the new container."""
+    from testenv import servers
+    from testenv.azure_blob import mender_on_azure
+
+    container_a, container_b = (azurite.create_container(f"{n}-{uuid.uuid4().hex[:8]}") for n in ("mender", "restored"))
+    db_a, db_b, keys = new_mongodb(), new_mongodb(), tmp_path / "keys-a"
+    script, storage = mender_on_azure(mender_build.start, tmp_path / "start-azure-a.sh", azurite, container_a)
+    mender_a = servers.start_mender(mender_build, tmp_path / "mender-a", db_a.url, None, container_a, keys,
+                                    script=script, storage_env=storage)
+    try:
+        seed = mender_a.smoke("seed", tmp_path / "state")
+        assert seed.returncode == 0, seed.stdout + seed.stderr
+        assert azurite.blobs(container_a), "Mender put no artifact into the container"
+        dest = (tmp_path / "backups").as_uri()
+        cli.run("backup", "-d", dest, "--artifacts-bucket", azurite.url(container_a), "--quiet",
+                env={**azurite.env(), "MONGODB_URL": db_a.url})
+    finally:
+        mender_a.stop()
+    restore = cli.run("restore", "latest", "-d", dest, "--artifacts-bucket", azurite.url(container_b), "--json",
+                      env={**azurite.env(), "MONGODB_URL": db_b.url})
+    assert cli.result_of(restore)["verified"]
+    script, storage = mender_on_azure(mender_build.start, tmp_path / "start-azure-b.sh", azurite, container_b)
+    mender_b = servers.start_mender(mender_build, tmp_path / "mender-b", db_b.url, None, container_b, keys,
+                                    automigrate=False, script=script, storage_env=storage)
+    try:
+        verify = mender_b.smoke("verify", tmp_path / "state")
+    finally:
+        mender_b.stop()
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert "FAIL" not in verify.stdout and verify.stdout.count("ok ") >= 10, verify.stdout
+    assert f"/{container_b}/" in verify.stdout         # the download came from the restored container
