@@ -5,6 +5,7 @@ before they trust and follow docs/FORMAT.md's compatibility rule."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -166,3 +167,21 @@ def test_a_reader_refuses_a_manifest_that_breaks_the_schema_in_one_line(written)
             Manifest.from_json(json.dumps(m).encode(), "backup x")
         assert caught.value.exit_code == 5 and "\n" not in str(caught.value)
         assert str(caught.value).startswith(f"backup x: invalid manifest: {field}: "), str(caught.value)
+
+
+@pytest.mark.parametrize("metadata,said", [
+    ('{"options": {}, "indexes": [{"v": 2, "key": {"status": 1}, "naMe": "status_1"}]}', "without a name or a key"),
+    ('{"options": {}, "indexes": [{"v": 2, "key": {"a": 1}, "name": "a_1", "uniqUe": true}]}',
+     "index 'a_1' has the unknown field 'uniqUe'"),
+    ('{"options": {"cappEd": true}, "indexes": []}', "unknown collection option 'cappEd'"),
+    ('{"options": {}, "indexes": [{"v": 2, "key": {}, "name": "x"}]}', "without a name or a key"),
+])
+def test_damaged_collection_metadata_is_refused_before_any_write(metadata, said):
+    """A bit flipped in an archive whose sha256 was forged (test_fuzz found "naMe"): MongoDB
+    would refuse the spec, but only after earlier collections went in."""
+    from mender_backup.format.metadata import CollectionSpec
+    with pytest.raises(IntegrityError, match=f"malformed metadata for d.c in the archive: .*{re.escape(said)}"):
+        CollectionSpec.from_json("d", "c", metadata)
+    good = ('{"options": {"validator": {"a": {"$type": "int"}}}, "indexes": [{"v": 2, "key": {"a": 1}, '
+            '"name": "a_1", "unique": true, "partialFilterExpression": {"a": {"$gt": 0}}}]}')
+    assert CollectionSpec.from_json("d", "c", good).indexes[0]["name"] == "a_1"

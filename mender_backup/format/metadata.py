@@ -11,6 +11,21 @@ from bson.json_util import CANONICAL_JSON_OPTIONS
 
 from ..errors import IntegrityError
 
+# The fields MongoDB accepts in an index specification (index_key_validate.cpp; bucketSize from
+# geoHaystack, before 5.0) and in a collection's options (create): a server refuses any other,
+# and then only after earlier collections went in; a field outside these in an archive is damage,
+# refused before the first write.
+INDEX_FIELDS = frozenset({
+    "key", "name", "v", "ns", "unique", "sparse", "background", "expireAfterSeconds", "partialFilterExpression",
+    "storageEngine", "collation", "weights", "default_language", "language_override", "textIndexVersion",
+    "2dsphereIndexVersion", "bits", "min", "max", "bucketSize", "coarsestIndexedLevel", "finestIndexedLevel",
+    "wildcardProjection", "hidden", "dropDups", "clustered", "prepareUnique", "columnstoreProjection",
+    "columnstoreCompressor", "originalSpec"})
+COLLECTION_OPTIONS = frozenset({
+    "capped", "size", "max", "autoIndexId", "flags", "temp", "validator", "validationLevel", "validationAction",
+    "collation", "storageEngine", "indexOptionDefaults", "viewOn", "pipeline", "timeseries", "expireAfterSeconds",
+    "clusteredIndex", "changeStreamPreAndPostImages", "recordPreImages", "encryptedFields", "idIndex", "uuid"})
+
 
 @dataclass
 class CollectionSpec:
@@ -42,7 +57,20 @@ class CollectionSpec:
             meta = json_util.loads(metadata)
             if not isinstance(meta, dict):
                 raise ValueError("not a JSON object")
-            return cls(db, name, meta.get("type") or type_ or "collection", dict(meta.get("options") or {}),
+            spec = cls(db, name, meta.get("type") or type_ or "collection", dict(meta.get("options") or {}),
                        list(meta.get("indexes") or []), meta.get("uuid"))
+            _check_fields(spec)
+            return spec
         except Exception as exc:
             raise IntegrityError(f"malformed metadata for {db}.{name} in the archive: {exc}") from None
+
+
+def _check_fields(spec: CollectionSpec) -> None:
+    if unknown := sorted(set(spec.options) - COLLECTION_OPTIONS):
+        raise ValueError(f"unknown collection option {unknown[0]!r}")
+    for i in spec.indexes:
+        if not isinstance(i, dict) or not isinstance(i.get("name"), str) or not isinstance(i.get("key"), dict) \
+                or not i["key"]:
+            raise ValueError("an index without a name or a key")
+        if unknown := sorted(set(i) - INDEX_FIELDS):
+            raise ValueError(f"index {i['name']!r} has the unknown field {unknown[0]!r}")
