@@ -46,13 +46,14 @@ def _repoint_container(kube: Kube, ns: str, mv: mender.MenderValues, req, ch: Ch
     now = azure_location(kube, ns, mv)
     if req.bucket and req.bucket != now.container:
         # where Mender was given the container's URL it ignores CONTAINER_NAME: both move
-        uri = {mender.CONTAINER_URI: now.container_url(req.bucket)} if now.endpoint else {}
+        uri = now.container_url(req.bucket) if now.endpoint else ""
         if mv.user_s3_secret:
-            ch.secrets.append(SecretChange(mv.s3_secret, {"STORAGE_BUCKET": req.bucket} | {URI_KEY: v for v in uri.values()},
+            ch.secrets.append(SecretChange(mv.s3_secret, {"STORAGE_BUCKET": req.bucket, **({URI_KEY: uri} if uri else {})},
                                            "global.s3.existingSecret: Mender reads the container from it"))
         else:
             ch.values[mender.CONTAINER] = req.bucket
-            ch.values.update(uri)
+            if uri:
+                ch.values[mender.CONTAINER_URI] = uri
     target = AzureLocation(now.account, req.bucket or now.container, now.endpoint).url
     preflight.check_bucket(target, req.settings)      # before anything stops
     return target
