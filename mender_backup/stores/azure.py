@@ -14,12 +14,11 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
-import threading
 import time
 from typing import BinaryIO, Iterator
 
 from ..errors import ConflictError, MenderBackupError, NotFoundError, UnreachableError
-from .base import ObjectInfo, Store
+from .base import ObjectInfo, RemoteStore, Store
 from .settings import AzureSettings
 
 RETRIES = 6
@@ -108,23 +107,14 @@ class _BlobReader(io.RawIOBase):
         return len(data)
 
 
-class AzureStore(Store):
+class AzureStore(RemoteStore):
     def __init__(self, account: str, container: str, prefix: str, settings: AzureSettings, url: str):
+        super().__init__(prefix, url)
         self.account, self.container = account, container
-        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.settings = settings
-        self.url = url
-        self._client = None
-        self._client_lock = threading.Lock()
 
-    @property
-    def client(self):
-        """The container's client, shared by the copy threads (the SDK's clients are thread-safe)."""
-        if self._client is None:
-            with self._client_lock:
-                if self._client is None:
-                    self._client = self._service().get_container_client(self.container)
-        return self._client
+    def _make_client(self):
+        return self._service().get_container_client(self.container)
 
     def _service(self):
         from azure.storage.blob import BlobServiceClient
@@ -157,9 +147,6 @@ class AzureStore(Store):
     def bucket(self) -> str:
         """The name `bucket_store` takes back (a manifest's artifacts_bucket)."""
         return f"azure://{self.account}/{self.container}"
-
-    def full_key(self, key: str) -> str:
-        return self.prefix + key
 
     def _blob(self, key: str):
         return self.client.get_blob_client(self.full_key(key))

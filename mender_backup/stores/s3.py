@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import io
-import threading
 from typing import BinaryIO, Iterator
 
 from ..errors import ConflictError, MenderBackupError, NotFoundError, UnreachableError
-from .base import ObjectInfo, Store
+from .base import ObjectInfo, RemoteStore, Store
 from .settings import S3Settings
 
 # S3 copies at most 5 GiB in one CopyObject; larger objects need a multipart copy
@@ -123,27 +122,14 @@ class _S3Reader(io.RawIOBase):
         super().close()
 
 
-class S3Store(Store):
+class S3Store(RemoteStore):
     def __init__(self, bucket: str, prefix: str, settings: S3Settings, url: str):
+        super().__init__(prefix, url)
         self.bucket = bucket
-        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.settings = settings
-        self.url = url
-        self._client = None
-        self._client_lock = threading.Lock()
 
-    @property
-    def client(self):
-        # one client shared by the copy threads: boto3 clients are thread-safe, and each new
-        # one costs ~150 ms of CPU and ~12 MiB (it parses the S3 service model again)
-        if self._client is None:
-            with self._client_lock:
-                if self._client is None:
-                    self._client = self.settings.client()
-        return self._client
-
-    def full_key(self, key: str) -> str:
-        return self.prefix + key
+    def _make_client(self):
+        return self.settings.client()
 
     @contextlib.contextmanager
     def open_write(self, key: str):
