@@ -24,6 +24,7 @@ from .settings import AzureSettings
 RETRIES = 6
 DELETE_BATCH = 256          # the most sub-requests one Blob Batch takes
 COPY_POLL_SECONDS = 0.5
+COPY_TIMEOUT_SECONDS = 3600      # one artifact copied within the account; Azure's own limit is two weeks
 
 
 def azure_error(exc: Exception, what: str) -> MenderBackupError:
@@ -176,8 +177,11 @@ class AzureStore(RemoteStore):
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         try:
-            for b in self.client.list_blobs(name_starts_with=self.full_key(prefix)):
-                yield ObjectInfo(b.name[len(self.prefix):], b.size, (b.etag or "").strip('"'))
+            for b in self.client.list_blobs(name_starts_with=self.full_key(prefix), include=["copy"]):
+                # a server-side copy still running (or failed) already has its final size: it is
+                # not there yet, or an incremental backup would take it for copied
+                if b.copy is None or b.copy.status in (None, "success"):
+                    yield ObjectInfo(b.name[len(self.prefix):], b.size, (b.etag or "").strip('"'))
         except Exception as exc:
             self._fail(exc, f"listing {self}")
 
@@ -222,9 +226,14 @@ class AzureStore(RemoteStore):
         try:
             # the asynchronous Copy Blob: the synchronous one wants a SAS even within the account
             copy = dst.start_copy_from_url(src._blob(src_key).url)
+            deadline = time.monotonic() + COPY_TIMEOUT_SECONDS
             while copy.get("copy_status") == "pending":
+                if time.monotonic() > deadline:
+                    dst.abort_copy(copy["copy_id"])
+                    raise MenderBackupError(f"copying {src_key} to {self}: not done after {COPY_TIMEOUT_SECONDS} s")
                 time.sleep(COPY_POLL_SECONDS)
-                copy = {"copy_status": dst.get_blob_properties().copy.status}
+                props = dst.get_blob_properties().copy
+                copy = {"copy_status": props.status, "copy_id": props.id}
         except Exception as exc:
             self._fail(exc, f"copying {src_key}")
         if copy.get("copy_status") != "success":
