@@ -13,12 +13,12 @@ __all__ = ["Manifest", "check_destination", "check_bucket", "connect_mongodb"]
 
 
 def check_destination(url: str) -> None:
-    """The destination URL's syntax, offline (UsageError if it is not s3://… or file://…)."""
+    """The destination URL's syntax, offline (UsageError if it is not s3://…, azure://… or file://…)."""
     parse_destination(url)
 
 
 def check_bucket(bucket: str, settings: Settings) -> None:
-    """The artifact bucket is reachable with the S3 settings of AWS_*."""
+    """The artifact store (a bucket, or azure://account/container) is reachable with the source's settings."""
     bucket_store(bucket, settings.source_store).check()
 
 
