@@ -18,7 +18,7 @@ import time
 from typing import BinaryIO, Iterator
 
 from ..errors import ConflictError, MenderBackupError, NotFoundError, UnreachableError
-from .base import ObjectInfo, RemoteStore, Store
+from .base import ChunkReader, ObjectInfo, PartWriter, RemoteStore, Store
 from .settings import AzureSettings
 
 RETRIES = 6
@@ -58,54 +58,27 @@ def _is_azure(exc: BaseException) -> bool:
     return type(exc).__module__.startswith(("azure.", "urllib3", "requests"))
 
 
-class _BlockWriter(io.RawIOBase):
-    """A write-only stream staging blocks; committed by `finish`. Nothing to abort: blocks
-    never committed are invisible and Azure drops them."""
+class _BlockWriter(PartWriter):
+    """A block blob whose blocks are staged as they fill; committed by `finish`. Nothing to
+    abort: blocks never committed are invisible and Azure drops them."""
 
     def __init__(self, blob, block_size: int):
-        self._blob, self._size = blob, block_size
-        self._buf = bytearray()
-        self._blocks: list[str] = []
+        super().__init__(block_size)
+        self._blob = blob
 
-    def writable(self) -> bool:
-        return True
-
-    def write(self, b) -> int:
-        self._buf += b
-        while len(self._buf) >= self._size:
-            self._stage(bytes(self._buf[:self._size]))
-            del self._buf[:self._size]
-        return len(b)
-
-    def _stage(self, data: bytes) -> None:
+    def _send_part(self, data: bytes) -> str:
         # ids of one blob must all have the same length: a zero-padded counter
-        block_id = base64.b64encode(f"{len(self._blocks):08d}".encode()).decode()
+        block_id = base64.b64encode(f"{len(self._parts):08d}".encode()).decode()
         self._blob.stage_block(block_id, data, length=len(data))
-        self._blocks.append(block_id)
+        return block_id
 
-    def finish(self) -> None:
+    def _put_whole(self, data: bytes) -> None:
+        self._blob.upload_blob(data, overwrite=True)
+
+    def _complete(self) -> None:
         from azure.storage.blob import BlobBlock
 
-        if not self._blocks:          # small object: one Put Blob
-            self._blob.upload_blob(bytes(self._buf), overwrite=True)
-            return
-        if self._buf:
-            self._stage(bytes(self._buf))
-            self._buf.clear()
-        self._blob.commit_block_list([BlobBlock(block_id=i) for i in self._blocks])
-
-
-class _BlobReader(io.RawIOBase):
-    def __init__(self, downloader):
-        self._d = downloader
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b) -> int:
-        data = self._d.read(len(b))
-        b[:len(data)] = data
-        return len(data)
+        self._blob.commit_block_list([BlobBlock(block_id=i) for i in self._parts])
 
 
 class AzureStore(RemoteStore):
@@ -118,9 +91,7 @@ class AzureStore(RemoteStore):
         return self._service().get_container_client(self.container)
 
     def _service(self):
-        from azure.storage.blob import BlobServiceClient
-
-        from azure.storage.blob import ExponentialRetry
+        from azure.storage.blob import BlobServiceClient, ExponentialRetry
 
         s = self.settings
         # 6 retries about 1, 3, 5, 9, 17, 33 s apart, whatever failed (the SDK's default waits 15 s,
@@ -173,7 +144,7 @@ class AzureStore(RemoteStore):
             downloader = self._blob(key).download_blob()
         except Exception as exc:
             self._fail(exc, f"reading {key} from {self}")
-        return io.BufferedReader(_BlobReader(downloader), buffer_size=1 << 20)
+        return io.BufferedReader(ChunkReader(downloader), buffer_size=1 << 20)
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         try:

@@ -8,6 +8,7 @@ store it holds.
 from __future__ import annotations
 
 import contextlib
+import io
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -109,3 +110,64 @@ class RemoteStore(Store):
 
     def full_key(self, key: str) -> str:
         return self.prefix + key
+
+
+class PartWriter(io.RawIOBase):
+    """A write-only stream cut into parts of `part_size`, each sent as it fills (`_send_part`,
+    which returns what `_complete` needs of it). `finish` makes the object appear, whole: one
+    that never filled a part in one request (`_put_whole`), else the rest as the last part,
+    then `_complete`. Subclasses: S3's multipart upload, Azure's staged blocks."""
+
+    def __init__(self, part_size: int):
+        self._part_size = part_size
+        self._buf = bytearray()
+        self._parts: list = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b) -> int:
+        self._buf += b
+        while len(self._buf) >= self._part_size:
+            self._parts.append(self._send_part(bytes(self._buf[:self._part_size])))
+            del self._buf[:self._part_size]
+        return len(b)
+
+    def finish(self) -> None:
+        if not self._parts:
+            self._put_whole(bytes(self._buf))
+            return
+        if self._buf:
+            self._parts.append(self._send_part(bytes(self._buf)))
+            self._buf.clear()
+        self._complete()
+
+    def _send_part(self, data: bytes):
+        raise NotImplementedError
+
+    def _put_whole(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def _complete(self) -> None:
+        raise NotImplementedError
+
+
+class ChunkReader(io.RawIOBase):
+    """A raw read stream over an SDK's response body (anything with read(n)), closing it
+    with itself where it can be closed."""
+
+    def __init__(self, body):
+        self._body = body
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        data = self._body.read(len(b))
+        b[:len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            getattr(self._body, "close", lambda: None)()
+        super().close()

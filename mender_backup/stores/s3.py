@@ -13,7 +13,7 @@ import io
 from typing import BinaryIO, Iterator
 
 from ..errors import ConflictError, MenderBackupError, NotFoundError, UnreachableError
-from .base import ObjectInfo, RemoteStore, Store
+from .base import ChunkReader, ObjectInfo, PartWriter, RemoteStore, Store
 from .settings import S3Settings
 
 # S3 copies at most 5 GiB in one CopyObject; larger objects need a multipart copy
@@ -48,42 +48,28 @@ def s3_error(exc: Exception, what: str) -> MenderBackupError:
     return MenderBackupError(f"{what}: {type(exc).__name__}: {exc}")
 
 
-class _MultipartWriter(io.RawIOBase):
-    """A write-only stream that uploads in parts; completed by `finish`, aborted by `abort`."""
+class _MultipartWriter(PartWriter):
+    """An S3 multipart upload; completed by `finish`, aborted by `abort`."""
 
     def __init__(self, client, bucket: str, key: str, part_size: int):
-        self._c, self._bucket, self._key, self._part = client, bucket, key, part_size
-        self._buf = bytearray()
-        self._parts: list[dict] = []
+        super().__init__(part_size)
+        self._c, self._bucket, self._key = client, bucket, key
         self._upload_id: str | None = None
         self._create_sent = False
 
-    def writable(self) -> bool:
-        return True
-
-    def write(self, b) -> int:
-        self._buf += b
-        while len(self._buf) >= self._part:
-            self._flush_part(bytes(self._buf[:self._part]))
-            del self._buf[:self._part]
-        return len(b)
-
-    def _flush_part(self, data: bytes) -> None:
+    def _send_part(self, data: bytes) -> dict:
         if self._upload_id is None:
             self._create_sent = True
             self._upload_id = self._c.create_multipart_upload(Bucket=self._bucket, Key=self._key)["UploadId"]
         n = len(self._parts) + 1
         etag = self._c.upload_part(Bucket=self._bucket, Key=self._key, PartNumber=n,
                                    UploadId=self._upload_id, Body=data)["ETag"]
-        self._parts.append({"PartNumber": n, "ETag": etag})
+        return {"PartNumber": n, "ETag": etag}
 
-    def finish(self) -> None:
-        if self._upload_id is None:      # small object: one PUT
-            self._c.put_object(Bucket=self._bucket, Key=self._key, Body=bytes(self._buf))
-            return
-        if self._buf:
-            self._flush_part(bytes(self._buf))
-            self._buf.clear()
+    def _put_whole(self, data: bytes) -> None:
+        self._c.put_object(Bucket=self._bucket, Key=self._key, Body=data)
+
+    def _complete(self) -> None:
         self._c.complete_multipart_upload(Bucket=self._bucket, Key=self._key, UploadId=self._upload_id,
                                           MultipartUpload={"Parts": self._parts})
 
@@ -102,24 +88,6 @@ class _MultipartWriter(io.RawIOBase):
         # its backup's id; an artifact under the destination's lock), so its uploads are ours.
         listed = self._c.list_multipart_uploads(Bucket=self._bucket, Prefix=self._key)
         return [u["UploadId"] for u in listed.get("Uploads", []) if u["Key"] == self._key]
-
-
-class _S3Reader(io.RawIOBase):
-    def __init__(self, body):
-        self._body = body
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b) -> int:
-        data = self._body.read(len(b))
-        b[:len(data)] = data
-        return len(data)
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._body.close()
-        super().close()
 
 
 class S3Store(RemoteStore):
@@ -148,7 +116,7 @@ class S3Store(RemoteStore):
             obj = self.client.get_object(Bucket=self.bucket, Key=self.full_key(key))
         except Exception as exc:
             raise s3_error(exc, f"reading {key} from {self}") from None
-        return io.BufferedReader(_S3Reader(obj["Body"]), buffer_size=1 << 20)
+        return io.BufferedReader(ChunkReader(obj["Body"]), buffer_size=1 << 20)
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         try:
