@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 # two workers (the node's tests on one, in turn: tests/conftest.py); the slowest 30: where the
 # CI time goes (tests/ENVIRONMENT.md). PYTEST_ARGS= runs everything in one process.
-PYTEST_ARGS ?= -n 2 --durations=30
+PYTEST_ARGS ?= -n 3 --durations=30
 
 # The image: `make image` with podman, else docker. BASE is any image with python3 and
 # its venv module; IMAGE_PYTHON is its Python version (the wheels are fetched for it).

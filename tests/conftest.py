@@ -21,30 +21,62 @@ from tests import manifests
 IN_CI = os.environ.get("CI", "").lower() == "true"
 # the modules that run pods on this machine's one Kubernetes node (testenv/node.py's lock):
 # the live release, the guarded upgrade, our CronJob's pods
-NODE_MODULES = {"tests/test_live_release.py", "tests/test_live_upgrade.py", "tests/test_node.py"}
+NODE_MODULES = ("tests/test_live_release.py", "tests/test_live_upgrade.py", "tests/test_node.py")
+# the other workers' longest modules (measured in CI), given out first so that no long one is
+# left for the end while the other workers have nothing to do
+LONG_MODULES = ("tests/test_never_lose.py", "tests/test_mender_restore.py", "tests/test_fuzz.py",
+                "tests/test_mender_judges.py", "tests/test_azure_release.py", "tests/test_plugin.py",
+                "tests/test_azure.py", "tests/test_faults.py", "tests/test_dockerfile.py")
+
+
+def module_of(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
 
 
 def pytest_collection_modifyitems(config, items):
-    """The node's modules first: they are the longest, and under two workers (below) the one
-    that runs them must start with them."""
-    items.sort(key=lambda item: item.nodeid.split("::", 1)[0] not in NODE_MODULES)
+    """The node's modules first (the longest chain, and the worker that runs them must start
+    with them), then the other long ones; each module's tests keep their order."""
+    def rank(item):
+        module = module_of(item.nodeid)
+        if module in NODE_MODULES:
+            return 0
+        return 1 + LONG_MODULES.index(module) if module in LONG_MODULES else 1 + len(LONG_MODULES)
+    items.sort(key=rank)
 
 
 def pytest_xdist_make_scheduler(config, log):
-    """`make test` runs two pytest-xdist workers. Each module goes to one worker whole (its
-    module fixtures are made once), as --dist loadscope does, and the node's modules together
-    to one worker, first: they take the node lock in turn, and the other worker runs everything
-    else meanwhile. (--dist loadgroup with xdist_group marks would do it, but with pytest 9.2
-    and xdist 3.8 it splits a group across workers: tried.)"""
+    """`make test` runs pytest-xdist workers. Each module goes to one worker whole (its module
+    fixtures are made once), as --dist loadscope does, and the node's modules together to one
+    worker, first: they take the node lock in turn, and the other workers run everything else
+    meanwhile. (--dist loadgroup with xdist_group marks would do it, but with pytest 9.2 and
+    xdist 3.8 it splits a group across workers: tried.)"""
     from xdist.scheduler import LoadScopeScheduling
 
     class NodeModulesTogether(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            module = nodeid.split("::", 1)[0]
+            module = module_of(nodeid)
             return "node" if module in NODE_MODULES else module
 
-    config.option.loadscopereorder = False     # the collection's order: the node's modules first
+    config.option.loadscopereorder = False     # the order above
     return NodeModulesTogether(config, log)
+
+
+WORKER_TIME: dict[str, list[float]] = {}      # worker -> [seconds in tests, tests]
+
+
+def pytest_runtest_logreport(report):
+    """On the controller: what each worker spent, to see how evenly the work was shared."""
+    node = getattr(report, "node", None)
+    if node is not None:
+        spent = WORKER_TIME.setdefault(node.gateway.id, [0.0, 0])
+        spent[0] += report.duration
+        spent[1] += report.when == "call"
+
+
+def pytest_terminal_summary(terminalreporter):
+    if WORKER_TIME:
+        terminalreporter.write_line("time in tests per worker: " + ", ".join(
+            f"{worker} {spent:.0f} s ({tests} tests)" for worker, (spent, tests) in sorted(WORKER_TIME.items())))
 
 
 def need_tool(name: str) -> Path:
