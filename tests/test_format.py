@@ -48,7 +48,9 @@ def test_a_written_manifest_follows_the_schema(written):
     lambda m: m["databases"]["format_check"]["devices"].update(count=-1),
     lambda m: m["databases"]["format_check"]["devices"].update(digest="XYZ"),
     lambda m: m.update(format_version=3),            # format 3 is for a consistent backup only
-    lambda m: m.update(format_version=4),
+    lambda m: m.update(format_version=4),            # format 4 is for a backup with tenant stores only
+    lambda m: m.update(tenant_stores={"t1": {"type": "s3", "bucket": "own"}}),    # ... which is format 4
+    lambda m: m.update(format_version=4, tenant_stores={"t1": {"type": "gcs", "bucket": "own"}}),
     lambda m: m["point_in_time"].update(consistent=True),   # ... which is format 3
     lambda m: m["point_in_time"].update(end={"t": 1, "i": 2}),
 ])
@@ -65,6 +67,15 @@ def test_readers_ignore_fields_they_do_not_know(written):
     m["databases"]["format_check"]["devices"]["new_field"] = 3
     parsed = Manifest.from_json(json.dumps(m).encode(), "test")
     assert parsed.document_count == 10 and parsed.archive.sha256 == written["manifest"]["archive"]["sha256"]
+
+
+def test_an_artifact_of_a_tenant_store_the_manifest_does_not_list_is_refused(written):
+    m = json.loads(json.dumps(written["manifest"]))
+    m.update(format_version=4, tenant_stores={"t1": {"type": "s3", "bucket": "own"}},
+             artifacts=[{"key": "t1/a", "size": 1, "tenant_store": "t1"}, {"key": "t2/b", "size": 1, "tenant_store": "t2"}])
+    assert not manifests.problems(m)          # the schema cannot say it: the reader does
+    with pytest.raises(IntegrityError, match="artifact t2/b names a tenant store the manifest does not list"):
+        Manifest.from_json(json.dumps(m).encode(), "test")
 
 
 def test_a_newer_manifest_format_is_refused_in_one_line(written, tmp_path):

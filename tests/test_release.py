@@ -12,7 +12,8 @@ import subprocess
 
 import pytest
 
-from mender_backup.engine.release.azure_location import AzureLocation, account_in
+from mender_backup.engine.release.azure_location import AzureLocation
+from mender_backup.stores.settings import account_in
 from mender_backup.engine.release import chart as mender, companion, values, values_diff
 from mender_backup.kube import helm as runner
 from mender_backup.errors import ConflictError, NotFoundError, UnreachableError, UsageError

@@ -39,6 +39,11 @@ def restore(
     artifacts_bucket: Annotated[Optional[str], typer.Option(
         envvar=["MENDER_BACKUP_RESTORE_ARTIFACTS_BUCKET", "MENDER_BACKUP_ARTIFACTS_BUCKET"], show_envvar=True,
         help="Target bucket for the artifacts (may differ from the source).")] = None,
+    tenant_storage_map: Annotated[Optional[list[str]], typer.Option(
+        "--tenant-storage-map", metavar="TENANT=BUCKET", show_default=False,
+        help="Put the artifacts of a tenant with a store of its own (Mender's per-tenant storage settings) "
+             "into another bucket or container of that store's service, and make its restored settings name "
+             "it. Repeat for each tenant. Default: back where its settings say.")] = None,
     db: Databases = None,
     drop: Annotated[bool, typer.Option(
         "--drop", help="Replace the collections this backup holds if they exist. Nothing else is dropped.")] = False,
@@ -86,7 +91,8 @@ def restore(
     register_url_secrets(mongodb_url)
     opts = engine_restore.RestoreOptions(
         mongodb_url=mongodb_url, backup_id=backup_id, source=source, archive=archive,
-        artifacts_bucket=artifacts_bucket, databases=list(db or []), drop=drop, dry_run=dry_run,
+        artifacts_bucket=artifacts_bucket, tenant_storage_map=list(tenant_storage_map or []),
+        databases=list(db or []), drop=drop, dry_run=dry_run,
         keyring=keyring(rep), secrets=secrets, overwrite_secrets=overwrite_secrets,
         secrets_namespace=secrets_namespace,
         oplog_replay=oplog_replay, to_time=to_time, users_and_roles=restore_users_and_roles, verify=verify,

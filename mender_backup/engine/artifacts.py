@@ -41,7 +41,13 @@ def plan(source: dict[str, ObjectInfo], target: dict[str, ObjectInfo]) -> CopyPl
 
 
 def inventory(store: Store, prefix: str = "") -> dict[str, ObjectInfo]:
+    """The objects under `prefix`, by their key after it."""
     return {o.key[len(prefix):]: ObjectInfo(o.key[len(prefix):], o.size, o.etag) for o in store.list(prefix)}
+
+
+def inventory_under(store: Store, prefix: str) -> dict[str, ObjectInfo]:
+    """The objects under `prefix`, by their whole key (a tenant's own store: `<tenant>/<id>`)."""
+    return {o.key: ObjectInfo(o.key, o.size, o.etag) for o in store.list(prefix)}
 
 
 class _Stopped(Exception):

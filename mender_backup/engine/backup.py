@@ -14,16 +14,17 @@ from ..format import compression, encryption
 from ..format.archive import CollectionMetadata, Header
 from ..format.archive_writer import ArchiveWriter
 from ..format.digest import CollectionDigest, HashingWriter
-from ..format.layout import ARCHIVE, ARTIFACTS, MANIFEST, backup_key, backup_prefix, new_id
+from ..format.layout import ARCHIVE, MANIFEST, backup_key, backup_prefix, new_id
 from ..format.manifest import (ENCRYPTED_FORMAT_VERSION, OPLOG_FORMAT_VERSION, PLAIN_FORMAT_VERSION,
-                               ArchiveEntry, CollectionEntry, EncryptionEntry, Manifest)
+                               TENANT_STORES_FORMAT_VERSION, ArchiveEntry, CollectionEntry, EncryptionEntry,
+                               Manifest)
 from ..format.metadata import CollectionSpec
 from ..mongo import client as mongo_client
 from ..mongo import collections as mongo
 from ..output import Reporter, human_bytes
-from ..stores import Store, bucket_store, open_store
+from ..stores import bucket_store, open_store
 from .settings import Settings
-from . import artifacts, mender, mender_secrets
+from . import artifact_sources, mender, mender_secrets, tenant_storage
 from .capture import Capture
 from .lock import STALE_AFTER_SECONDS, Lock
 from .repository import Repository
@@ -148,8 +149,11 @@ def run(opts: BackupOptions, reporter: Reporter) -> BackupResult:
     source_bucket = bucket_store(opts.artifacts_bucket, opts.settings.source_store) if opts.artifacts_bucket else None
     client = mongo_client.connect(opts.mongodb_url)
     dest.check()
-    if source_bucket:
-        source_bucket.check()
+    # with the artifacts, those of tenants with a store of their own (their settings, in MongoDB)
+    tenants = (tenant_storage.read(client, mongo_client.list_databases(client, opts.databases or None))
+               if source_bucket else [])
+    sources = artifact_sources.sources(source_bucket, tenants)
+    artifact_sources.check(sources)
     bundle = _collect_secrets(opts, reporter)     # before the long dump: a missing key Secret fails fast
 
     backup_id = new_id()
@@ -161,7 +165,7 @@ def run(opts: BackupOptions, reporter: Reporter) -> BackupResult:
         if n:
             reporter.info(f"removed {n} unfinished upload(s) or partial file(s) left by an earlier run")
         try:
-            m = _backup(opts, reporter, repo, source_bucket, client, backup_id, started, comp, lock, bundle)
+            m = _backup(opts, reporter, repo, sources, tenants, client, backup_id, started, comp, lock, bundle)
             return BackupResult(m, opts.stats.get("artifacts_copied", 0), opts.stats.get("artifact_bytes_copied", 0))
         except BaseException:
             # nothing half-written: the archive of a failed backup goes (best effort)
@@ -181,25 +185,11 @@ def _collect_secrets(opts: BackupOptions, reporter: Reporter):
     return mender_secrets.collect(kube, opts.mender_namespace or kube.namespace, required, optional, reporter)
 
 
-def _copy_artifacts(opts: BackupOptions, reporter: Reporter, source_bucket: Store, dest: Store) -> list:
-    """Copy the artifacts the destination lacks (they are immutable: same key, same size, same
-    object); -> the manifest's inventory of every artifact the backup references."""
-    source = artifacts.inventory(source_bucket)
-    have = artifacts.inventory(dest, ARTIFACTS)
-    p = artifacts.plan(source, have)
-    reporter.info(f"artifacts: {len(source)} in {source_bucket}, {p.present} already backed up, "
-                  f"copying {len(p.to_copy)} ({p.bytes} bytes)",
-                  artifacts=len(source), artifacts_copied=len(p.to_copy), artifact_bytes_copied=p.bytes)
-    artifacts.copy(source_bucket, "", dest, ARTIFACTS, p.to_copy, reporter, "copying artifacts")
-    opts.stats.update(artifacts_copied=len(p.to_copy), artifact_bytes_copied=p.bytes)
-    return artifacts.entries(source)
-
-
 def _sealed(out, key: encryption.Key | None, context: str):
     return encryption.encryptor(out, key, context) if key else contextlib.nullcontext(out)
 
 
-def _backup(opts: BackupOptions, reporter: Reporter, repo: Repository, source_bucket: Store | None, client,
+def _backup(opts: BackupOptions, reporter: Reporter, repo: Repository, sources: list, tenants: list, client,
             backup_id: str, started: datetime, comp: str, lock: Lock, bundle=None) -> Manifest:
     dest = repo.store
     # the oplog position first: a collection created after it is then in the dump or in the oplog
@@ -237,17 +227,19 @@ def _backup(opts: BackupOptions, reporter: Reporter, repo: Repository, source_bu
     reporter.info(f"archive written: {docs} documents, {hashing.size} bytes ({comp})",
                   documents=docs, archive_bytes=hashing.size)
 
-    artifact_entries = _copy_artifacts(opts, reporter, source_bucket, dest) if source_bucket else []
+    artifact_entries = artifact_sources.copy_into(dest, sources, reporter, opts.stats)
+    tenant_stores = {t.tenant: t.describe() for t in tenants if any(a.tenant_store == t.tenant for a in artifact_entries)}
     manifest = Manifest(
         id=backup_id, created_at=started.isoformat(), finished_at=datetime.now(timezone.utc).isoformat(),
         tool_version=__version__, server_version=server_version,
         archive=ArchiveEntry(archive_key.rsplit("/", 1)[1], hashing.size, hashing.hexdigest(), comp),
-        databases=databases, artifacts_bucket=source_bucket.bucket if source_bucket else None,
-        artifacts=artifact_entries, point_in_time=point_in_time,
+        databases=databases, artifacts_bucket=sources[0].store.bucket if sources and not sources[0].tenant else None,
+        artifacts=artifact_entries, point_in_time=point_in_time, tenant_stores=tenant_stores,
         mender={**opts.settings.mender_release, "migrations": mender.migration_versions(client, dbs)},
         # the lowest format that reads this backup right (docs/FORMAT.md, compatibility)
         format_version=max(OPLOG_FORMAT_VERSION if point_in_time.consistent else PLAIN_FORMAT_VERSION,
-                           ENCRYPTED_FORMAT_VERSION if key else PLAIN_FORMAT_VERSION),
+                           ENCRYPTED_FORMAT_VERSION if key else PLAIN_FORMAT_VERSION,
+                           TENANT_STORES_FORMAT_VERSION if tenant_stores else PLAIN_FORMAT_VERSION),
     )
     if key:
         manifest.encryption = EncryptionEntry(encryption.ALGORITHM, key.fingerprint)

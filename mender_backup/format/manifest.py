@@ -8,7 +8,8 @@ compatibility rule readers follow: a manifest of a newer format_version is refus
 unknown fields are ignored.
 A writer writes the lowest format_version that describes its backup: 1 for a
 plain one, 2 once anything in it is encrypted, 3 once its archive holds an oplog to
-replay (an older reader would misread or under-restore either).
+replay, 4 once an artifact came from a tenant's own store (an older reader would misread,
+under-restore or misplace each).
 """
 
 from __future__ import annotations
@@ -22,12 +23,15 @@ from . import schema
 from .compat import known, readable_version
 from .slices import OpTime
 
-FORMAT_VERSION = 3          # the newest this reader reads
+FORMAT_VERSION = 4          # the newest this reader reads
 PLAIN_FORMAT_VERSION = 1    # a backup without encryption or oplog: every reader reads it
 ENCRYPTED_FORMAT_VERSION = 2  # anything encrypted: an older reader would misread it
 # A backup whose archive holds an oplog to replay is format 3: an older reader would
 # restore its documents without the replay, i.e. not the state the backup promises.
 OPLOG_FORMAT_VERSION = 3
+# A backup holding artifacts of a tenant's own store (engine/tenant_storage.py) is format 4:
+# an older reader would put them into the release's bucket, where Mender never looks for them.
+TENANT_STORES_FORMAT_VERSION = 4
 
 
 @dataclass
@@ -51,6 +55,7 @@ class ArtifactEntry:
     key: str
     size: int
     etag: str = ""
+    tenant_store: str = ""   # format 4: the tenant whose own store held it (Manifest.tenant_stores); "": the release's
 
 
 @dataclass
@@ -115,6 +120,8 @@ class Manifest:
     format_version: int = PLAIN_FORMAT_VERSION
     encryption: EncryptionEntry | None = None          # format 2: the archive (and bundle) encrypted
     mender_secrets: SecretsEntry | None = None         # format 2: always encrypted
+    # format 4: tenant -> where its own store was ({type, bucket, uri, region}: never credentials)
+    tenant_stores: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def document_count(self) -> int:
@@ -129,6 +136,11 @@ class Manifest:
         for name in ("encryption", "mender_secrets"):     # format 2 fields: absent from a plain backup
             if d[name] is None:
                 del d[name]
+        if not self.tenant_stores:                        # format 4's: absent unless a tenant has a store
+            del d["tenant_stores"]
+        for a in d["artifacts"]:
+            if not a["tenant_store"]:
+                del a["tenant_store"]
         if self.point_in_time is None:
             del d["point_in_time"]
         else:
@@ -147,8 +159,10 @@ class Manifest:
             version = readable_version(d, FORMAT_VERSION, where, "manifest")
             if version < 2 and (d.get("encryption") or d.get("mender_secrets")):
                 raise IntegrityError(f"{where}: corrupt manifest (encrypted parts in format_version {version})")
+            if version < TENANT_STORES_FORMAT_VERSION and d.get("tenant_stores"):
+                raise IntegrityError(f"{where}: corrupt manifest (tenant stores in format_version {version})")
             schema.validate(d, schema.MANIFEST, where, "manifest")
-            return cls(
+            m = cls(
                 id=d["id"], created_at=d["created_at"], finished_at=d["finished_at"],
                 tool_version=d["tool_version"], server_version=d["server_version"],
                 archive=known(ArchiveEntry, d["archive"]),
@@ -161,7 +175,13 @@ class Manifest:
                 format_version=version,
                 encryption=known(EncryptionEntry, d["encryption"]) if d.get("encryption") else None,
                 mender_secrets=known(SecretsEntry, d["mender_secrets"]) if d.get("mender_secrets") else None,
+                tenant_stores={t: dict(v) for t, v in (d.get("tenant_stores") or {}).items()},
             )
+            strays = [a.key for a in m.artifacts if a.tenant_store and a.tenant_store not in m.tenant_stores]
+            if strays:
+                raise InvalidManifestError(f"{where}: invalid manifest: artifact {strays[0]} names a tenant store "
+                                           f"the manifest does not list")
+            return m
         except IntegrityError:
             raise
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:

@@ -110,6 +110,10 @@ def restore(
              "the URL Mender uses."),
     bucket: Optional[str] = typer.Option(None, "--bucket", "--container", help="A new bucket (global.s3.AWS_BUCKET) "
                                          "or Azure container (global.azure.CONTAINER_NAME). Default: the release's."),
+    tenant_storage_map: Optional[list[str]] = typer.Option(
+        None, "--tenant-storage-map", metavar="TENANT=BUCKET",
+        help="Move the artifacts of a tenant with a store of its own into another bucket or container of that "
+             "store's service; its restored storage settings name it. Repeatable. Default: where they were."),
     chart: Optional[str] = typer.Option(None, "--chart", help="Chart reference for the upgrade (default: the deployed "
                                                                 "chart and version, found in local helm repos)."),
     destination: Optional[str] = typer.Option(None, help="Where the backups are (default: the backup release's)."),
@@ -130,12 +134,13 @@ def restore(
     restored and verified, the release upgraded (same chart version, signing keys kept,
     migrations run) and every pod restarted. A failure says where the release is left
     and how to go back."""
+    # (over 60 lines: one typer.Option per option, as Typer wants; the body is short)
     register_url_secrets(mongodb_url)
     register_url_secrets(connect_url)
     s = session()
     req = restore_plan.Request(release=release, backup=backup, destination=destination, mongodb_url=mongodb_url,
                                connect_url=connect_url, bucket=bucket, chart=chart, drop=drop, force=force,
-                               settings=s.settings)
+                               tenant_storage_map=list(tenant_storage_map or []), settings=s.settings)
     p = ops.plan_restore(s, req)
     runbook.show(p, s.helm, say, echo)
     reporter = Reporter("human")

@@ -134,6 +134,15 @@ class AzureSettings:
         return bool(self.account_key) or "accountkey=" in (self.connection_string or "").lower()
 
 
+def account_in(connection_string: str) -> str:
+    """An Azure connection string's AccountName ("" when it names none)."""
+    for part in connection_string.split(";"):
+        key, _, value = part.partition("=")
+        if key.strip().lower() == "accountname":
+            return value.strip()
+    return ""
+
+
 @dataclass(frozen=True)
 class StoreAccess:
     """How to reach each kind of store a URL may name: S3 or Azure Blob."""

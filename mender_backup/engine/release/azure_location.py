@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from ...errors import UsageError
 from ...kube.connection import Kube
 from ...redact import register_secret
+from ...stores.settings import account_in
 from . import chart as mender
 from .live_secrets import live_keys
 
@@ -43,14 +44,6 @@ class AzureLocation:
     def container_url(self, container: str) -> str:
         """The URI Mender must be given for `container` (only where it was given one)."""
         return f"{self.endpoint}/{container}"
-
-
-def account_in(connection_string: str) -> str:
-    for part in connection_string.split(";"):
-        key, _, value = part.partition("=")
-        if key.strip().lower() == "accountname":
-            return value.strip()
-    return ""
 
 
 def azure_location(kube: Kube, ns: str, mv: mender.MenderValues) -> AzureLocation:

@@ -44,6 +44,7 @@ class Request:
     chart: str | None = None
     drop: bool = False
     force: bool = False
+    tenant_storage_map: list[str] = field(default_factory=list)   # TENANT=BUCKET: tenants' own stores moved
     settings: Settings = Settings()      # the environment: S3, keys, the state folder
 
 

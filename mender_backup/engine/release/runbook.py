@@ -119,7 +119,7 @@ def _restore_options(plan: Plan, dry_run: bool) -> engine_restore.RestoreOptions
     return engine_restore.RestoreOptions(
         mongodb_url=plan.connect_url, backup_id=plan.manifest.id, source=plan.destination,
         artifacts_bucket=plan.target_bucket, drop=plan.request.drop, dry_run=dry_run,
-        settings=plan.request.settings)
+        tenant_storage_map=plan.request.tenant_storage_map, settings=plan.request.settings)
 
 
 def dry_run(plan: Plan, reporter: Reporter, echo: Say) -> None:

@@ -47,6 +47,8 @@ from ..replay.commands import IndexCatalog
 from ..load import VERIFY_LEVELS, Loader
 from . import replay
 from .options import RestoreOptions
+from ..tenant_storage import parse_map
+from . import tenant_stores
 from .plan import Plan, create_collections, plan_target, prefixed
 from .source import Source, resolve
 from .summary import describe
@@ -107,8 +109,13 @@ def _prepare(opts: RestoreOptions, reporter: Reporter, client, target_bucket, so
         plan.oplog["to_time"] = opts.to_time
     secrets = _plan_secrets(opts, source)   # proven and checked before anything is written
 
+    if opts.tenant_storage_map and not target_bucket:
+        raise UsageError("--tenant-storage-map moves artifacts: give --artifacts-bucket too")
     if target_bucket and manifest:
-        plan.artifacts = artifacts.restore_plan(manifest.artifacts, artifacts.inventory(target_bucket), opts.drop)
+        own = [a for a in manifest.artifacts if not a.tenant_store]
+        plan.artifacts = artifacts.restore_plan(own, artifacts.inventory(target_bucket), opts.drop)
+        plan.tenant_stores = tenant_stores.plan(manifest, source.open, parse_map(opts.tenant_storage_map),
+                                                opts.drop, sel.data)
     elif manifest and manifest.artifacts and not target_bucket and not opts.skip_artifacts:
         reporter.warn(f"backup holds {len(manifest.artifacts)} artifact(s) but no --artifacts-bucket was "
                       f"given: restoring the databases only")
@@ -148,8 +155,10 @@ def _write(opts: RestoreOptions, reporter: Reporter, client, target_bucket, sour
     if plan.artifacts is not None and plan.artifacts.to_copy:
         artifacts.copy(source.store, ARTIFACTS, target_bucket, "", plan.artifacts.to_copy, reporter,
                        "restoring artifacts")
+    tenant_stores.write(client, plan.tenant_stores, source.store, reporter)
     if target_bucket and manifest:
-        bad = artifacts.check_complete(manifest.artifacts, artifacts.inventory(target_bucket))
+        bad = artifacts.check_complete([a for a in manifest.artifacts if not a.tenant_store],
+                                       artifacts.inventory(target_bucket))
         if bad:
             raise IntegrityError(f"restore verification failed: {len(bad)} artifact(s) missing or of the "
                                  f"wrong size in {target_bucket} (e.g. {bad[0]})")

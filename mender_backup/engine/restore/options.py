@@ -27,5 +27,6 @@ class RestoreOptions:
     secrets_namespace: str = ""            # default: the namespace they were read from
     db_prefix: str = ""                    # restore database X as <prefix>X (verify --restore-into)
     skip_artifacts: bool = False           # databases only, on purpose (no warning)
+    tenant_storage_map: list[str] = field(default_factory=list)   # TENANT=BUCKET: where its artifacts move
     verify: str = "full"                   # full: read every document back; counts: the server's counts only
     settings: Settings = Settings()        # S3, the kubeconfig, the keys when `keyring` is None

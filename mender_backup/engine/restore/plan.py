@@ -27,6 +27,7 @@ class Plan:
     to_drop: dict[Namespace, int]                      # existing collections that --drop replaces
     kept: dict[str, list[str]]                         # other collections in target dbs, untouched
     artifacts: CopyPlan | None = None
+    tenant_stores: list = field(default_factory=list)    # tenant_stores.TenantTarget: tenants' own stores
     selection: namespaces.Selection = field(default_factory=namespaces.Selection)
     oplog: dict = field(default_factory=dict)          # what happens to the oplog (replayed or not, why)
 
@@ -42,6 +43,7 @@ class Plan:
             "artifacts": None if self.artifacts is None else {
                 "copy": len(self.artifacts.to_copy), "bytes": self.artifacts.bytes,
                 "already_present": self.artifacts.present},
+            "tenant_stores": [t.describe() for t in self.tenant_stores],
         }
 
 

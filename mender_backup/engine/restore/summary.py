@@ -21,6 +21,10 @@ def describe(s: dict) -> str:
     a = s["artifacts"]
     if a is not None:
         lines.append(f"  artifacts: copy {a['copy']} ({human_bytes(a['bytes'])}), {a['already_present']} already present")
+    for t in s.get("tenant_stores", []):
+        moved = f" (moved from {t['moved_from']}: its settings follow)" if t.get("moved_from") else ""
+        lines.append(f"  artifacts of tenant {t['tenant']}: {t['type']} {t['bucket']}{moved}: copy {t['to_copy']}, "
+                     f"{t['present']} already present")
     for name, action in (s.get("secrets") or {}).get("actions", {}).items():
         lines.append(f"  secret  {s['secrets']['namespace']}/{name}: {action}")
     if s["dry_run"]:
