@@ -35,6 +35,7 @@ HELM3_VERSION="v3.22.0"
 HELM4_VERSION="v4.3.1"
 KUBERNETES_VERSION="v1.37.2"                        # keep: the node runs on cgroup v1, deprecated upstream
 KUBE_CMDS="kube-apiserver kubelet kube-controller-manager kube-scheduler kube-proxy kubectl"   # one build: they share most packages
+SEAWEEDFS_VERSION="v0.0.0-20261109003541-7506e5f91cd6"   # SeaweedFS master of 2026-11-09 (its tags are not semver)
 ETCD_VERSION="v3.7.3"                               # etcd server (go.etcd.io/etcd/server/v3); k8s v1.37.2 uses etcd client v3.7.0
 DEBIAN_SUITE="bookworm"                             # the test image's base, made by mmdebstrap
 DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
@@ -397,6 +398,19 @@ prometheusrule_crd() {
     && echo "copied prometheusrules.crd.yaml (prometheus-operator $PROMETHEUS_OPERATOR_VERSION)"
 }
 
+# SeaweedFS, the artifact store Mender's docs name for the open-source chart from 6.x (chart
+# 8.2.1's storage proxy points at seaweedfs-s3:8333): `weed mini`, master + volume + filer +
+# S3 gateway in one process. Its go.mod has a replace directive, so `go install pkg@version`
+# refuses it: built inside the module itself (module cache, read-only), where its own go.mod
+# and go.sum rule.
+seaweedfs_in_module() {
+  local dir
+  dir=$(go mod download -json "github.com/seaweedfs/seaweedfs@$SEAWEEDFS_VERSION" \
+        | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$/\1/p') || return 1
+  [[ -d $dir ]] || return 1
+  (cd "$dir" && go build -trimpath -ldflags="-s -w" -o "$OUT/weed" ./weed) || return 1
+}
+
 # The real Mender Server backend (v4.1.3, the services of chart mender-8.2.1), from the
 # source tarball in the shared folder: its build.sh (idempotent: 0 s when built) into
 # $CACHE/mender-server, with a copy of its start.sh, smoke.sh and stop.sh in scripts/ (taken
@@ -518,6 +532,8 @@ go_lane_a() {
   timed rules-check in_wrapper rules-check "github.com/prometheus/prometheus/model/rulefmt@$PROMETHEUS_VERSION" \
     rules_check_in_wrapper rules-check "$PROMETHEUS_VERSION" || status=1
   timed prometheus-crd prometheusrule_crd || status=1
+  OUTPUTS=weed timed seaweedfs in_wrapper seaweedfs "github.com/seaweedfs/seaweedfs/weed@$SEAWEEDFS_VERSION, in its own module" \
+    seaweedfs_in_module || status=1
   return $status
 }
 

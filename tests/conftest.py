@@ -26,7 +26,8 @@ NODE_MODULES = ("tests/test_live_release.py", "tests/test_live_upgrade.py", "tes
 # left for the end while the other workers have nothing to do
 LONG_MODULES = ("tests/test_never_lose.py", "tests/test_mender_restore.py", "tests/test_fuzz.py",
                 "tests/test_mender_judges.py", "tests/test_azure_release.py", "tests/test_plugin.py",
-                "tests/test_azure.py", "tests/test_faults.py", "tests/test_dockerfile.py")
+                "tests/test_azure.py", "tests/test_backup_restore.py", "tests/test_tenant_storage.py",
+                "tests/test_faults.py", "tests/test_dockerfile.py")
 
 
 def module_of(nodeid: str) -> str:
@@ -115,6 +116,23 @@ def minio(tmp_path_factory):
     yield server
     manifests.audit_minio(server)
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory):
+    from testenv.seaweedfs import start_seaweedfs
+    need_tool("weed")
+    server = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
+    yield server
+    manifests.audit_minio(server)
+    server.stop()
+
+
+@pytest.fixture(params=["minio", "seaweedfs"])
+def s3(request):
+    """An S3 service: a test that takes it runs against MinIO and against SeaweedFS (the two
+    faces are the same: endpoint, keys, client(), env())."""
+    return request.getfixturevalue(request.param)
 
 
 @pytest.fixture(scope="session")

@@ -39,29 +39,31 @@ def drop_everything(client) -> None:
 
 
 @pytest.fixture
-def env(minio):
-    return minio.env()
+def env(s3):
+    return s3.env()
 
 
 @pytest.fixture
-def source(new_mongodb, minio, bucket):
-    """A Mender-like installation: seeded MongoDB and an artifact bucket."""
+def source(new_mongodb, s3):
+    """A Mender-like installation: seeded MongoDB and an artifact bucket, on MinIO and on
+    SeaweedFS (the `s3` fixture): each test that takes it runs against both."""
     mongo = new_mongodb()
     mender_data.seed_mongo(mongo.client(), scale=0.5)
-    mender_data.seed_bucket(minio.client(), bucket, count=30)
+    bucket = dest_bucket(s3, "art")
+    mender_data.seed_bucket(s3.client(), bucket, count=30)
     return mongo, bucket
 
 
-def dest_bucket(minio) -> str:
+def dest_bucket(s3, kind: str = "backups") -> str:
     import uuid
-    name = f"backups-{uuid.uuid4().hex[:8]}"
-    minio.client().create_bucket(Bucket=name)
+    name = f"{kind}-{uuid.uuid4().hex[:8]}"
+    s3.client().create_bucket(Bucket=name)
     return name
 
 
-def _manifest_counts(minio, dest: str, backup_id: str):
+def _manifest_counts(s3, dest: str, backup_id: str):
     bucket, prefix = dest[len("s3://"):].split("/", 1)
-    m = json.loads(minio.client().get_object(Bucket=bucket, Key=f"{prefix}/backups/{backup_id}/manifest.json")
+    m = json.loads(s3.client().get_object(Bucket=bucket, Key=f"{prefix}/backups/{backup_id}/manifest.json")
                    ["Body"].read())
     return [(db, c, e["count"]) for db, colls in m["databases"].items() for c, e in colls.items()]
 
@@ -86,11 +88,11 @@ def test_mender_data_follows_the_servers_capabilities(new_ferretdb):
         assert set(client[db][coll].index_information()) == want | {"_id_"}, (db, coll)
 
 
-def test_round_trip_of_the_mender_data_set(source, minio, env):
+def test_round_trip_of_the_mender_data_set(source, s3, env):
     mongo, artifacts = source
     client = mongo.client()
     before = snapshot(client)
-    art_before = bucket_contents(minio.client(), artifacts)
+    art_before = bucket_contents(s3.client(), artifacts)
     # Mender's shape: every per-tenant database, dotted collection names, UUID ids, <tid>/ and .tmp keys
     assert set(mender_data.databases()) == {ns.split(".")[0] for ns in before}
     assert len(before) == len(mender_data.BASE_COUNTS) and len(art_before) == 30
@@ -98,25 +100,25 @@ def test_round_trip_of_the_mender_data_set(source, minio, env):
             "inventory-5f8a2c3e4b1d7a0012ab34cd.devices", "iot_manager.migration_info"} <= set(before)
     assert client.iot_manager.log.find_one()["_id"].subtype == 4
     assert any("/" in k for k in art_before) and any(k.endswith(".tmp") for k in art_before)
-    dest = f"s3://{dest_bucket(minio)}/mender"
+    dest = f"s3://{dest_bucket(s3)}/mender"
     e = {**env, "MONGODB_URL": mongo.url, "MENDER_BACKUP_DESTINATION": dest}
 
     r = run("backup", "--artifacts-bucket", artifacts, "--json", env=e)
     backup_id = result_of(r)["id"]
-    listed = {(db, c): n for db, c, n in _manifest_counts(minio, dest, backup_id)}
+    listed = {(db, c): n for db, c, n in _manifest_counts(s3, dest, backup_id)}
     assert listed == {ns: max(1, int(n * 0.5)) if ns[1] != "migration_info" else n
                       for ns, n in mender_data.BASE_COUNTS.items()}
 
     drop_everything(client)
-    s3 = minio.client()
+    s3c = s3.client()
     for key in art_before:
-        s3.delete_object(Bucket=artifacts, Key=key)
-    assert snapshot(client) == {} and bucket_contents(s3, artifacts) == {}
+        s3c.delete_object(Bucket=artifacts, Key=key)
+    assert snapshot(client) == {} and bucket_contents(s3c, artifacts) == {}
 
     r = run("restore", backup_id, "--artifacts-bucket", artifacts, "--json", env=e)
     assert result_of(r)["verified"] is True          # counts and content digests equal the manifest's
     assert snapshot(client) == before                # documents and index sets equal the source's
-    assert bucket_contents(s3, artifacts) == art_before
+    assert bucket_contents(s3c, artifacts) == art_before
 
 
 def index_specs(client) -> dict[str, list[dict]]:
@@ -179,17 +181,17 @@ def test_round_trip_with_each_compression_to_a_file_destination(new_mongodb, tmp
     assert snapshot(mongo.client()) == before
 
 
-def test_second_backup_copies_only_new_artifacts(source, minio, env):
+def test_second_backup_copies_only_new_artifacts(source, s3, env):
     mongo, artifacts = source
-    dest = f"s3://{dest_bucket(minio)}/inc"
+    dest = f"s3://{dest_bucket(s3)}/inc"
     e = {**env, "MONGODB_URL": mongo.url, "MENDER_BACKUP_DESTINATION": dest,
          "MENDER_BACKUP_ARTIFACTS_BUCKET": artifacts}
-    mender_data.seed_bucket(minio.client(), artifacts, count=170, seed=7)    # 200 artifacts in all
+    mender_data.seed_bucket(s3.client(), artifacts, count=170, seed=7)    # 200 artifacts in all
     first = json_events(run("backup", "--json", env=e))
     copied = [ev for ev in first if "artifacts_copied" in ev]
     assert copied[0]["artifacts"] == 200 and copied[0]["artifacts_copied"] == 200
 
-    mender_data.seed_bucket(minio.client(), artifacts, count=2, seed=99)      # 1% new
+    mender_data.seed_bucket(s3.client(), artifacts, count=2, seed=99)      # 1% new
     second = json_events(run("backup", "--json", env=e))
     copied = [ev for ev in second if "artifacts_copied" in ev]
     assert copied[0]["artifacts"] == 202 and copied[0]["artifacts_copied"] == 2
@@ -197,27 +199,27 @@ def test_second_backup_copies_only_new_artifacts(source, minio, env):
     assert [b["artifacts"] for b in listing] == [200, 202] and all(b["complete"] for b in listing)
 
 
-def test_migration_to_another_server_and_bucket(source, new_mongodb, minio, env):
+def test_migration_to_another_server_and_bucket(source, new_mongodb, s3, env):
     mongo, artifacts = source
     target = new_mongodb()
-    new_bucket = dest_bucket(minio)
-    dest = f"s3://{dest_bucket(minio)}/m"
+    new_bucket = dest_bucket(s3)
+    dest = f"s3://{dest_bucket(s3)}/m"
     e = {**env, "MONGODB_URL": mongo.url, "MENDER_BACKUP_DESTINATION": dest}
     bid = result_of(run("backup", "--artifacts-bucket", artifacts, "--json", env=e))["id"]
     r = run("restore", bid, "--artifacts-bucket", new_bucket, "--json",
             env={**e, "MENDER_BACKUP_RESTORE_MONGODB_URL": target.url})
     assert result_of(r)["verified"]
     assert snapshot(target.client()) == snapshot(mongo.client())
-    s3 = minio.client()
-    assert bucket_contents(s3, new_bucket) == bucket_contents(s3, artifacts)
+    s3c = s3.client()
+    assert bucket_contents(s3c, new_bucket) == bucket_contents(s3c, artifacts)
 
 
-def test_dry_run_prints_the_plan_and_changes_nothing(source, new_mongodb, minio, env):
+def test_dry_run_prints_the_plan_and_changes_nothing(source, new_mongodb, s3, env):
     mongo, artifacts = source
     target = new_mongodb()
     target.client().deviceauth.devices.insert_one({"_id": "keep-me"})
     target.client().deviceauth.other.insert_one({"_id": "not-in-backup"})
-    dest = f"s3://{dest_bucket(minio)}/d"
+    dest = f"s3://{dest_bucket(s3)}/d"
     e = {**env, "MONGODB_URL": mongo.url, "MENDER_BACKUP_DESTINATION": dest}
     bid = result_of(run("backup", "--json", env=e))["id"]
     before = snapshot(target.client())
@@ -262,9 +264,9 @@ def test_vendor_style_archives_restore_without_manifest(new_mongodb, tmp_path):
 
 
 @pytest.fixture
-def backed_up(source, minio, env):
+def backed_up(source, s3, env):
     mongo, artifacts = source
-    dest_b = dest_bucket(minio)
+    dest_b = dest_bucket(s3)
     e = {**env, "MONGODB_URL": mongo.url, "MENDER_BACKUP_DESTINATION": f"s3://{dest_b}/r"}
     bid = result_of(run("backup", "--json", env=e))["id"]
     return mongo, e, bid, dest_b
@@ -278,14 +280,14 @@ def test_refuses_non_empty_target_without_drop(backed_up):
     assert snapshot(mongo.client()) == before
 
 
-def test_refuses_archive_with_wrong_sha256(backed_up, minio, new_mongodb):
+def test_refuses_archive_with_wrong_sha256(backed_up, s3, new_mongodb):
     mongo, e, bid, dest_b = backed_up
     target = new_mongodb()
-    s3 = minio.client()
+    s3c = s3.client()
     key = f"r/backups/{bid}/mongodb.archive.zst"
-    data = bytearray(s3.get_object(Bucket=dest_b, Key=key)["Body"].read())
+    data = bytearray(s3c.get_object(Bucket=dest_b, Key=key)["Body"].read())
     data[len(data) // 2] ^= 0xFF
-    s3.put_object(Bucket=dest_b, Key=key, Body=bytes(data))
+    s3c.put_object(Bucket=dest_b, Key=key, Body=bytes(data))
     r = run("restore", bid, env={**e, "MONGODB_URL": target.url}, check=False)
     assert_one_line_error(r, 5, "corrupt", "sha256")
     assert set(target.client().list_database_names()) <= {"admin", "local", "config"}
@@ -297,10 +299,10 @@ def test_refuses_unknown_backup_id(backed_up):
     assert_one_line_error(run("restore", "20200101T000000Z-abcdef", env=e, check=False), 3, "no backup")
 
 
-def test_refuses_backup_without_manifest(backed_up, minio, new_mongodb):
+def test_refuses_backup_without_manifest(backed_up, s3, new_mongodb):
     mongo, e, bid, dest_b = backed_up
     target = new_mongodb()
-    minio.client().delete_object(Bucket=dest_b, Key=f"r/backups/{bid}/manifest.json")
+    s3.client().delete_object(Bucket=dest_b, Key=f"r/backups/{bid}/manifest.json")
     r = run("restore", bid, env={**e, "MONGODB_URL": target.url}, check=False)
     assert_one_line_error(r, 3, "no manifest", "incomplete")
     assert set(target.client().list_database_names()) <= {"admin", "local", "config"}
@@ -325,10 +327,10 @@ def test_bad_input_is_one_line_and_exit_2(minio, mongodb, args, envs, code, frag
     assert "pw" not in line
 
 
-def test_bad_s3_credentials(source, minio, env):
+def test_bad_s3_credentials(source, s3, env):
     mongo, artifacts = source
     e = {**env, "AWS_SECRET_ACCESS_KEY": "wrong-secret-key", "MONGODB_URL": mongo.url,
-         "MENDER_BACKUP_DESTINATION": f"s3://{dest_bucket(minio)}/x"}
+         "MENDER_BACKUP_DESTINATION": f"s3://{dest_bucket(s3)}/x"}
     r = run("backup", env=e, check=False)
     line = assert_one_line_error(r, 6, "access denied")
     assert "wrong-secret-key" not in r.stderr + r.stdout and line
@@ -349,7 +351,7 @@ def test_unreachable_mongodb(minio, tmp_path):
     assert_one_line_error(r, 6, "cannot connect to MongoDB")
 
 
-def test_destination_on_another_s3_service_streams_artifacts(source, minio, env, tmp_path_factory):
+def test_destination_on_another_s3_service_streams_artifacts(source, s3, env, tmp_path_factory):
     """Backups kept on a second S3 service (MENDER_BACKUP_DEST_AWS_*): no server-side copy is
     possible, artifacts are streamed, and restore streams them back."""
     from testenv import servers
@@ -365,11 +367,11 @@ def test_destination_on_another_s3_service_streams_artifacts(source, minio, env,
         bid = result_of(run("backup", "--json", env=e))["id"]
         stored = {o["Key"] for o in other.client().list_objects_v2(Bucket="offsite")["Contents"]}
         assert sum(k.startswith("mender/artifacts/") for k in stored) == 30
-        target = dest_bucket(minio)
+        target = dest_bucket(s3)
         r = run("restore", bid, "--drop", "--json", env={**e, "MENDER_BACKUP_RESTORE_ARTIFACTS_BUCKET": target})
         assert result_of(r)["verified"]
-        s3 = minio.client()
-        assert bucket_contents(s3, target) == bucket_contents(s3, artifacts)
+        s3c = s3.client()
+        assert bucket_contents(s3c, target) == bucket_contents(s3c, artifacts)
         assert manifests.audit_minio(other) == 1
     finally:
         other.stop()
@@ -412,12 +414,12 @@ def test_expired_ttl_documents_restore_and_verify_on_every_run(new_mongodb, tmp_
     assert load.check_indexes(target.client(), ("deviceauth", "tokens"), specs, None, before) == ("", 0)
 
 
-def test_restore_from_s3_with_verify_counts_and_a_too_small_tmp(source, new_mongodb, minio, env):
+def test_restore_from_s3_with_verify_counts_and_a_too_small_tmp(source, new_mongodb, s3, env):
     """A restore from S3 copies the archive to TMPDIR in the read that proves it; a folder too
     small for that copy does not stop the restore: it says so in one warning and reads the
     archive from S3 twice. --verify counts restores and checks the counts only, and says so."""
     mongo, _ = source
-    dest = f"s3://{dest_bucket(minio)}/v"
+    dest = f"s3://{dest_bucket(s3)}/v"
     e = {**env, "MONGODB_URL": mongo.url, "MENDER_BACKUP_DESTINATION": dest}
     bid = result_of(run("backup", "--json", env=e))["id"]
     for limit in ("1Ki", ""):

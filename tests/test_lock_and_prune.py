@@ -132,21 +132,32 @@ def azurite_access(azurite) -> StoreAccess:
 
 
 def remote_destination(kind: str, request) -> tuple[str, dict[str, str], StoreAccess]:
-    """A fresh destination at MinIO or Azurite: (url, the tool's env, the access to open it here)."""
-    if kind == "s3":
-        minio, bucket = request.getfixturevalue("minio"), f"dest-{uuid.uuid4().hex[:10]}"
+    """A fresh destination at MinIO, SeaweedFS or Azurite: (url, the tool's env, the access to open it here)."""
+    if kind in ("s3", "seaweedfs"):
+        minio, bucket = request.getfixturevalue("minio" if kind == "s3" else kind), f"dest-{uuid.uuid4().hex[:10]}"
         minio.client().create_bucket(Bucket=bucket)
         return f"s3://{bucket}/p", minio.env(), minio_access(minio)
     azurite, container = request.getfixturevalue("azurite"), request.getfixturevalue("container")
     return azurite.url(container, "p"), azurite.env(), azurite_access(azurite)
 
 
-@pytest.fixture(params=["file", "s3", "azure"])
+@pytest.fixture(params=["file", "s3", "seaweedfs", "azure"])
 def lock_store(request, tmp_path):
     if request.param == "file":
         return open_store(f"file://{tmp_path}")
     url, _, access = remote_destination(request.param, request)
     return open_store(url, access)
+
+
+def test_the_store_creates_a_lock_once_whoever_asks(lock_store):
+    """The conditional write the lock stands on (O_EXCL, If-None-Match: *, overwrite=False):
+    a second create of the same key fails and leaves the first one's body; a service that
+    ignored the condition would let two runs hold the lock."""
+    assert lock_store.create_exclusive(layout.LOCK, lock_body("pod-a", 1, timedelta(0)))
+    assert not lock_store.create_exclusive(layout.LOCK, lock_body("pod-b", 2, timedelta(0)))
+    assert Lock(lock_store, "x").read().owner == "pod-a:1"
+    with pytest.raises(ConflictError, match="another run holds the lock"):
+        Lock(lock_store, "backup", "b2").acquire()
 
 
 def test_heartbeat_refreshes_the_lock(lock_store):
@@ -182,7 +193,7 @@ def test_a_run_that_lost_its_lock_cannot_commit(lock_store):
     assert Lock(lock_store, "x").read().owner == "pod-c:9"
 
 
-@pytest.mark.parametrize("kind", ["s3", "azure"])
+@pytest.mark.parametrize("kind", ["s3", "seaweedfs", "azure"])
 def test_prune_applies_policy_and_removes_unreferenced_artifacts(seeded, minio, kind, request):
     mongo, arts = seeded
     url, dest_env, access = remote_destination(kind, request)
