@@ -153,6 +153,23 @@ def test_the_restore_moves_a_tenant_into_a_new_bucket_and_its_settings_follow(
     assert minio.secret_key not in r.stdout + r.stderr
 
 
+def test_a_restore_that_fails_to_copy_a_tenants_artifacts_leaves_its_settings_as_they_were(
+        minio, two_tenants, bucket, new_mongodb, tmp_path):
+    """The moved settings are written last: a tenant's settings never name a bucket that lacks
+    its artifacts (here the backup lost one: the copy fails, the restore fails, the settings
+    still name the tenant's old bucket)."""
+    db, own_bucket = two_tenants
+    dest = tmp_path / "backups"
+    cli.run("backup", "-d", dest.as_uri(), "--artifacts-bucket", bucket, "--quiet", env={**minio.env(), "MONGODB_URL": db.url})
+    (dest / "artifacts" / "own" / "b1").unlink()
+    target, moved = new_mongodb(), f"nown-{uuid.uuid4().hex[:10]}"
+    minio.client().create_bucket(Bucket=moved)
+    r = cli.run("restore", "latest", "-d", dest.as_uri(), "--artifacts-bucket", bucket, "--tenant-storage-map",
+                f"own={moved}", env={**minio.env(), "MONGODB_URL": target.url}, check=False)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert target.client()["deployment_service-own"]["settings"].find_one()["bucket"] == own_bucket
+
+
 def test_without_a_map_the_artifacts_go_back_where_the_settings_say(minio, two_tenants, bucket, new_mongodb, tmp_path):
     db, own_bucket = two_tenants
     dest = (tmp_path / "backups").as_uri()

@@ -5,8 +5,8 @@ same credentials; the restored settings then name that bucket.
 
 Planned before the first write, as the release's bucket is: the settings are read from the
 proven archive, each store is reached and listed, and a key present there with another size is
-a conflict unless --drop. Written after the documents: the moved tenants' settings updated,
-then the copies, then every key checked in its store.
+a conflict unless --drop. Written after the documents: the copies, every key checked in its
+store, then the moved tenants' settings.
 """
 
 from __future__ import annotations
@@ -70,14 +70,10 @@ def plan(manifest: Manifest | None, open_archive, moves: dict[str, str], drop: b
 
 
 def write(client, targets: list[TenantTarget], source_store, reporter: Reporter) -> None:
-    """After the documents: moved tenants' settings, then their artifacts, then the check."""
+    """After the documents: each tenant's artifacts copied and checked in their store, then the
+    moved tenants' settings (only once their artifacts are all there: a restore that fails
+    before leaves them naming the store they named)."""
     for t in targets:
-        changes = t.was.changes_to(t.to)
-        if changes:
-            db, collection = t.settings_at
-            client[db][collection].update_one({"_id": SETTINGS_ID}, {"$set": changes})
-            reporter.info(f"tenant {t.was.tenant}: its storage settings now name {t.to.bucket} "
-                          f"(were {t.was.bucket})", tenant=t.was.tenant, bucket=t.to.bucket)
         store = t.to.store()
         if t.plan.to_copy:
             artifacts.copy(source_store, ARTIFACTS, store, "", t.plan.to_copy, reporter,
@@ -86,3 +82,10 @@ def write(client, targets: list[TenantTarget], source_store, reporter: Reporter)
         if bad:
             raise IntegrityError(f"restore verification failed: {len(bad)} artifact(s) missing or of the "
                                  f"wrong size in {t.to.label()} (e.g. {bad[0]})")
+    for t in targets:
+        changes = t.was.changes_to(t.to)
+        if changes:
+            db, collection = t.settings_at
+            client[db][collection].update_one({"_id": SETTINGS_ID}, {"$set": changes})
+            reporter.info(f"tenant {t.was.tenant}: its storage settings now name {t.to.bucket} "
+                          f"(were {t.was.bucket})", tenant=t.was.tenant, bucket=t.to.bucket)
