@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import threading
@@ -91,10 +92,12 @@ def copy_profile(source_bucket: str, dest: str, n: int, out: Path) -> dict:
 
     from mender_backup.engine import artifacts
     from mender_backup.format.layout import ARTIFACTS
-    from mender_backup.stores import S3Store, bucket_store, destination_store
+    from mender_backup.engine.settings import Settings
+    from mender_backup.stores import S3Store, bucket_store, open_store
 
-    src = bucket_store(source_bucket)
-    dst = destination_store(dest)
+    settings = Settings.from_env(os.environ)        # as the CLI reads them: AWS_*, MENDER_BACKUP_DEST_*
+    src = bucket_store(source_bucket, settings.source_store)
+    dst = open_store(dest, settings.destination_store)
     dst.check()
     objs = sorted(artifacts.inventory(src).values(), key=lambda o: o.key)[:n]
     server_side = isinstance(dst, S3Store) and src.settings.same_service(dst.settings)
@@ -151,13 +154,13 @@ def summarize(session_path: Path, out: Path, phases: list[str]) -> dict:
 def clients_cost(threads: int) -> dict:
     import psutil
 
-    from mender_backup.stores import bucket_store
+    from mender_backup.stores import StoreAccess, bucket_store
 
     import boto3  # noqa: F401  (imports are not what is measured)
     import botocore.session  # noqa: F401
 
     proc = psutil.Process()
-    store = bucket_store("probe")
+    store = bucket_store("probe", StoreAccess())
     rss0, cpu0, t0 = proc.memory_info().rss, time.process_time(), time.perf_counter()
     barrier = threading.Barrier(threads)
 

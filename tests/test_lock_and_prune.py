@@ -70,7 +70,7 @@ def lock_body(host: str, pid: int, refreshed_ago: timedelta, started_ago: timede
 def test_live_lock_refuses_naming_its_holder(seeded, tmp_path):
     mongo, _ = seeded
     e = {"MONGODB_URL": mongo.url, "MENDER_BACKUP_DESTINATION": f"file://{tmp_path}"}
-    store = open_store(f"file://{tmp_path}")
+    store = open_store(f"file://{tmp_path}", StoreAccess())
     # ages the message rounds to whole minutes / tenths of hours, so the seconds the run
     # itself takes (a loaded CI machine) cannot change what it prints
     assert store.create_exclusive(layout.LOCK, lock_body("pod-a", 17, timedelta(minutes=5), timedelta(hours=3)))
@@ -90,7 +90,7 @@ def test_lock_not_refreshed_is_stale_and_taken_over(seeded, tmp_path):
     (10 minutes by default) is dead: the next run takes the lock over with a warning."""
     mongo, _ = seeded
     e = {"MONGODB_URL": mongo.url, "MENDER_BACKUP_DESTINATION": f"file://{tmp_path}"}
-    store = open_store(f"file://{tmp_path}")
+    store = open_store(f"file://{tmp_path}", StoreAccess())
     store.create_exclusive(layout.LOCK, lock_body("pod-b", 1, timedelta(minutes=5)))
     assert_one_line_error(run("backup", env=e, check=False), 4, "another run holds the lock", "pod-b:1")
     r = run("backup", "--json", env={**e, "MENDER_BACKUP_LOCK_STALE_AFTER": "120"})
@@ -105,7 +105,7 @@ def test_lock_of_a_dead_process_on_this_host_is_stale_at_once(seeded, tmp_path):
     e = {"MONGODB_URL": mongo.url, "MENDER_BACKUP_DESTINATION": f"file://{tmp_path}"}
     dead = subprocess.Popen(["true"])
     dead.wait()
-    store = open_store(f"file://{tmp_path}")
+    store = open_store(f"file://{tmp_path}", StoreAccess())
     store.create_exclusive(layout.LOCK, lock_body(socket.gethostname(), dead.pid, timedelta(seconds=1)))
     r = run("backup", "--json", env=e)
     warning = [ev["msg"] for ev in json_events(r) if ev["event"] == "warning" and "lock" in ev["msg"]]
@@ -144,7 +144,7 @@ def remote_destination(kind: str, request) -> tuple[str, dict[str, str], StoreAc
 @pytest.fixture(params=["file", "s3", "seaweedfs", "azure"])
 def lock_store(request, tmp_path):
     if request.param == "file":
-        return open_store(f"file://{tmp_path}")
+        return open_store(f"file://{tmp_path}", StoreAccess())
     url, _, access = remote_destination(request.param, request)
     return open_store(url, access)
 

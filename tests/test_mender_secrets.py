@@ -242,7 +242,7 @@ def test_mender_5_enterprise_all_four_through_the_engine_api(kube_cluster, helm3
     from mender_backup.format.manifest import Manifest
     from mender_backup.kube.connection import Kube
     from mender_backup.output import Reporter
-    from mender_backup.stores import open_store
+    from mender_backup.stores import StoreAccess, open_store
 
     ns, new_ns = (f"m5-{uuid.uuid4().hex[:6]}" for _ in range(2))
     for n in (ns, new_ns):
@@ -267,7 +267,7 @@ def test_mender_5_enterprise_all_four_through_the_engine_api(kube_cluster, helm3
     bid = result_of(r)["id"]
     assert result_of(r)["mender_secrets"] == names
 
-    store = open_store(f"file://{dest}")
+    store = open_store(f"file://{dest}", StoreAccess())
     manifest = Manifest.from_json((dest / "backups" / bid / "manifest.json").read_bytes(), "t")
     bundle = mender_secrets.load(store, manifest, Keyring([KEY]))
     kube = Kube.from_env({"KUBECONFIG": str(kube_cluster.kubeconfig)})

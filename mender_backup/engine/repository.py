@@ -35,9 +35,8 @@ class Repository:
         self.store = store
 
     @classmethod
-    def at(cls, url: str, access: StoreAccess | None = None) -> "Repository":
-        """The destination at `url`; `access`: Settings.destination_store (none: the AWS chain,
-        DefaultAzureCredential)."""
+    def at(cls, url: str, access: StoreAccess) -> "Repository":
+        """The destination at `url`; `access`: Settings.destination_store."""
         return cls(open_store(url, access))
 
     def __str__(self) -> str:

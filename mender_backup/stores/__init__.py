@@ -44,12 +44,12 @@ def parse_destination(url: str) -> tuple[str, str, str]:
     raise UsageError(f"unsupported destination {redact_url(url)!r}: {USE}")
 
 
-def open_store(url: str, access: StoreAccess | None = None) -> Store:
+def open_store(url: str, access: StoreAccess) -> Store:
     """`s3://bucket/prefix`, `azure://account/container/prefix` or `file:///absolute/path` (a
     plain absolute path works too). `access`: the destination's credentials (engine
-    Settings.destination_store); none: the AWS chain, DefaultAzureCredential."""
+    Settings.destination_store), required so that no caller skips MENDER_BACKUP_DEST_*
+    unseen; StoreAccess() is the AWS chain and DefaultAzureCredential."""
     scheme, bucket, path = parse_destination(url)
-    access = access or StoreAccess()
     if scheme == "file":
         return FileStore(Path(path), url if url.startswith("file:") else "file://" + url)
     if scheme == "azure":
@@ -58,7 +58,7 @@ def open_store(url: str, access: StoreAccess | None = None) -> Store:
     return S3Store(bucket, path, access.s3, url)
 
 
-def bucket_store(bucket: str, access: StoreAccess | None = None) -> Store:
+def bucket_store(bucket: str, access: StoreAccess) -> Store:
     """Mender's artifact store (source of a backup, target of a restore; Settings.source_store):
     an S3 bucket's name, or `azure://account/container` for Azure Blob Storage."""
     if bucket.startswith("azure://"):
@@ -69,10 +69,10 @@ def bucket_store(bucket: str, access: StoreAccess | None = None) -> Store:
     if not bucket or "/" in bucket.strip("/"):
         raise UsageError(f"bad artifacts bucket {bucket!r}: give a bucket name or azure://account/container")
     name = bucket.strip("/")
-    return S3Store(name, "", (access or StoreAccess()).s3, f"s3://{name}")
+    return S3Store(name, "", access.s3, f"s3://{name}")
 
 
-def split_object_url(url: str, access: StoreAccess | None = None) -> tuple[Store, str]:
+def split_object_url(url: str, access: StoreAccess) -> tuple[Store, str]:
     """`file:///dir/x.archive`, `s3://bucket/dir/x.archive`, `azure://account/container/x.archive`
     -> (store of its folder, object name)."""
     if url.startswith("/"):
