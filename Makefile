@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-# two workers (the node's tests on one, in turn: tests/conftest.py); the slowest 30: where the
+# three workers (the node's tests on one, in turn: tests/conftest.py); the slowest 30: where the
 # CI time goes (tests/ENVIRONMENT.md). PYTEST_ARGS= runs everything in one process.
 PYTEST_ARGS ?= -n 3 --durations=30
 
@@ -18,7 +18,7 @@ WHEELHOUSE   := build/wheelhouse
 # pip matches platform tags exactly: every manylinux glibc level up to the base's (2.36)
 PLATFORMS    := $(foreach v,5 12 17 24 28 31 34 35 36,--platform manylinux_2_$(v)_$(shell uname -m))
 
-.PHONY: help venv test-env test-env-demo test demo bench lint lock image clean
+.PHONY: help venv test-env test-env-demo test demo bench lint lock image dist clean
 
 help:
 	@echo "make demo      seed a local MongoDB (DocumentDB) + MinIO, back up, wipe, restore, verify"
@@ -27,6 +27,7 @@ help:
 	@echo "make image     build the container image (podman or docker; IMAGE, BASE, IMAGE_PYTHON)"
 	@echo "make bench     side-by-side benchmarks (not part of make test)"
 	@echo "make lint      helm lint the chart with helm v3 and v4"
+	@echo "make dist      the release's chart and plugin tarballs, signed, and their SHA256SUMS (MENDER_BACKUP_SIGNING_KEY)"
 
 $(VENV)/.installed: pyproject.toml requirements/runtime.txt
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +68,11 @@ image: venv
 	  --only-binary=:all: --python-version $(IMAGE_PYTHON) --implementation cp $(PLATFORMS) -d $(WHEELHOUSE)
 	$(PY) -m pip wheel --quiet --disable-pip-version-check --no-deps -w $(WHEELHOUSE) .
 	$(ENGINE) build --network=none --build-arg BASE=$(BASE) -t $(IMAGE) .
+
+# The release's files into dist/, signed with MENDER_BACKUP_SIGNING_KEY (scripts/dist.sh says
+# what each is and how a user verifies it).
+dist:
+	scripts/dist.sh dist
 
 # The hashed lock of the runtime dependencies (the image and the helm plugin install it).
 lock: venv

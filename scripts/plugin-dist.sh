@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# A helm plugin folder for Helm 4's current manifest format: the plugin's files (as git
-# tracks them, plus new ones not ignored) with plugin-helm4.yaml as its plugin.yaml.
-#   usage: scripts/plugin-dist.sh OUTDIR     then: helm plugin install OUTDIR/mender-backup
+# A helm plugin folder: the plugin's files (as git tracks them, plus new ones not ignored)
+# with one manifest as its plugin.yaml: Helm 4's current format (plugin-helm4.yaml, the
+# default), or the legacy one Helm 3 and 4 both read (plugin.yaml, `legacy`).
+#   usage: scripts/plugin-dist.sh OUTDIR [current|legacy]   then: helm plugin install OUTDIR/mender-backup
 set -eu
 root="$(CDPATH='' cd -- "$(dirname -- "$0")/.." && pwd)"
-out="${1:?usage: plugin-dist.sh OUTDIR}/mender-backup"
+out="${1:?usage: plugin-dist.sh OUTDIR [current|legacy]}/mender-backup"
+format="${2:-current}"
+case "$format" in current|legacy) ;; *) echo "error: manifest format $format: current or legacy" >&2; exit 2 ;; esac
 rm -rf "$out"
 mkdir -p "$out"
 cd "$root"
@@ -15,5 +18,9 @@ git ls-files --cached --others --exclude-standard -z -- plugin.yaml plugin-helm4
     mkdir -p "$out/$(dirname -- "$f")"
     cp -p -- "$f" "$out/$f"
   done
-mv "$out/plugin-helm4.yaml" "$out/plugin.yaml"
+if [ "$format" = current ]; then
+  mv "$out/plugin-helm4.yaml" "$out/plugin.yaml"
+else
+  rm "$out/plugin-helm4.yaml"
+fi
 echo "$out"

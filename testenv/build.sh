@@ -35,12 +35,13 @@ HELM3_VERSION="v3.22.0"
 HELM4_VERSION="v4.3.1"
 KUBERNETES_VERSION="v1.37.2"                        # keep: the node runs on cgroup v1, deprecated upstream
 KUBE_CMDS="kube-apiserver kubelet kube-controller-manager kube-scheduler kube-proxy kubectl"   # one build: they share most packages
+ACTIONLINT_VERSION="v1.7.12"                        # the GitHub workflows' linter (tests/test_workflows.py)
 SEAWEEDFS_VERSION="v0.0.0-20261109003541-7506e5f91cd6"   # SeaweedFS master of 2026-11-09 (its tags are not semver)
 ETCD_VERSION="v3.7.3"                               # etcd server (go.etcd.io/etcd/server/v3); k8s v1.37.2 uses etcd client v3.7.0
 DEBIAN_SUITE="bookworm"                             # the test image's base, made by mmdebstrap
 DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 DEBIAN_SECURITY="${DEBIAN_SECURITY:-http://deb.debian.org/debian-security}"
-NODE_PACKAGES=(podman mmdebstrap uidmap fuse-overlayfs slirp4netns runc containerd containernetworking-plugins iptables socat)
+NODE_PACKAGES=(podman mmdebstrap uidmap fuse-overlayfs slirp4netns runc containerd containernetworking-plugins iptables socat gnupg)
 
 export GOFLAGS="${GOFLAGS:--buildvcs=false}"
 export CGO_ENABLED=0
@@ -532,6 +533,7 @@ go_lane_a() {
   timed rules-check in_wrapper rules-check "github.com/prometheus/prometheus/model/rulefmt@$PROMETHEUS_VERSION" \
     rules_check_in_wrapper rules-check "$PROMETHEUS_VERSION" || status=1
   timed prometheus-crd prometheusrule_crd || status=1
+  timed actionlint build actionlint actionlint "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION" || status=1
   OUTPUTS=weed timed seaweedfs in_wrapper seaweedfs "github.com/seaweedfs/seaweedfs/weed@$SEAWEEDFS_VERSION, in its own module" \
     seaweedfs_in_module || status=1
   return $status

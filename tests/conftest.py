@@ -26,7 +26,7 @@ NODE_MODULES = ("tests/test_live_release.py", "tests/test_live_upgrade.py", "tes
 # left for the end while the other workers have nothing to do
 LONG_MODULES = ("tests/test_never_lose.py", "tests/test_mender_restore.py", "tests/test_fuzz.py",
                 "tests/test_mender_judges.py", "tests/test_azure_release.py", "tests/test_plugin.py",
-                "tests/test_azure.py", "tests/test_backup_restore.py", "tests/test_tenant_storage.py",
+                "tests/test_azure.py", "tests/test_backup_restore.py", "tests/test_dist.py", "tests/test_tenant_storage.py",
                 "tests/test_faults.py", "tests/test_dockerfile.py")
 
 

@@ -23,10 +23,22 @@ def test_one_version_everywhere():
     assert y.load((ROOT / "plugin-helm4.yaml").read_text())["version"] == __version__
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert "version" not in pyproject["project"] and "version" in pyproject["project"]["dynamic"]
-    # testenv (never shipped) may name others' versions that look like ours (Mender's API 0.1.0)
+    # testenv (never shipped) may name others' versions that look like ours (Mender's API 0.1.0);
+    # the changelog and the upgrade notes name versions as history
     tracked = subprocess.run(["git", "grep", "--untracked", "-l", "-F", __version__, "--", ".", ":!bench", ":!tests",
-                              ":!testenv", ":!requirements"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+                              ":!testenv", ":!requirements", ":!CHANGELOG.md", ":!docs/UPGRADING.md"],
+                             cwd=ROOT, capture_output=True, text=True).stdout.split()
     assert sorted(tracked) == ["chart/Chart.yaml", "mender_backup/__init__.py", "plugin-helm4.yaml", "plugin.yaml"]
+
+
+def test_the_changelog_and_the_upgrade_notes_begin_with_this_version():
+    """Keep a Changelog: the newest section is the version being made ([Unreleased] until its
+    release) or this one; the upgrade notes name this version."""
+    import re
+    heads = re.findall(r"^## \[([^\]]+)\]", (ROOT / "CHANGELOG.md").read_text(), re.M)
+    assert heads and heads[0] in ("Unreleased", __version__), heads
+    notes = re.findall(r"^### (\S+)", (ROOT / "docs" / "UPGRADING.md").read_text(), re.M)
+    assert notes and notes[0] == __version__, notes
 
 
 def test_set_version_writes_every_copy(tmp_path):
