@@ -62,7 +62,8 @@ def test_an_s3_tenant_moved_changes_only_its_bucket():
     assert t.changes_to(t.moved_to("new-bucket")) == {"bucket": "new-bucket"}
 
 
-@pytest.mark.parametrize("doc", [{"type": 7, "bucket": "b"}, {"type": "gcs", "bucket": "b"}, {"type": 0}])
+@pytest.mark.parametrize("doc", [{"type": 7, "bucket": "b"}, {"type": "gcs", "bucket": "b"}, {"type": 0},
+                                 {"type": [], "bucket": "b"}, {"type": True, "bucket": "b"}, {"bucket": ["b"]}])
 def test_settings_that_are_not_menders_are_refused_by_name(doc):
     with pytest.raises(UsageError, match="tenant t9: its storage settings"):
         tenant_storage.from_document("t9", doc)

@@ -105,8 +105,10 @@ def from_document(tenant: str, doc: dict) -> TenantStorage:
     for name in _SECRET_FIELDS:
         register_secret(doc.get(name) if isinstance(doc.get(name), str) else None)
     kind = doc.get("type", "s3")
-    # the Go model stores its type as text ("s3"/"azure"); 0/1 are its enum's numbers
-    kind = {0: "s3", 1: "azure"}.get(kind, kind) if not isinstance(kind, bool) else kind
+    # the Go driver stores the model's StorageType (uint32) as a number, 0 for s3 and 1 for
+    # azure; its JSON form, and so a hand-written document, says "s3"/"azure"
+    if isinstance(kind, int) and not isinstance(kind, bool):
+        kind = {0: "s3", 1: "azure"}.get(kind, kind)
     if kind not in ("s3", "azure") or not isinstance(doc.get("bucket"), str) or not doc.get("bucket"):
         raise UsageError(f"tenant {tenant}: its storage settings in {DEPLOYMENTS_DB}-{tenant}.{SETTINGS_COLLECTION} "
                          f"are not Mender's (type {kind!r}, bucket {doc.get('bucket')!r})")
