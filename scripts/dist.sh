@@ -26,6 +26,10 @@ if [[ -n ${MENDER_BACKUP_SIGNING_PASSPHRASE_FILE:-} ]]; then
   gpg_passphrase=(--pinentry-mode loopback --passphrase-file "$MENDER_BACKUP_SIGNING_PASSPHRASE_FILE")
 fi
 
+# OUTDIR is replaced: only when it is empty or an earlier dist (never a folder of other things)
+if [[ -d $out && -n "$(ls -A "$out")" && ! -f $out/SHA256SUMS ]]; then
+  echo "error: $out is not empty and holds no earlier dist (no SHA256SUMS): refusing to replace it" >&2; exit 2
+fi
 tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
 rm -rf "$out"; mkdir -p "$out/chart" "$out/plugin/helm3" "$out/plugin/helm4"
 # helm signs from a keyring file: the secret key exported for this run only, removed on exit

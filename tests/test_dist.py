@@ -95,6 +95,14 @@ def test_dist_holds_the_signed_files_and_their_checksums(dist, gnupg, tmp_path):
     assert "PRIVATE KEY" not in (dist / "mender-backup-signing-key.gpg").read_bytes().decode("latin-1")
 
 
+def test_dist_refuses_to_replace_a_folder_of_other_things(gnupg, tmp_path):
+    (tmp_path / "precious.txt").write_text("not a release")
+    r = subprocess.run([str(ROOT / "scripts" / "dist.sh"), str(tmp_path)], capture_output=True, text=True,
+                       env={**gnupg, "HELM": str(need_tool("helm4")), "MENDER_BACKUP_SIGNING_KEY": KEY})
+    assert r.returncode == 2 and r.stderr.startswith("error: ") and "refusing to replace it" in r.stderr
+    assert (tmp_path / "precious.txt").read_text() == "not a release"
+
+
 @pytest.mark.parametrize("helm", ["helm3", "helm4"])
 def test_the_chart_verifies_with_the_published_key_and_a_tampered_one_does_not(served, dist, helm, tmp_path):
     tgz = f"mender-backup-{__version__}.tgz"
