@@ -56,6 +56,12 @@ def test_a_settings_document_reads_as_mender_wrote_it_and_its_secrets_never_show
     assert moved.secret == t.secret
 
 
+def test_a_connection_strings_account_key_never_shows_even_alone():
+    tenant_storage.from_document("t-cs", {"type": 1, "bucket": "fleet-c", "connection_string":
+                                          "DefaultEndpointsProtocol=https;AccountName=acct9;AccountKey=a2V5LW9mLXRoZS10ZW5hbnQ="})
+    assert "a2V5LW9mLXRoZS10ZW5hbnQ=" not in scrub("an SDK error quoting a2V5LW9mLXRoZS10ZW5hbnQ= alone")
+
+
 def test_an_s3_tenant_moved_changes_only_its_bucket():
     t = tenant_storage.from_document("t1", {"type": "s3", "bucket": "old-bucket", "uri": "http://s3.local:9000",
                                             "key": "AKIAEXAMPLE", "secret": "abcdefgh"})

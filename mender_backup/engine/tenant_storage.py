@@ -20,12 +20,12 @@ from typing import Iterable
 from ..errors import UsageError
 from ..redact import redact_url, register_secret
 from ..stores import AzureSettings, AzureStore, S3Settings, S3Store, Store
-from ..stores.settings import account_in
+from ..stores.settings import account_in, register_connection_string
 
 DEPLOYMENTS_DB = "deployment_service"     # tenant databases: deployment_service-<tenant>
 SETTINGS_COLLECTION = "settings"
 SETTINGS_ID = "settings"
-_SECRET_FIELDS = ("secret", "token", "connection_string")
+_SECRET_FIELDS = ("secret", "token")       # and connection_string, with its parts
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,8 @@ def from_document(tenant: str, doc: dict) -> TenantStorage:
     TenantStorage; its secrets are registered before anything can print them."""
     for name in _SECRET_FIELDS:
         register_secret(doc.get(name) if isinstance(doc.get(name), str) else None)
+    if isinstance(doc.get("connection_string"), str):
+        register_connection_string(doc["connection_string"])
     kind = doc.get("type", "s3")
     # the Go driver stores the model's StorageType (uint32) as a number, 0 for s3 and 1 for
     # azure; its JSON form, and so a hand-written document, says "s3"/"azure"

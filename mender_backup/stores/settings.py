@@ -119,13 +119,9 @@ class AzureSettings:
             blob_endpoint=(get("AZURE_STORAGE_BLOB_ENDPOINT") or base.blob_endpoint or "").rstrip("/") or None,
             block_size=_part_size(env.get("MENDER_BACKUP_S3_PART_SIZE")),
         )
-        for secret in (settings.connection_string, settings.account_key, settings.sas_token):
+        register_connection_string(settings.connection_string)
+        for secret in (settings.account_key, settings.sas_token):
             register_secret(secret)
-        if settings.connection_string:
-            for part in settings.connection_string.split(";"):
-                name, _, value = part.partition("=")
-                if name.strip().lower() in ("accountkey", "sharedaccesssignature"):
-                    register_secret(value.strip())
         return settings
 
     @property
@@ -134,13 +130,23 @@ class AzureSettings:
         return bool(self.account_key) or "accountkey=" in (self.connection_string or "").lower()
 
 
+def connection_string_fields(connection_string: str) -> list[tuple[str, str]]:
+    """An Azure connection string's name=value pairs, in order, names lower-cased."""
+    return [(name.strip().lower(), value.strip())
+            for name, _, value in (part.partition("=") for part in connection_string.split(";"))]
+
+
+def register_connection_string(connection_string: str | None) -> None:
+    """The whole string and its secret parts (an SDK's message may quote one alone)."""
+    register_secret(connection_string)
+    for name, value in connection_string_fields(connection_string or ""):
+        if name in ("accountkey", "sharedaccesssignature"):
+            register_secret(value)
+
+
 def account_in(connection_string: str) -> str:
     """An Azure connection string's AccountName ("" when it names none)."""
-    for part in connection_string.split(";"):
-        key, _, value = part.partition("=")
-        if key.strip().lower() == "accountname":
-            return value.strip()
-    return ""
+    return next((value for name, value in connection_string_fields(connection_string) if name == "accountname"), "")
 
 
 @dataclass(frozen=True)

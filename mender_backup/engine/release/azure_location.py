@@ -13,8 +13,7 @@ from dataclasses import dataclass
 
 from ...errors import UsageError
 from ...kube.connection import Kube
-from ...redact import register_secret
-from ...stores.settings import account_in
+from ...stores.settings import account_in, register_connection_string
 from . import chart as mender
 from .live_secrets import live_keys
 
@@ -48,7 +47,7 @@ class AzureLocation:
 
 def azure_location(kube: Kube, ns: str, mv: mender.MenderValues) -> AzureLocation:
     held = live_keys(kube, ns, mv.s3_secret, SECRET_KEYS)
-    register_secret(held.get("AZURE_AUTH_CONNECTION_STRING"))
+    register_connection_string(held.get("AZURE_AUTH_CONNECTION_STRING"))
 
     def setting(value: str, key: str) -> str:
         return str(mv.get(("global", "azure", value)) or held.get(key) or "")
