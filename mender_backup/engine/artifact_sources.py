@@ -73,3 +73,10 @@ def copy_into(dest: Store, srcs: list[ArtifactSource], reporter: Reporter, stats
         entries += [ArtifactEntry(e.key, e.size, e.etag, src.tenant) for e in artifacts.entries(objs)]
     stats.update(artifacts_copied=copied, artifact_bytes_copied=copied_bytes)
     return sorted(entries, key=lambda e: e.key)
+
+
+def described(tenants: list[TenantStorage], entries: list[ArtifactEntry]) -> dict[str, dict]:
+    """The manifest's tenant_stores: each tenant whose own store gave an artifact, described
+    (never its credentials)."""
+    held = {e.tenant_store for e in entries}
+    return {t.tenant: t.describe() for t in tenants if t.tenant in held}

@@ -228,7 +228,7 @@ def _backup(opts: BackupOptions, reporter: Reporter, repo: Repository, sources: 
                   documents=docs, archive_bytes=hashing.size)
 
     artifact_entries = artifact_sources.copy_into(dest, sources, reporter, opts.stats)
-    tenant_stores = {t.tenant: t.describe() for t in tenants if any(a.tenant_store == t.tenant for a in artifact_entries)}
+    tenant_stores = artifact_sources.described(tenants, artifact_entries)
     manifest = Manifest(
         id=backup_id, created_at=started.isoformat(), finished_at=datetime.now(timezone.utc).isoformat(),
         tool_version=__version__, server_version=server_version,

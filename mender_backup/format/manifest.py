@@ -127,6 +127,10 @@ class Manifest:
     def document_count(self) -> int:
         return sum(c.count for colls in self.databases.values() for c in colls.values())
 
+    def artifacts_of(self, tenant_store: str = "") -> list[ArtifactEntry]:
+        """The artifacts of one store: a tenant's own (tenant_stores), or "" the release's bucket."""
+        return [a for a in self.artifacts if a.tenant_store == tenant_store]
+
     @property
     def artifact_bytes(self) -> int:
         return sum(a.size for a in self.artifacts)

@@ -112,8 +112,7 @@ def _prepare(opts: RestoreOptions, reporter: Reporter, client, target_bucket, so
     if opts.tenant_storage_map and not target_bucket:
         raise UsageError("--tenant-storage-map moves artifacts: give --artifacts-bucket too")
     if target_bucket and manifest:
-        own = [a for a in manifest.artifacts if not a.tenant_store]
-        plan.artifacts = artifacts.restore_plan(own, artifacts.inventory(target_bucket), opts.drop)
+        plan.artifacts = artifacts.restore_plan(manifest.artifacts_of(), artifacts.inventory(target_bucket), opts.drop)
         plan.tenant_stores = tenant_stores.plan(manifest, source.open, parse_map(opts.tenant_storage_map),
                                                 opts.drop, sel.data)
     elif manifest and manifest.artifacts and not target_bucket and not opts.skip_artifacts:
@@ -157,8 +156,7 @@ def _write(opts: RestoreOptions, reporter: Reporter, client, target_bucket, sour
                        "restoring artifacts")
     tenant_stores.write(client, plan.tenant_stores, source.store, reporter)
     if target_bucket and manifest:
-        bad = artifacts.check_complete([a for a in manifest.artifacts if not a.tenant_store],
-                                       artifacts.inventory(target_bucket))
+        bad = artifacts.check_complete(manifest.artifacts_of(), artifacts.inventory(target_bucket))
         if bad:
             raise IntegrityError(f"restore verification failed: {len(bad)} artifact(s) missing or of the "
                                  f"wrong size in {target_bucket} (e.g. {bad[0]})")

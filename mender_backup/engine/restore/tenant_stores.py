@@ -18,6 +18,7 @@ from ...errors import IntegrityError, UsageError
 from ...format.layout import ARTIFACTS
 from ...format.manifest import ArtifactEntry, Manifest
 from ...output import Reporter
+from ...stores import Store
 from .. import artifacts
 from ..tenant_storage import SETTINGS_COLLECTION, SETTINGS_ID, TenantStorage, from_archive
 
@@ -26,6 +27,7 @@ from ..tenant_storage import SETTINGS_COLLECTION, SETTINGS_ID, TenantStorage, fr
 class TenantTarget:
     was: TenantStorage            # as the backup's settings say
     to: TenantStorage             # where the artifacts go (moved, or the same)
+    store: Store                  # `to`, reached (one client for the plan and the copy)
     entries: list[ArtifactEntry]
     plan: artifacts.CopyPlan
     settings_at: tuple[str, str] | None     # the restored settings' namespace (None: not restored)
@@ -63,9 +65,9 @@ def plan(manifest: Manifest | None, open_archive, moves: dict[str, str], drop: b
         if to is not was and settings_at is None:
             raise UsageError(f"--tenant-storage-map moves tenant {tenant}, but its settings "
                              f"({was.database}.{SETTINGS_COLLECTION}) are not restored: they would name the old store")
-        entries = [a for a in manifest.artifacts if a.tenant_store == tenant]
+        entries = manifest.artifacts_of(tenant)
         held = artifacts.inventory_under(store, to.prefix)
-        targets.append(TenantTarget(was, to, entries, artifacts.restore_plan(entries, held, drop), settings_at))
+        targets.append(TenantTarget(was, to, store, entries, artifacts.restore_plan(entries, held, drop), settings_at))
     return targets
 
 
@@ -74,11 +76,10 @@ def write(client, targets: list[TenantTarget], source_store, reporter: Reporter)
     moved tenants' settings (only once their artifacts are all there: a restore that fails
     before leaves them naming the store they named)."""
     for t in targets:
-        store = t.to.store()
         if t.plan.to_copy:
-            artifacts.copy(source_store, ARTIFACTS, store, "", t.plan.to_copy, reporter,
+            artifacts.copy(source_store, ARTIFACTS, t.store, "", t.plan.to_copy, reporter,
                            f"restoring artifacts of tenant {t.was.tenant}")
-        bad = artifacts.check_complete(t.entries, artifacts.inventory_under(store, t.to.prefix))
+        bad = artifacts.check_complete(t.entries, artifacts.inventory_under(t.store, t.to.prefix))
         if bad:
             raise IntegrityError(f"restore verification failed: {len(bad)} artifact(s) missing or of the "
                                  f"wrong size in {t.to.label()} (e.g. {bad[0]})")
