@@ -15,10 +15,20 @@ IMAGE        ?= mender-backup:$(VERSION)
 BASE         ?= python:3.12-slim
 IMAGE_PYTHON ?= 3.12
 WHEELHOUSE   := build/wheelhouse
-# pip matches platform tags exactly: every manylinux glibc level up to the base's (2.36)
-PLATFORMS    := $(foreach v,5 12 17 24 28 31 34 35 36,--platform manylinux_2_$(v)_$(shell uname -m))
+# WHEEL_ARCH: the image's machine (x86_64 or aarch64); pip matches platform tags exactly:
+# every manylinux glibc level up to the base's (2.36)
+WHEEL_ARCH   ?= $(shell uname -m)
+WHEEL_TAGS   := $(foreach v,5 12 17 24 28 31 34 35 36,--platform manylinux_2_$(v)_$(WHEEL_ARCH))
+# make release (scripts/release.sh): REGISTRY=host/org, the platforms of the image
+REGISTRY          ?=
+RELEASE_PLATFORMS ?= linux/amd64,linux/arm64
+# scripts/image-sign: cosign-format image signatures (built without cgo or a container store)
+IMAGE_SIGN      ?= build/bin/image-sign
+IMAGE_SIGN_TAGS := containers_image_openpgp containers_image_storage_stub containers_image_docker_daemon_stub \
+                   exclude_graphdriver_btrfs exclude_graphdriver_devicemapper
 
-.PHONY: help venv test-env test-env-demo test demo bench lint lock image dist clean
+.PHONY: help venv test-env test-env-demo test demo bench lint lock image wheelhouse image-sign dist release release-host \
+        release-credentials clean
 
 help:
 	@echo "make demo      seed a local MongoDB (DocumentDB) + MinIO, back up, wipe, restore, verify"
@@ -28,11 +38,13 @@ help:
 	@echo "make bench     side-by-side benchmarks (not part of make test)"
 	@echo "make lint      helm lint the chart with helm v3 and v4"
 	@echo "make dist      the release's chart and plugin tarballs, signed, and their SHA256SUMS (MENDER_BACKUP_SIGNING_KEY)"
+	@echo "make release VERSION=x.y.z REGISTRY=host/org   image + chart pushed, signed, SBOM, dist/ (scripts/release.sh)"
 
-$(VENV)/.installed: pyproject.toml requirements/runtime.txt
+$(VENV)/.installed: pyproject.toml requirements/runtime.txt requirements/release.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet --require-hashes -r requirements/runtime.txt
+	$(PY) -m pip install --quiet --require-hashes --no-deps -r requirements/release.txt
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
@@ -62,17 +74,51 @@ lint: test-env
 # Inside the image build there is no TLS to PyPI (and no network at all in some
 # builders): the locked wheels, hashes checked, and our own wheel come from the host,
 # and the build runs without a network to prove it needs none.
-image: venv
+image: wheelhouse
+	$(ENGINE) build --network=none --build-arg BASE=$(BASE) -t $(IMAGE) .
+
+# the wheels the image installs, for WHEEL_ARCH
+wheelhouse: venv
 	rm -rf $(WHEELHOUSE) && mkdir -p $(WHEELHOUSE)
 	$(PY) -m pip download --quiet --disable-pip-version-check --require-hashes -r requirements/runtime.txt \
-	  --only-binary=:all: --python-version $(IMAGE_PYTHON) --implementation cp $(PLATFORMS) -d $(WHEELHOUSE)
+	  --only-binary=:all: --python-version $(IMAGE_PYTHON) --implementation cp $(WHEEL_TAGS) -d $(WHEELHOUSE)
 	$(PY) -m pip wheel --quiet --disable-pip-version-check --no-deps -w $(WHEELHOUSE) .
-	$(ENGINE) build --network=none --build-arg BASE=$(BASE) -t $(IMAGE) .
+
+image-sign: $(IMAGE_SIGN)
+
+$(IMAGE_SIGN): scripts/image-sign/main.go scripts/image-sign/go.mod scripts/image-sign/go.sum
+	cd scripts/image-sign && CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -tags "$(IMAGE_SIGN_TAGS)" -o $(abspath $@) .
 
 # The release's files into dist/, signed with MENDER_BACKUP_SIGNING_KEY (scripts/dist.sh says
 # what each is and how a user verifies it).
 dist:
 	scripts/dist.sh dist
+
+# The release (scripts/release.sh says each step and how a user verifies it): VERSION must be the
+# tree's own (scripts/set-version.sh); keys: MENDER_BACKUP_SIGNING_KEY (gpg: chart, plugin, sums)
+# and MENDER_BACKUP_COSIGN_KEY + MENDER_BACKUP_COSIGN_PASSWORD_FILE (the image). Needs podman.
+release: venv image-sign
+	@test -n "$(REGISTRY)" || { echo "error: make release needs REGISTRY=host/org (e.g. ghcr.io/mender-backup)" >&2; exit 2; }
+	PY=$(PY) IMAGE_SIGN=$(IMAGE_SIGN) SYFT=$(VENV)/bin/syft BASE=$(BASE) IMAGE_PYTHON=$(IMAGE_PYTHON) \
+	  RELEASE_PLATFORMS=$(RELEASE_PLATFORMS) scripts/release.sh $(VERSION) $(REGISTRY)
+
+# CI's release job: its secrets (environment) into this run's gpg keyring, key files under
+# build/keys (mode 600) and podman's and helm's registry logins; nothing printed.
+release-credentials: test-env
+	@umask 077 && mkdir -p build/keys
+	@printf '%s\n' "$$RELEASE_GPG_PRIVATE_KEY" | gpg --batch --quiet --import
+	@printf '%s\n' "$$RELEASE_COSIGN_PRIVATE_KEY" > build/keys/cosign.key
+	@printf '%s\n' "$$RELEASE_COSIGN_PUBLIC_KEY" > build/keys/cosign.pub
+	@printf '%s' "$$RELEASE_COSIGN_PASSWORD" > build/keys/cosign.password
+	@printf '%s' "$$REGISTRY_PASSWORD" | podman login --username "$$REGISTRY_USER" --password-stdin "$${REGISTRY%%/*}"
+	@printf '%s' "$$REGISTRY_PASSWORD" | $(HOME)/.cache/mender-backup-testenv/bin/helm4 registry login \
+	  --username "$$REGISTRY_USER" --password-stdin "$${REGISTRY%%/*}"
+
+# What a release host needs beyond a developer's (Debian or Ubuntu, as root or with sudo):
+# podman, gpg, and qemu's binfmt handlers to build the other platform's image.
+release-host:
+	$(if $(filter 0,$(shell id -u)),,sudo) apt-get update
+	$(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y --no-install-recommends podman gnupg qemu-user-static
 
 # The hashed lock of the runtime dependencies (the image and the helm plugin install it).
 lock: venv

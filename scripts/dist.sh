@@ -12,6 +12,9 @@
 # The version is the one scripts/set-version.sh writes everywhere (tests/test_packaging.py);
 # the key is MENDER_BACKUP_SIGNING_KEY (a name, e-mail or fingerprint in gpg's keyring,
 # GNUPGHOME; without a passphrase, or with MENDER_BACKUP_SIGNING_PASSPHRASE_FILE).
+# scripts/release.sh also sets CHART_DIR (the chart stamped with the pushed image's digest,
+# packaged and bundled in the plugin instead of chart/) and DIST_EXTRA (a folder of more files
+# for OUTDIR, summed and signed with the rest).
 #   usage: scripts/dist.sh [OUTDIR]      helm 4: HELM (default: the test environment's helm4)
 set -euo pipefail
 root="$(CDPATH='' cd -- "$(dirname -- "$0")/.." && pwd)"
@@ -37,17 +40,19 @@ gpg --batch --yes "${gpg_passphrase[@]}" --export-secret-keys "$key" > "$tmp/sec
 [[ -s $tmp/secring.gpg ]] || { echo "error: no secret key $key in gpg's keyring" >&2; exit 2; }
 gpg --batch --yes --export "$key" > "$out/mender-backup-signing-key.gpg"
 
-"$helm" package "$root/chart" --destination "$out/chart" --sign --key "$key" --keyring "$tmp/secring.gpg" \
+chart="${CHART_DIR:-$root/chart}"
+"$helm" package "$chart" --destination "$out/chart" --sign --key "$key" --keyring "$tmp/secring.gpg" \
   "${passphrase[@]}" > /dev/null
-"$root/scripts/plugin-dist.sh" "$tmp/helm4" current > /dev/null
+CHART_DIR="$chart" "$root/scripts/plugin-dist.sh" "$tmp/helm4" current > /dev/null
 "$helm" plugin package "$tmp/helm4/mender-backup" --destination "$out/plugin/helm4" --key "$key" \
   --keyring "$tmp/secring.gpg" "${passphrase[@]}" > /dev/null
-"$root/scripts/plugin-dist.sh" "$tmp/helm3" legacy > /dev/null
+CHART_DIR="$chart" "$root/scripts/plugin-dist.sh" "$tmp/helm3" legacy > /dev/null
 # the files at the root, named without "./" (Helm 3's extractor would try to make "." again)
 (cd "$tmp/helm3/mender-backup" && find . -mindepth 1 -maxdepth 1 -printf '%P\0' | sort -z |
   tar --null --files-from=- --sort=name --owner=0 --group=0 --numeric-owner \
       -czf "$out/plugin/helm3/mender-backup-$version.tgz")
 
+[[ -z ${DIST_EXTRA:-} ]] || cp -r "$DIST_EXTRA/." "$out/"
 cd "$out"
 find . -type f ! -name 'SHA256SUMS*' -printf '%P\n' | sort | xargs sha256sum > SHA256SUMS
 gpg --batch --yes "${gpg_passphrase[@]}" --local-user "$key" --armor --detach-sign SHA256SUMS

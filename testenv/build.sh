@@ -37,6 +37,7 @@ KUBERNETES_VERSION="v1.37.2"                        # keep: the node runs on cgr
 KUBE_CMDS="kube-apiserver kubelet kube-controller-manager kube-scheduler kube-proxy kubectl"   # one build: they share most packages
 ACTIONLINT_VERSION="v1.7.12"                        # the GitHub workflows' linter (tests/test_workflows.py)
 SEAWEEDFS_VERSION="v0.0.0-20261109003541-7506e5f91cd6"   # SeaweedFS master of 2026-11-09 (its tags are not semver)
+REGISTRY_VERSION="v3.1.2"                           # the CNCF distribution registry: where a release is pushed (tests/test_oci_release.py)
 ETCD_VERSION="v3.7.3"                               # etcd server (go.etcd.io/etcd/server/v3); k8s v1.37.2 uses etcd client v3.7.0
 DEBIAN_SUITE="bookworm"                             # the test image's base, made by mmdebstrap
 DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
@@ -549,9 +550,21 @@ go_lane_b() {
     "k8s.io/kubernetes/cmd/{$(tr ' ' , <<<"$KUBE_CMDS")}@$KUBERNETES_VERSION; 5-10 min on 2 cores" kube_in_wrapper || status=1
   timed mongo-tools mongo_tools || status=1
   timed pause in_wrapper pause "a pod sandbox process" pause_in_wrapper || status=1
+  timed registry build registry registry "github.com/distribution/distribution/v3/cmd/registry@$REGISTRY_VERSION" || status=1
+  timed image-sign image_sign || status=1
   # after kube-proxy and kubectl (the Kubernetes build above): its script finds them in bin/
   timed coredns coredns || status=1
   return $status
+}
+
+# image-sign (scripts/image-sign, our own module: cosign-format image signatures through the
+# containers/image library, see its main.go): built as `make release` builds it.
+# make rebuilds it only when its sources are newer.
+image_sign() {
+  if ! make -C "$REPO" --no-print-directory image-sign IMAGE_SIGN="$BIN/image-sign" >"$LOG/image-sign.log" 2>&1; then
+    failed image-sign "$LOG/image-sign.log"; return 1
+  fi
+  echo "ok     image-sign"
 }
 
 go_builds() {

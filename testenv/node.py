@@ -72,6 +72,14 @@ class Node:
         """An OCI archive into containerd's k8s.io namespace, where the kubelet finds it."""
         self.ctr("images", "import", str(archive))
 
+    def pull_over_plain_http(self, host: str) -> None:
+        """containerd reaches the registry at host (127.0.0.1:PORT) over HTTP, as for a registry
+        on the node itself (containerd's per-registry hosts.toml, read at each pull)."""
+        d = self.workdir / "containerd" / "certs.d" / host
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "hosts.toml").write_text(f'server = "http://{host}"\n[host."http://{host}"]\n'
+                                      f'  capabilities = ["pull", "resolve"]\n')
+
     def log(self, name: str) -> str:
         path = self.workdir / name / f"{name}.log"
         return path.read_text(errors="replace")[-3000:] if path.exists() else ""
@@ -230,6 +238,8 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "{d}/cni"
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "{d}/certs.d"
 ''')
     server = _spawn("containerd", ["containerd", "--config", str(d / "config.toml")], d, 0)
 

@@ -21,7 +21,8 @@ from tests import manifests
 IN_CI = os.environ.get("CI", "").lower() == "true"
 # the modules that run pods on this machine's one Kubernetes node (testenv/node.py's lock):
 # the live release, the guarded upgrade, our CronJob's pods
-NODE_MODULES = ("tests/test_live_release.py", "tests/test_live_upgrade.py", "tests/test_node.py")
+NODE_MODULES = ("tests/test_live_release.py", "tests/test_live_upgrade.py", "tests/test_node.py",
+                "tests/test_oci_release.py")
 # the other workers' longest modules (measured in CI), given out first so that no long one is
 # left for the end while the other workers have nothing to do
 LONG_MODULES = ("tests/test_never_lose.py", "tests/test_mender_restore.py", "tests/test_fuzz.py",

@@ -289,6 +289,14 @@ STATIC = mender.SecretKeys({"MONGO", "MONGO_URL"}, {"AWS_BUCKET", "STORAGE_BUCKE
                                                     "AWS_AUTH_KEY", "AWS_AUTH_SECRET", "AWS_FORCE_PATH_STYLE"})
 
 
+def test_an_image_by_digest_or_tag_replaces_the_charts_stamped_digest():
+    assert companion.image_values("reg.example/mb@sha256:" + "a" * 64) == {
+        "repository": "reg.example/mb", "digest": "sha256:" + "a" * 64}
+    assert companion.image_values("reg.example:5000/mb") == {"repository": "reg.example:5000/mb", "digest": ""}
+    assert companion.image_values("reg.example:5000/mb:1.2") == {"repository": "reg.example:5000/mb", "tag": "1.2",
+                                                                 "digest": ""}
+
+
 def test_companion_values_reference_only_keys_the_secrets_hold():
     mv = mender.MenderValues({"global": {"s3": {"AWS_BUCKET": "b"}}}, 8)
     plain = companion.companion_values(_info(), mv, STATIC, destination="s3://backups/p", schedule="@daily",
@@ -298,7 +306,7 @@ def test_companion_values_reference_only_keys_the_secrets_hold():
     assert plain["s3"]["existingSecretKeys"] == {"accessKeyId": "AWS_AUTH_KEY", "secretAccessKey": "AWS_AUTH_SECRET",
                                                  "bucket": "AWS_BUCKET", "endpoint": "AWS_URI", "region": "AWS_REGION"}
     assert plain["menderRelease"] == {"chart": "mender", "chartVersion": "8.2.1", "appVersion": "v4.1.3"}
-    assert plain["image"] == {"repository": "reg/mb", "tag": "1.2"} and "serviceAccount" not in plain
+    assert plain["image"] == {"repository": "reg/mb", "tag": "1.2", "digest": ""} and "serviceAccount" not in plain
     irsa = companion.companion_values(
         _info(), mender.MenderValues({"global": {"s3": {"AWS_SERVICE_ACCOUNT_NAME": "mender-s3"}}}, 8),
         mender.SecretKeys({"MONGO_URL"}, {"STORAGE_BUCKET", "AWS_REGION"}), destination="s3://b")

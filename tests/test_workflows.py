@@ -27,7 +27,7 @@ def run_steps(path: Path) -> list[tuple[str, str]]:
 
 
 def test_there_are_workflows():
-    assert [p.name for p in WORKFLOWS] == ["ci.yml"]
+    assert [p.name for p in WORKFLOWS] == ["ci.yml", "release.yml"]
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
@@ -44,7 +44,17 @@ def test_every_command_a_workflow_runs_is_a_make_target(path):
     assert steps, f"{path.name} runs nothing"
     for job, command in steps:
         words = command.split()
-        assert len(words) == 2 and words[0] == "make" and words[1] in targets, (job, command)
+        # `make TARGET`, with make's own VAR=value arguments at most
+        assert words[:1] == ["make"] and len(words) >= 2 and words[1] in targets, (job, command)
+        assert all(re.fullmatch(r"[A-Z_]+=\S+", w) for w in words[2:]), (job, command)
+
+
+def test_a_version_tag_runs_make_release_and_pull_requests_run_make_test():
+    ci, release = (YAML(typ="safe").load((ROOT / ".github" / "workflows" / n).read_text())
+                   for n in ("ci.yml", "release.yml"))
+    assert "pull_request" in ci["on"] and [c for _, c in run_steps(WORKFLOWS[0])] == ["make test", "make lint"]
+    assert list(release["on"]["push"]) == ["tags"]
+    assert [c.split()[1] for _, c in run_steps(WORKFLOWS[1])] == ["release-host", "release-credentials", "release"]
 
 
 def test_actionlint_catches_a_broken_workflow(tmp_path):

@@ -34,7 +34,11 @@ app.kubernetes.io/part-of: mender
 {{- end }}
 
 {{- define "mender-backup.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
 {{- end }}
 
 {{/* The Secret this chart creates for credentials passed as values. */}}

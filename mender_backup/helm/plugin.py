@@ -43,7 +43,8 @@ def install(
     destination: str = typer.Option(..., "--destination", help="s3://bucket/prefix or file:///path"),
     schedule: Optional[str] = typer.Option(None, help="Cron schedule (default: the chart's, 03:00 daily)."),
     compression: Optional[str] = typer.Option(None, help="zstd | xz | gzip | none"),
-    image: Optional[str] = typer.Option(None, help="Backup image, repository[:tag]."),
+    image: Optional[str] = typer.Option(None, help="Backup image, repository[:tag] or repository@sha256:... "
+                                        "(default: the chart's, the published image)."),
     chart_dir: Optional[Path] = typer.Option(None, "--chart-dir", help="The mender-backup chart (default: the plugin's)."),
     values: list[Path] = typer.Option([], "--values", "-f", help="More values files for the backup chart."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the helm command and values; change nothing."),

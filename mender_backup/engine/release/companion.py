@@ -71,9 +71,18 @@ def companion_values(info: ReleaseInfo, mender: MenderValues, keys: SecretKeys, 
     if compression:
         values["compression"] = compression
     if image:
-        repo, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "")
-        values["image"] = {"repository": repo, "tag": tag} if tag else {"repository": image}
+        values["image"] = image_values(image)
     return values
+
+
+def image_values(image: str) -> dict:
+    """--image repository[:tag] or repository@sha256:...; digest "" otherwise: a released
+    chart's stamped digest names the published image, not this one."""
+    if "@" in image:
+        repo, _, digest = image.partition("@")
+        return {"repository": repo, "digest": digest}
+    repo, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "")
+    return {"repository": repo, "tag": tag, "digest": ""} if tag else {"repository": image, "digest": ""}
 
 
 def _azure_values(azure: AzureLocation, mender: MenderValues, keys: SecretKeys) -> dict:
