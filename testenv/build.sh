@@ -550,8 +550,6 @@ go_lane_b() {
     "k8s.io/kubernetes/cmd/{$(tr ' ' , <<<"$KUBE_CMDS")}@$KUBERNETES_VERSION; 5-10 min on 2 cores" kube_in_wrapper || status=1
   timed mongo-tools mongo_tools || status=1
   timed pause in_wrapper pause "a pod sandbox process" pause_in_wrapper || status=1
-  timed registry build registry registry "github.com/distribution/distribution/v3/cmd/registry@$REGISTRY_VERSION" || status=1
-  timed image-sign image_sign || status=1
   # after kube-proxy and kubectl (the Kubernetes build above): its script finds them in bin/
   timed coredns coredns || status=1
   return $status
@@ -592,6 +590,9 @@ system_steps() {
   # each compiled them anew.
   timed mender-server mender_server || status=1
   for v in "${MENDER_VERSIONS[@]}"; do timed "mender-$v" mender_version "$v" || status=1; done
+  # the release's tools (tests/test_oci_release.py): here too, not beside Kubernetes, the longest
+  timed registry build registry registry "github.com/distribution/distribution/v3/cmd/registry@$REGISTRY_VERSION" || status=1
+  timed image-sign image_sign || status=1
   return $status
 }
 
