@@ -141,7 +141,7 @@ def check_forged(mongodb, case: Case, what: str, verify: bool) -> str:
         assert _target_untouched(client), f"{label}: the restore wrote to the target before failing: {line}"
         if verify:
             v = run("verify", case.id, "--deep", "--quiet", env=env, check=False, timeout=CALL_TIMEOUT)
-            assert v.returncode in (2, 5), f"{label}: verify --deep exit {v.returncode}\n{v.stderr[-2000:]}"
+            assert v.returncode in (2, 5), f"{label}: the restore refused it ({line}) but verify --deep exit {v.returncode}\n{v.stderr[-2000:]}"
             assert_one_line_error(v, v.returncode)
         return "refused"
     finally:
@@ -226,6 +226,16 @@ def test_hostile_manifests_are_refused_before_the_target_is_touched(backups, mon
     breakage(m)
     case = Case(cases, b, "zstd").write(b["archive"], json.dumps(m).encode())
     check_refused(mongodb, case, f"manifest: {name}", verify=True, fragment=fragment)
+
+
+def test_collection_metadata_a_restore_cannot_parse_fails_verify_deep_too(backups, mongodb, cases):
+    """One byte of a collection's metadata JSON changed, its sha256 forged: the restore refuses
+    it, so verify --deep must not call the backup intact (found by this file's fuzzing)."""
+    b = backups["none"]
+    at = b["archive"].index(b'"options"')
+    archive = b["archive"][:at] + b"'" + b["archive"][at + 1:]     # same length: the BSON stays whole
+    case = Case(cases, b, "none").write(archive, forged(b["manifest"], archive))
+    check_refused(mongodb, case, "metadata quote changed, sha256 forged", verify=True, fragment="malformed metadata")
 
 
 @pytest.mark.parametrize("raw", [b"", b"{", b"[]", b"null", b"\xff\xfe", b"[" * 100000])

@@ -16,6 +16,7 @@ from ..format.digest import CollectionDigest, HashingReader
 from ..format.encryption import Keyring, decryptor
 from ..format.layout import backup_key
 from ..format.manifest import Manifest
+from ..format.metadata import CollectionSpec
 from ..output import Reporter
 from ..stores import Store
 from .namespaces import BUCKETS, OPLOG
@@ -173,13 +174,16 @@ def decompression_errors(what: str):
 
 
 def scan_archive(stream: BinaryIO, reporter: Reporter, what: str, progress: bool = True) -> ArchiveContents:
-    """Read a whole archive (any compression): structure, CRCs, counts and digests.
+    """Read a whole archive (any compression): structure, each collection's metadata, CRCs,
+    counts and digests.
     `progress`: False when the caller reports the read already (check_sha256)."""
     with decompression_errors(what):
         kind, plain = compression.decompressor(stream)
         reader = ArchiveReader(plain)
         contents = ArchiveContents(reader.prelude, kind)
         for cm in reader.prelude.collections:
+            if (cm.db, cm.collection) != OPLOG:     # metadata a restore could not parse is damage too
+                CollectionSpec.from_json(cm.db, cm.collection, cm.metadata, cm.type)
             if cm.type != "view":
                 contents.digests[(cm.db, cm.collection)] = CollectionDigest()
         with (reporter.progress(what, total=None, unit="documents") if progress
