@@ -76,6 +76,7 @@ lint: test-env
 # and the build runs without a network to prove it needs none.
 image: wheelhouse
 	$(ENGINE) build --network=none --build-arg BASE=$(BASE) -t $(IMAGE) .
+	$(ENGINE) image prune --force --filter label=io.mender-backup.stage=builder >/dev/null
 
 # the wheels the image installs, for WHEEL_ARCH
 wheelhouse: venv

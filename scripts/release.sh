@@ -60,6 +60,7 @@ for pa in "${arches[@]}"; do
   one="localhost/mender-backup-release-$a:$version"
   podman build --quiet --network=none --platform "$p" --build-arg BASE="${BASE:-python:3.12-slim}" \
     --manifest "$list" --tag "$one" "$root" >/dev/null
+  podman image prune --force --filter label=io.mender-backup.stage=builder >/dev/null
   # the SBOM of this platform's image (syft reads one image, not a list)
   podman save --quiet --format oci-archive -o "$tmp/$a.tar" "$one"
   built+=("$one")
