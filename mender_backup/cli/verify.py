@@ -16,7 +16,8 @@ def verify(
     backup_id: Annotated[str, typer.Argument(help="A backup id, or `latest`.")] = "latest",
     destination: Destination = "",
     deep: Annotated[bool, typer.Option(
-        "--deep", help="Also read the whole archive: structure, CRCs, counts and content digests.")] = False,
+        "--deep", help="Also read the whole archive: structure, each collection's metadata, CRCs, counts "
+                       "and content digests.")] = False,
     restore_into: Annotated[str, typer.Option(
         "--restore-into", envvar="MENDER_BACKUP_VERIFY_MONGODB_URL", show_envvar=True, show_default=False,
         help="Test restore: restore the backup into this scratch MongoDB (databases mbv_<random>_<name>), "

@@ -2,8 +2,9 @@
 
 Plain: the archive's sha256 and size match the manifest and every artifact the
 manifest lists is present with its size. --deep: also decompress and parse the
-whole archive (structure, per-namespace CRCs), recompute every collection's
-count and digest, and check that it holds exactly the collections the manifest lists.
+whole archive (structure, each collection's metadata as a restore parses it,
+per-namespace CRCs), recompute every collection's count and digest, and check that
+it holds exactly the collections the manifest lists.
 """
 
 from __future__ import annotations
