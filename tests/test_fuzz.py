@@ -141,7 +141,8 @@ def check_forged(mongodb, case: Case, what: str, verify: bool) -> str:
         assert _target_untouched(client), f"{label}: the restore wrote to the target before failing: {line}"
         if verify:
             v = run("verify", case.id, "--deep", "--quiet", env=env, check=False, timeout=CALL_TIMEOUT)
-            assert v.returncode in (2, 5), f"{label}: the restore refused it ({line}) but verify --deep exit {v.returncode}\n{v.stderr[-2000:]}"
+            assert v.returncode in (2, 5), \
+                f"{label}: the restore refused it ({line}) but verify --deep exit {v.returncode}\n{v.stderr[-2000:]}"
             assert_one_line_error(v, v.returncode)
         return "refused"
     finally:
